@@ -1,0 +1,39 @@
+# Two commands do everything: `make run` and `make test` (see README.md).
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+export PYTHONPATH := $(CURDIR)/plugins
+
+.PHONY: run test lint format counts bench clean install
+
+install: $(STAMP)
+
+$(STAMP): requirements.txt
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python >= 3.11 is required")'
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	touch $(STAMP)
+
+run: $(STAMP)  ## start PostgreSQL, the demo sites and Airflow; run every DAG once
+	$(PY) -m offpeak.devenv run $(RUN_ARGS)
+
+test: $(STAMP)  ## lint, then unit + integration + DAG integrity tests
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+counts: $(STAMP)  ## rows per site and region in the `make run` warehouse
+	$(PY) -m offpeak.devenv counts
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+
+format: $(STAMP)
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+clean:  ## remove the venv and all local state (databases, data, logs)
+	rm -rf $(VENV) .local .pytest_cache test-artifacts

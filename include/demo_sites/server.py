@@ -1,0 +1,707 @@
+"""Deterministic local web server imitating three messy data sites (equities, fx, funds)."""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import datetime as dt
+import hashlib
+import html
+import json
+import math
+import random
+import re
+import signal
+import string
+import sys
+from functools import lru_cache
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
+
+# --------------------------------------------------------------------------------------------
+# Sizes (public so tests and docs can refer to them)
+# --------------------------------------------------------------------------------------------
+EQUITY_PAGES = 5
+EQUITY_ROWS_PER_PAGE = 20
+EQUITY_MALFORMED_PER_PAGE = 2
+EQUITY_MALFORMED_KINDS = ("last_na", "last_dash", "empty_symbol", "change_abc")
+
+FX_TOTAL = 60
+FX_PAGE_SIZE = 25
+FX_MALFORMED_KINDS = ("bid_empty", "bid_na", "quoted_at_invalid")
+
+FUND_PAGES = 3
+FUNDS_PER_PAGE = 10
+FUND_TOTAL = FUND_PAGES * FUNDS_PER_PAGE
+FUND_MALFORMED_KINDS = ("nav_em_dash", "isin_empty")
+
+REGION_RE = re.compile(r"[a-z_]+")
+DATE_RE = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+NAME_BASES = (
+    "Société Générale",
+    "Nestlé",
+    "Müller AG",
+    "Ørsted",
+    "São Paulo Holdings",
+    "株式会社トヨタ",
+    "Zürich Insurance",
+    "Škoda Works",
+    "Çelik Holding",
+    "Łódź Energy",
+    "Göteborg Shipping",
+    "Café Olé Foods",
+    "Ñandú Mining",
+    "Årdal Aluminium",
+    "Kraków Rail",
+    "Reykjavík Geothermal",
+    "Dvořák Instruments",
+    "İstanbul Textiles",
+    "Ελληνική Τράπεζα",
+    "Москва Телеком",
+    "삼성 Heavy",
+    "Acme Corp",
+    "Globex",
+    "Initech",
+    "Umbrella Pharma",
+    "Procter & Sons",
+    "Northwind Traders",
+    "Blue Harbor Capital",
+    "Pacific Rim Logistics",
+    "Granite Peak Resources",
+    "Silverline Telecom",
+    "Evergreen Utilities",
+    "Redwood Semiconductor",
+    "Atlas Steel",
+    "Meridian Health",
+    "Orion Aerospace",
+)
+NAME_SUFFIXES = (
+    "",
+    "",
+    "",
+    " Group",
+    " Holdings",
+    " SA",
+    " plc",
+    " Inc.",
+    " Ltd",
+    " & Co",
+)
+
+KNOWN_REGION_CURRENCY = {
+    "americas": "$",
+    "europe": "€",
+    "asia_pacific": "¥",
+    "oceania": "A$",
+    "india": "₹",
+}
+CURRENCY_SYMBOLS = ("$", "€", "£", "¥", "₹", "A$", "C$", "HK$", "CHF ", "kr ")
+
+# Value of one unit of each currency in USD (rough, only used to keep rates realistic).
+FX_USD_VALUE = {
+    "EUR": 1.08,
+    "GBP": 1.27,
+    "AUD": 0.66,
+    "NZD": 0.61,
+    "USD": 1.0,
+    "CAD": 0.74,
+    "CHF": 1.13,
+    "SGD": 0.74,
+    "HKD": 0.128,
+    "CNY": 0.138,
+    "SEK": 0.095,
+    "NOK": 0.093,
+    "DKK": 0.145,
+    "PLN": 0.25,
+    "ILS": 0.27,
+    "BRL": 0.20,
+    "ZAR": 0.054,
+    "MXN": 0.058,
+    "TRY": 0.031,
+    "THB": 0.028,
+    "CZK": 0.043,
+    "INR": 0.012,
+    "JPY": 0.0067,
+    "HUF": 0.0027,
+    "KRW": 0.00075,
+}
+FX_ORDER = tuple(FX_USD_VALUE)  # earlier currency is the base of a pair
+FX_VENUES = (
+    ("Zürich FX", "ZFX"),
+    ("São Paulo Câmbio", "SPC"),
+    ("Tōkyō Forex", "TKF"),
+    ("London Spot", "LSP"),
+    ("New York Interbank", "NYI"),
+    ("Mumbai Rupee Exchange", "MRX"),
+    ("Stockholms Valutabörs", "SVB"),
+    ("Singapore FX Hub", "SGH"),
+)
+FX_OFFSETS = ("+00:00", "+01:00", "-05:00", "+05:30", "+09:00")
+
+FUND_STRATEGIES = (
+    "Global Equity",
+    "Euro Bond",
+    "Emerging Markets",
+    "Dividend Income",
+    "Small Cap Growth",
+    "Green Transition",
+    "Short Duration",
+    "Multi-Asset Balanced",
+    "Technology Leaders",
+    "Infrastructure",
+)
+FUND_CURRENCIES = {
+    "EUR": "€",
+    "USD": "$",
+    "GBP": "£",
+    "CHF": "CHF ",
+    "JPY": "¥",
+    "SEK": "kr ",
+}
+ISIN_ALPHABET = "0123456789" * 3 + "ABCDEFGHJKLMNPQRSTUVWXYZ"  # digit-heavy
+ISIN_COUNTRIES = ("LU", "IE", "FR", "DE", "GB", "US", "JP", "CH")
+MANAGERS = (
+    "José Álvarez",
+    "Zoë Brontë",
+    "Søren Kierkegaard",
+    "Ana Đurić",
+    "François Dupré",
+    "Jürgen Weiß",
+    "山田 太郎",
+    "Łukasz Wiśniewski",
+    "Mary Smith",
+    "John O'Neil",
+    "Priya Raghunathan",
+    "Chloé Lefèvre",
+)
+
+
+# --------------------------------------------------------------------------------------------
+# Deterministic helpers
+# --------------------------------------------------------------------------------------------
+def rng_for(*parts: object) -> random.Random:
+    """A Random seeded only by the given key parts (joined with '|')."""
+    key = "|".join(str(p) for p in parts)
+    digest = hashlib.sha256(key.encode()).digest()
+    return random.Random(int.from_bytes(digest[:8], "big"))
+
+
+def short_hash(*parts: object, length: int = 8) -> str:
+    key = "|".join(str(p) for p in parts)
+    return hashlib.sha256(key.encode()).hexdigest()[:length]
+
+
+def _distinct_names(rng: random.Random, count: int) -> list[str]:
+    names: list[str] = []
+    seen: set[str] = set()
+    while len(names) < count:
+        name = rng.choice(NAME_BASES) + rng.choice(NAME_SUFFIXES)
+        if name in seen:
+            n = 2
+            while f"{name} {n}" in seen:
+                n += 1
+            name = f"{name} {n}"
+        seen.add(name)
+        names.append(name)
+    return names
+
+
+def region_currency_symbol(region: str) -> str:
+    if region in KNOWN_REGION_CURRENCY:
+        return KNOWN_REGION_CURRENCY[region]
+    return rng_for("equities", "currency", region).choice(CURRENCY_SYMBOLS)
+
+
+def _money(symbol: str, value: float, decimals: int = 2) -> str:
+    if symbol == "¥":
+        return f"¥{round(value):,}"
+    return f"{symbol}{value:,.{decimals}f}"
+
+
+# --------------------------------------------------------------------------------------------
+# Equities
+# --------------------------------------------------------------------------------------------
+@lru_cache(maxsize=256)
+def equities_universe(region: str) -> tuple[tuple[str, str, float, str], ...]:
+    """(symbol, name, base_price, listed) for the region's 100 instruments; stable across dates."""
+    rng = rng_for("equities", "universe", region)
+    total = EQUITY_PAGES * EQUITY_ROWS_PER_PAGE
+    symbols: list[str] = []
+    seen: set[str] = set()
+    while len(symbols) < total:
+        length = rng.randint(3, 5)
+        sym = "".join(rng.choice(string.ascii_uppercase) for _ in range(length))
+        if sym not in seen:
+            seen.add(sym)
+            symbols.append(sym)
+    names = _distinct_names(rng, total)
+    lo, hi = math.log(0.6), math.log(20000)
+    out = []
+    for sym, name in zip(symbols, names):
+        base = math.exp(rng.uniform(lo, hi))
+        listed = dt.date(1980, 1, 1) + dt.timedelta(days=rng.randint(0, 14975))
+        out.append((sym, name, base, listed.isoformat()))
+    return tuple(out)
+
+
+def equities_malformed(region: str, date: str, page: int) -> dict[int, str]:
+    """Row index on the page (0-based) -> malformation kind; exactly 2 per page."""
+    rng = rng_for("equities", "malformed", region, date, page)
+    rows = rng.sample(range(EQUITY_ROWS_PER_PAGE), EQUITY_MALFORMED_PER_PAGE)
+    return {row: rng.choice(EQUITY_MALFORMED_KINDS) for row in rows}
+
+
+EQUITY_TABLE_HEAD = (
+    '<table id="quotes"><thead><tr><th>Symbol</th><th>Name</th><th>Last</th><th>Change</th>'
+    "<th>Change %</th><th>Volume</th><th>Listed</th></tr></thead><tbody>\n"
+)
+
+
+def _signed(value: float, accounting: bool, suffix: str = "") -> str:
+    text = f"{abs(value):,.2f}{suffix}"
+    if text.strip("0.,%") == "":
+        return text
+    if value < 0:
+        return f"({text})" if accounting else f"-{text}"
+    return f"+{text}" if not accounting else text
+
+
+def _pad(rng: random.Random, text: str, prob: float) -> str:
+    if rng.random() < prob:
+        return rng.choice(("\n  {}  \n", " {} ", "\n{}\n", "\t{}")).format(text)
+    return text
+
+
+def render_equities(region: str, date: str, page: int) -> str:
+    rng = rng_for("equities", region, date, page)
+    symbol = region_currency_symbol(region)
+    malformed = equities_malformed(region, date, page)
+    start = (page - 1) * EQUITY_ROWS_PER_PAGE
+    universe = equities_universe(region)[start : start + EQUITY_ROWS_PER_PAGE]
+    title = f"Quotes {html.escape(region)} {date}"
+    parts = [
+        '<!DOCTYPE html>\n<html><head><meta charset="utf-8">',
+        f"<title>{title}</title></head><body>\n<h1>{title} — page {page} of {EQUITY_PAGES}</h1>\n",
+        EQUITY_TABLE_HEAD,
+    ]
+    for i, (sym, name, base, listed) in enumerate(universe):
+        last = min(25000.0, max(0.5, base * math.exp(rng.gauss(0.0, 0.03))))
+        if symbol == "¥":
+            last = max(1.0, float(round(last)))
+        pct = 0.0 if rng.random() < 0.05 else max(-0.2, min(0.2, rng.gauss(0.0, 0.02)))
+        change = last - last / (1.0 + pct)
+        accounting = rng.random() < 0.4
+        change_s = _signed(change, accounting)
+        pct_s = _signed(pct * 100.0, accounting, "%")
+        volume_s = "" if rng.random() < 0.06 else f"{rng.randint(100, 25_000_000):,}"
+        last_s = _money(symbol, last)
+        sym_s = sym
+        kind = malformed.get(i)
+        if kind == "last_na":
+            last_s = "n/a"
+        elif kind == "last_dash":
+            last_s = "--"
+        elif kind == "empty_symbol":
+            sym_s = ""
+        elif kind == "change_abc":
+            change_s = "abc"
+        name_s = _pad(rng, html.escape(name, quote=False), 0.2)
+        last_s = _pad(rng, html.escape(last_s, quote=False), 0.1)
+        volume_s = _pad(rng, volume_s, 0.05) if volume_s else ""
+        parts.append(
+            f'<tr class="quote"><td class="symbol">{sym_s}</td><td class="name">{name_s}</td>'
+            f'<td class="last">{last_s}</td><td class="change">{change_s}</td>'
+            f'<td class="change-pct">{pct_s}</td><td class="volume">{volume_s}</td>'
+            f'<td class="listed">{listed}</td></tr>\n'
+        )
+    parts.append("</tbody></table>\n")
+    if page < EQUITY_PAGES:
+        parts.append(
+            f'<a class="next" href="/equities/{region}/{date}/quotes?page={page + 1}">Next</a>\n'
+        )
+    parts.append("</body></html>\n")
+    return "".join(parts)
+
+
+# --------------------------------------------------------------------------------------------
+# FX
+# --------------------------------------------------------------------------------------------
+@lru_cache(maxsize=256)
+def fx_universe(region: str) -> tuple[str, ...]:
+    """The region's 60 distinct currency pairs (e.g. 'EUR/USD'); stable across dates."""
+    rng = rng_for("fx", "universe", region)
+    combos = [
+        (a, b) for i, a in enumerate(FX_ORDER) for b in FX_ORDER[i + 1 :]
+    ]  # base precedes quote in FX_ORDER
+    return tuple(f"{a}/{b}" for a, b in rng.sample(combos, FX_TOTAL))
+
+
+def fx_malformed(region: str, date: str) -> dict[int, str]:
+    """Record index (0..59) -> malformation kind; exactly 3, one of each kind."""
+    rng = rng_for("fx", "malformed", region, date)
+    rows = rng.sample(range(FX_TOTAL), len(FX_MALFORMED_KINDS))
+    return dict(zip(rows, FX_MALFORMED_KINDS))
+
+
+def _rate_decimals(value: float) -> int:
+    if value >= 20:
+        return 2
+    if value >= 0.01:
+        return 4
+    return 6
+
+
+@lru_cache(maxsize=512)
+def fx_records(region: str, date: str) -> tuple[dict, ...]:
+    rng = rng_for("fx", region, date)
+    drift = {c: math.exp(rng.gauss(0.0, 0.004)) for c in FX_ORDER}
+    malformed = fx_malformed(region, date)
+    records = []
+    for i, pair in enumerate(fx_universe(region)):
+        base, quote = pair.split("/")
+        mid = FX_USD_VALUE[base] * drift[base] / (FX_USD_VALUE[quote] * drift[quote])
+        mid *= math.exp(rng.gauss(0.0, 0.002))
+        dp = _rate_decimals(mid)
+        unit = 10.0**-dp
+        half = mid * rng.uniform(0.00003, 0.0004)
+        bid = math.floor((mid - half) / unit) * unit
+        ask = math.ceil((mid + half) / unit) * unit
+        if ask <= bid:
+            ask = bid + unit
+        mid_v = round((bid + ask) / 2.0, dp + 1)
+        offset = rng.choice(FX_OFFSETS)
+        secs = rng.randint(8 * 3600, 17 * 3600 + 3599)
+        hh, mm, ss = secs // 3600, secs // 60 % 60, secs % 60
+        venue_name, venue_code = rng.choice(FX_VENUES)
+        record = {
+            "pair": pair,
+            "bid": f"{bid:,.{dp}f}",
+            "ask": f"{ask:,.{dp}f}",
+            "mid": mid_v,
+            "volume": f"{rng.randint(1, 400) * 25_000:,}",
+            "quoted_at": f"{date}T{hh:02d}:{mm:02d}:{ss:02d}{offset}",
+            "venue": {"name": venue_name, "code": venue_code},
+        }
+        kind = malformed.get(i)
+        if kind == "bid_empty":
+            record["bid"] = ""
+        elif kind == "bid_na":
+            record["bid"] = "N/A"
+        elif kind == "quoted_at_invalid":
+            record["quoted_at"] = "not-a-date"
+        records.append(record)
+    return tuple(records)
+
+
+def fx_cursor(region: str, date: str, offset: int) -> str:
+    raw = f"{offset}:{short_hash('fx', 'cursor', region, date, offset)}"
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def fx_parse_cursor(region: str, date: str, token: str) -> int | None:
+    """Offset for a valid cursor of this region/date, else None."""
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
+        offset = int(raw.split(":", 1)[0])
+    except (ValueError, UnicodeDecodeError):
+        return None
+    valid_offset = 0 < offset < FX_TOTAL and offset % FX_PAGE_SIZE == 0
+    if valid_offset and fx_cursor(region, date, offset) == token:
+        return offset
+    return None
+
+
+def render_fx(region: str, date: str, offset: int) -> str:
+    records = fx_records(region, date)
+    page = list(records[offset : offset + FX_PAGE_SIZE])
+    nxt = offset + FX_PAGE_SIZE
+    body = {
+        "data": {"rates": page},
+        "meta": {
+            "next_cursor": fx_cursor(region, date, nxt) if nxt < FX_TOTAL else None,
+            "region": region,
+            "date": date,
+        },
+    }
+    return json.dumps(body, ensure_ascii=False, sort_keys=True)
+
+
+# --------------------------------------------------------------------------------------------
+# Funds
+# --------------------------------------------------------------------------------------------
+def _isin(rng: random.Random) -> str:
+    country = rng.choice(ISIN_COUNTRIES)
+    body = "".join(rng.choice(ISIN_ALPHABET) for _ in range(9))
+    digits = "".join(str(int(c, 36)) for c in country + body)
+    total = 0
+    for i, ch in enumerate(reversed(digits)):
+        d = int(ch)
+        if i % 2 == 0:
+            d *= 2
+            d = d - 9 if d > 9 else d
+        total += d
+    return f"{country}{body}{(10 - total % 10) % 10}"
+
+
+@lru_cache(maxsize=256)
+def funds_universe(region: str) -> tuple[dict, ...]:
+    """The region's 30 funds (id, name, isin, currency, base nav, aum); stable across dates."""
+    rng = rng_for("funds", "universe", region)
+    houses = _distinct_names(rng, FUND_TOTAL)
+    isins: set[str] = set()
+    funds = []
+    for i, house in enumerate(houses, start=1):
+        isin = _isin(rng)
+        while isin in isins:
+            isin = _isin(rng)
+        isins.add(isin)
+        funds.append(
+            {
+                "id": f"f-{i:04d}-{short_hash('funds', region, i, length=4)}",
+                "name": f"{house} {rng.choice(FUND_STRATEGIES)} Fund",
+                "isin": isin,
+                "currency": rng.choice(tuple(FUND_CURRENCIES)),
+                "nav": math.exp(rng.uniform(math.log(5), math.log(900))),
+                "aum": math.exp(rng.uniform(math.log(5e6), math.log(5e10))),
+                "manager": rng.choice(MANAGERS),
+            }
+        )
+    return tuple(funds)
+
+
+def funds_malformed(region: str, date: str) -> dict[int, str]:
+    """Fund index (0..29) -> malformation kind; exactly 2, one of each kind."""
+    rng = rng_for("funds", "malformed", region, date)
+    rows = rng.sample(range(FUND_TOTAL), len(FUND_MALFORMED_KINDS))
+    return dict(zip(rows, FUND_MALFORMED_KINDS))
+
+
+def _page(title: str, body: str) -> str:
+    return (
+        '<!DOCTYPE html>\n<html><head><meta charset="utf-8">'
+        f"<title>{title}</title></head><body>\n{body}</body></html>\n"
+    )
+
+
+def render_funds_listing(region: str, date: str, page: int) -> str:
+    rng = rng_for("funds", "listing", region, date, page)
+    start = (page - 1) * FUNDS_PER_PAGE
+    items = []
+    for fund in funds_universe(region)[start : start + FUNDS_PER_PAGE]:
+        name = _pad(rng, html.escape(fund["name"], quote=False), 0.15)
+        items.append(
+            f'<li class="fund"><a href="/funds/{region}/{date}/{fund["id"]}">{name}</a></li>\n'
+        )
+    listing = "".join(items)
+    body = f'<h1>Funds {region} {date}</h1>\n<ul class="funds">\n{listing}</ul>\n'
+    if page < FUND_PAGES:
+        nxt = f"/funds/{region}/{date}/?page={page + 1}"
+        body += f'<a class="next" href="{nxt}">Next</a>\n'
+    return _page(f"Funds {region} {date} page {page}", body)
+
+
+def render_fund_detail(region: str, date: str, fund_id: str) -> str | None:
+    funds = funds_universe(region)
+    index = next((i for i, f in enumerate(funds) if f["id"] == fund_id), None)
+    if index is None:
+        return None
+    fund = funds[index]
+    rng = rng_for("funds", region, date, fund_id)
+    sym = FUND_CURRENCIES[fund["currency"]]
+    nav = fund["nav"] * math.exp(rng.gauss(0.0, 0.01))
+    nav_s = f"{sym}{nav:,.4f}" if rng.random() < 0.5 else f"{nav:,.4f}"
+    aum = int(fund["aum"] * math.exp(rng.gauss(0.0, 0.005)))
+    aum_s = f"{sym}{aum:,}" if rng.random() < 0.4 else f"{aum:,}"
+    manager = "" if rng.random() < 0.15 else fund["manager"]
+    isin = fund["isin"]
+    kind = funds_malformed(region, date).get(index)
+    if kind == "nav_em_dash":
+        nav_s = "—"
+    elif kind == "isin_empty":
+        isin = ""
+    name = html.escape(fund["name"], quote=False)
+    body = (
+        f'<div class="fund"><h1 class="name">{_pad(rng, name, 0.2)}</h1><dl>\n'
+        f'<dt>ISIN</dt><dd class="isin">{isin}</dd>\n'
+        f'<dt>NAV</dt><dd class="nav">{_pad(rng, html.escape(nav_s), 0.15)}</dd>\n'
+        f'<dt>Currency</dt><dd class="currency">{fund["currency"]}</dd>\n'
+        f'<dt>AUM</dt><dd class="aum">{_pad(rng, html.escape(aum_s), 0.1)}</dd>\n'
+        f'<dt>NAV date</dt><dd class="nav-date">{date}</dd>\n'
+        f'<dt>Manager</dt><dd class="manager">{html.escape(manager)}</dd>\n'
+        "</dl></div>\n"
+    )
+    return _page(name, body)
+
+
+# --------------------------------------------------------------------------------------------
+# HTTP
+# --------------------------------------------------------------------------------------------
+ROBOTS = "User-agent: *\nDisallow: /private/\n"
+INDEX = (
+    "demo sites\n"
+    "/robots.txt\n"
+    "/equities/{region}/{date}/quotes?page=1..5\n"
+    "/api/fx/{region}/{date}[?cursor=...]\n"
+    "/funds/{region}/{date}/?page=1..3\n"
+    "/funds/{region}/{date}/{fund_id}\n"
+)
+HTML = "text/html; charset=utf-8"
+TEXT = "text/plain; charset=utf-8"
+JSON = "application/json"
+
+EQUITIES_PATH = re.compile(r"/equities/([^/]+)/([^/]+)/quotes")
+FX_PATH = re.compile(r"/api/fx/([^/]+)/([^/]+)")
+FUNDS_LIST_PATH = re.compile(r"/funds/([^/]+)/([^/]+)/?")
+FUNDS_DETAIL_PATH = re.compile(r"/funds/([^/]+)/([^/]+)/([^/]+)")
+
+Response = tuple[int, str, str]
+
+
+class HttpError(Exception):
+    def __init__(self, status: int, message: str, content_type: str = TEXT) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.content_type = content_type
+
+
+def _check_region_date(region: str, date: str, json_errors: bool = False) -> str:
+    if not REGION_RE.fullmatch(region):
+        raise _error(404, "unknown region", json_errors)
+    if not DATE_RE.fullmatch(date):
+        raise _error(400, "bad date", json_errors)
+    try:
+        return dt.date.fromisoformat(date).isoformat()
+    except ValueError:
+        raise _error(400, "bad date", json_errors) from None
+
+
+def _error(status: int, message: str, json_errors: bool) -> HttpError:
+    if json_errors:
+        return HttpError(status, json.dumps({"error": message}), JSON)
+    return HttpError(status, message + "\n")
+
+
+def _page_param(query: dict[str, list[str]], last: int) -> int:
+    raw = query.get("page", ["1"])[0]
+    if not re.fullmatch(r"-?\d{1,6}", raw.strip()):
+        raise HttpError(400, "bad page\n")
+    page = int(raw)
+    if not 1 <= page <= last:
+        raise HttpError(404, "no such page\n")
+    return page
+
+
+def route(raw_path: str) -> Response:
+    """Map a request path (with query) to (status, content_type, body)."""
+    parts = urlsplit(raw_path)
+    path, query = parts.path, parse_qs(parts.query, keep_blank_values=True)
+    if path == "/":
+        return 200, TEXT, INDEX
+    if path == "/robots.txt":
+        return 200, TEXT, ROBOTS
+    if path.startswith("/private/") or path == "/private":
+        return 403, TEXT, "forbidden\n"
+    if m := EQUITIES_PATH.fullmatch(path):
+        date = _check_region_date(m[1], m[2])
+        return 200, HTML, render_equities(m[1], date, _page_param(query, EQUITY_PAGES))
+    if m := FX_PATH.fullmatch(path):
+        date = _check_region_date(m[1], m[2], json_errors=True)
+        offset = 0
+        if "cursor" in query:
+            parsed = fx_parse_cursor(m[1], date, query["cursor"][0])
+            if parsed is None:
+                raise _error(400, "invalid cursor", True)
+            offset = parsed
+        return 200, JSON, render_fx(m[1], date, offset)
+    if m := FUNDS_LIST_PATH.fullmatch(path):
+        date = _check_region_date(m[1], m[2])
+        page = _page_param(query, FUND_PAGES)
+        return 200, HTML, render_funds_listing(m[1], date, page)
+    if m := FUNDS_DETAIL_PATH.fullmatch(path):
+        date = _check_region_date(m[1], m[2])
+        body = render_fund_detail(m[1], date, m[3])
+        if body is None:
+            raise HttpError(404, "unknown fund\n")
+        return 200, HTML, body
+    raise HttpError(404, "not found\n")
+
+
+class DemoHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "DemoSites/1.0"
+    timeout = 60  # seconds an idle keep-alive connection is held open
+    # Send headers and body in one segment (flushed by handle_one_request) and without Nagle;
+    # otherwise keep-alive clients stall ~40 ms per request on delayed ACKs.
+    wbufsize = 1 << 16
+    disable_nagle_algorithm = True
+
+    def _respond(self, with_body: bool) -> None:
+        try:
+            status, ctype, text = route(self.path)
+        except HttpError as exc:
+            status, ctype, text = exc.status, exc.content_type, exc.message
+        data = text.encode("utf-8")
+        self.send_response(status)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(data)))
+        if status == 200:
+            self.send_header("ETag", f'"{hashlib.sha256(data).hexdigest()[:16]}"')
+        self.end_headers()
+        if with_body:
+            self.wfile.write(data)
+
+    def do_GET(self) -> None:
+        self._respond(with_body=True)
+
+    def do_HEAD(self) -> None:
+        self._respond(with_body=False)
+
+    def log_message(self, format: str, *args: object) -> None:
+        if getattr(self.server, "verbose", False):
+            super().log_message(format, *args)
+
+
+class DemoServer(ThreadingHTTPServer):
+    daemon_threads = True
+    verbose = False
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        # Clients dropping keep-alive connections is normal; only report other errors.
+        if self.verbose or not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+
+def make_server(host: str = "127.0.0.1", port: int = 0) -> ThreadingHTTPServer:
+    server = DemoServer((host, port), DemoHandler)
+    server.daemon_threads = True
+    return server
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8808)
+    parser.add_argument("--verbose", action="store_true", help="log each request")
+    args = parser.parse_args(argv)
+    server = make_server(args.host, args.port)
+    server.verbose = args.verbose
+    host, port = server.server_address[:2]
+
+    def _stop(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _stop)
+    print(f"demo sites listening on http://{host}:{port}", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()

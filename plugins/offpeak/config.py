@@ -1,0 +1,321 @@
+"""Typed models for regions.yaml and sites/*.yaml, and the loader that reports every error."""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from datetime import time
+from functools import cached_property
+from pathlib import Path
+from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+IDENTIFIER = r"^[a-z][a-z0-9_]{0,47}$"
+# Columns the warehouse adds to every site table; a site field may not shadow them.
+RESERVED_COLUMNS = frozenset({"region", "trading_date", "run_id", "loaded_at", "source_url"})
+FieldType = Literal["text", "int", "decimal", "date", "datetime"]
+SpiderKind = Literal["html_table", "json_api", "listing_detail"]
+
+
+def default_config_dir() -> Path:
+    """The config folder: ``OFFPEAK_CONFIG_DIR`` or ``include/config`` of this checkout."""
+    env = os.environ.get("OFFPEAK_CONFIG_DIR")
+    if env:
+        return Path(env)
+    return Path(__file__).resolve().parents[2] / "include" / "config"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --------------------------------------------------------------------------- regions
+
+
+class OffPeakWindow(_Strict):
+    """Local wall-clock window; ``end <= start`` means the window crosses midnight."""
+
+    start: time
+    end: time
+
+    @field_validator("start", "end", mode="before")
+    @classmethod
+    def _quoted(cls, value: object) -> object:
+        # YAML 1.1 reads an unquoted 18:30 as the base-60 integer 1110.
+        if isinstance(value, int):
+            raise ValueError('write times as quoted strings, e.g. "18:30"')
+        return value
+
+    @property
+    def crosses_midnight(self) -> bool:
+        return self.end <= self.start
+
+    def __str__(self) -> str:
+        return f"{self.start:%H:%M}–{self.end:%H:%M}"
+
+
+class Region(_Strict):
+    name: str = ""
+    timezone: str
+    exchange: Annotated[str, Field(pattern=r"^X[A-Z0-9]{3}$")]
+    off_peak: OffPeakWindow
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown IANA timezone {value!r}") from None
+        return value
+
+
+class RegionsFile(_Strict):
+    regions: dict[Annotated[str, Field(pattern=IDENTIFIER)], Region]
+
+    @model_validator(mode="after")
+    def _name_regions(self) -> RegionsFile:
+        for name, region in self.regions.items():
+            object.__setattr__(region, "name", name)
+        return self
+
+
+# --------------------------------------------------------------------------- sites
+
+
+class FieldSpec(_Strict):
+    """One typed output field and where to find it on the page or in the JSON record."""
+
+    type: FieldType
+    css: str | None = None
+    xpath: str | None = None
+    path: str | None = None
+    required: bool = False
+    measure: bool = False
+
+    @model_validator(mode="after")
+    def _one_locator(self) -> FieldSpec:
+        given = [k for k in ("css", "xpath", "path") if getattr(self, k)]
+        if len(given) != 1:
+            raise ValueError(f"give exactly one of css, xpath or path (got {given or 'none'})")
+        if self.measure and self.type not in ("int", "decimal"):
+            raise ValueError("measure: true needs type int or decimal")
+        return self
+
+
+class HtmlTable(_Strict):
+    rows: str = Field(description="CSS selector of one table row")
+    next_page: str | None = Field(None, description="CSS selector of the next page's href")
+
+
+class JsonApi(_Strict):
+    records: str = Field(description="dotted path to the list of records")
+    pagination: Literal["cursor", "page", "none"] = "cursor"
+    cursor_path: str = "meta.next_cursor"
+    cursor_param: str = "cursor"
+    page_param: str = "page"
+
+
+class ListingDetail(_Strict):
+    links: str = Field(description="CSS selector of each detail page's href")
+    next_page: str | None = None
+
+
+class Politeness(_Strict):
+    robotstxt_obey: bool = True
+    concurrent_requests_per_domain: Annotated[int, Field(ge=1, le=64)] = 4
+    download_delay: Annotated[float, Field(ge=0)] = 0.0
+    autothrottle: bool = True
+    autothrottle_target_concurrency: Annotated[float, Field(gt=0)] = 4.0
+    download_maxsize: Annotated[int, Field(ge=1024)] = 10 * 1024 * 1024
+    closespider_timeout: Annotated[int, Field(ge=0)] = 1800
+    user_agent: str = "offpeak-scraper (+data-engineering)"
+
+
+class Quality(_Strict):
+    max_reject_ratio: Annotated[float, Field(ge=0, le=1)] = 0.2
+    min_items: Annotated[int, Field(ge=0)] = 1
+
+
+class DagSettings(_Strict):
+    owner: str = "data-engineering"
+    retries: Annotated[int, Field(ge=0, le=10)] = 2
+    retry_delay_seconds: Annotated[int, Field(ge=1)] = 60
+    max_retry_delay_seconds: Annotated[int, Field(ge=1)] = 1800
+    catchup: bool = False
+    max_active_runs: Annotated[int, Field(ge=1, le=16)] = 1
+
+
+class Site(_Strict):
+    name: Annotated[str, Field(pattern=IDENTIFIER)]
+    description: str = ""
+    kind: SpiderKind
+    base_url_conn_id: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$")]
+    start_urls: Annotated[list[str], Field(min_length=1)]
+    regions: Annotated[list[str], Field(min_length=1)]
+    natural_key: Annotated[list[str], Field(min_length=1)]
+    fields: dict[Annotated[str, Field(pattern=IDENTIFIER)], FieldSpec]
+    html_table: HtmlTable | None = None
+    json_api: JsonApi | None = None
+    listing_detail: ListingDetail | None = None
+    politeness: Politeness = Politeness()
+    quality: Quality = Quality()
+    dag: DagSettings = DagSettings()
+
+    @field_validator("start_urls")
+    @classmethod
+    def _templates_known(cls, urls: list[str]) -> list[str]:
+        for url in urls:
+            unknown = set(re.findall(r"{(\w+)}", url)) - {"region", "trading_date"}
+            if unknown:
+                raise ValueError(
+                    f"{url!r} uses unknown placeholder(s) {sorted(unknown)}; "
+                    "only {region} and {trading_date} are filled in"
+                )
+        return urls
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Site:
+        section = getattr(self, self.kind)
+        if section is None:
+            raise ValueError(f"kind {self.kind!r} needs a {self.kind!r} section")
+        others = [k for k in ("html_table", "json_api", "listing_detail") if k != self.kind]
+        extra = [k for k in others if getattr(self, k) is not None]
+        if extra:
+            raise ValueError(f"kind {self.kind!r} does not use section(s) {extra}")
+        shadowed = RESERVED_COLUMNS & set(self.fields)
+        if shadowed:
+            raise ValueError(f"field name(s) {sorted(shadowed)} are reserved warehouse columns")
+        missing = [k for k in self.natural_key if k not in self.fields]
+        if missing:
+            raise ValueError(f"natural_key names unknown field(s) {missing}")
+        for name, spec in self.fields.items():
+            if self.kind == "json_api" and spec.path is None:
+                raise ValueError(f"fields.{name}: a json_api site locates fields with `path`")
+            if self.kind != "json_api" and spec.path is not None:
+                raise ValueError(
+                    f"fields.{name}: an HTML site locates fields with `css` or `xpath`"
+                )
+        return self
+
+    @property
+    def key_fields(self) -> list[str]:
+        return list(self.natural_key)
+
+    def required_fields(self) -> set[str]:
+        return {n for n, f in self.fields.items() if f.required} | set(self.natural_key)
+
+
+# --------------------------------------------------------------------------- loading
+
+
+class ConfigError(Exception):
+    """A config file is invalid; the message names the file, the site and the field."""
+
+
+@dataclass
+class Project:
+    """Everything read from the config folder: valid sites plus an error per broken file."""
+
+    config_dir: Path
+    regions: dict[str, Region]
+    sites: dict[str, Site]
+    errors: dict[str, str] = field(default_factory=dict)
+
+    def pairs(self) -> list[tuple[Site, Region]]:
+        """(site, region) pairs in a stable order: the DAGs to build."""
+        return [
+            (self.sites[s], self.regions[r])
+            for s in sorted(self.sites)
+            for r in sorted(self.sites[s].regions)
+        ]
+
+    @cached_property
+    def error_report(self) -> str:
+        return "\n\n".join(self.errors[k] for k in sorted(self.errors))
+
+
+def _format_validation_error(path: Path, site: str | None, err: ValidationError) -> str:
+    who = f"site {site!r}" if site else "regions"
+    lines = [f"{path}: invalid config for {who}:"]
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        got = e.get("input")
+        got_txt = "" if isinstance(got, dict) else f" (got {got!r})"
+        lines.append(f"  field `{loc}`: {e['msg']}{got_txt}")
+    return "\n".join(lines)
+
+
+def _read_yaml(path: Path) -> object:
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+
+
+def load_regions(path: Path) -> dict[str, Region]:
+    data = _read_yaml(path)
+    try:
+        return RegionsFile.model_validate(data).regions
+    except ValidationError as err:
+        raise ConfigError(_format_validation_error(path, None, err)) from None
+
+
+def load_site(path: Path, regions: dict[str, Region]) -> Site:
+    site_name = path.stem
+    data = _read_yaml(path)
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: site {site_name!r}: expected a mapping at the top level")
+    if "name" in data and data["name"] != site_name:
+        raise ConfigError(
+            f"{path}: site {site_name!r}: field `name` is {data['name']!r} but must match "
+            f"the file name {site_name!r}"
+        )
+    try:
+        site = Site.model_validate({**data, "name": site_name})
+    except ValidationError as err:
+        raise ConfigError(_format_validation_error(path, site_name, err)) from None
+    unknown = [r for r in site.regions if r not in regions]
+    if unknown:
+        raise ConfigError(
+            f"{path}: invalid config for site {site_name!r}:\n"
+            f"  field `regions`: unknown region(s) {unknown}; "
+            f"regions.yaml defines {sorted(regions)}"
+        )
+    return site
+
+
+def load_project(config_dir: Path | None = None) -> Project:
+    """Read every config file. Broken site files are collected in ``errors``, never raised,
+    so one bad file cannot hide the other sites; a broken regions.yaml leaves no sites."""
+    config_dir = Path(config_dir or default_config_dir())
+    errors: dict[str, str] = {}
+    try:
+        regions = load_regions(config_dir / "regions.yaml")
+    except (ConfigError, OSError) as exc:
+        return Project(config_dir, {}, {}, {"regions.yaml": str(exc)})
+    sites: dict[str, Site] = {}
+    for path in sorted((config_dir / "sites").glob("*.yaml")):
+        try:
+            sites[path.stem] = load_site(path, regions)
+        except ConfigError as exc:
+            errors[path.name] = str(exc)
+    return Project(config_dir, regions, sites, errors)
+
+
+def get_site(name: str, config_dir: Path | None = None) -> tuple[Site, dict[str, Region]]:
+    """One site and the regions, raising ConfigError if that site is broken (used at run time)."""
+    config_dir = Path(config_dir or default_config_dir())
+    regions = load_regions(config_dir / "regions.yaml")
+    return load_site(config_dir / "sites" / f"{name}.yaml", regions), regions

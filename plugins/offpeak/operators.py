@@ -1,0 +1,228 @@
+"""ScrapeOperator: one site's crawl for one region and trading date, in a `scrapy crawl` subprocess."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+from collections.abc import Sequence
+from datetime import date
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseOperator
+
+from offpeak.config import Site
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+PLUGINS_DIR = Path(__file__).resolve().parents[1]
+# Stats copied into the returned pointer: small, and what an operator looks at first.
+KEY_STATS = {
+    "pages": "response_received_count",
+    "requests": "downloader/request_count",
+    "errors": "log_count/ERROR",
+    "retries": "retry/count",
+    "robots_forbidden": "robotstxt/forbidden",
+    "unreadable_pages": "offpeak/unreadable_pages",
+    "elapsed_seconds": "elapsed_time_seconds",
+}
+
+
+class CrawlFailed(Exception):
+    """The crawl did not finish cleanly; the message says how and where the log is."""
+
+
+def scrapy_settings(site: Site, feed_path: Path, stats_path: Path) -> dict[str, Any]:
+    """The per-run Scrapy settings: the site's politeness section plus where to write."""
+    p = site.politeness
+    return {
+        "ROBOTSTXT_OBEY": p.robotstxt_obey,
+        "CONCURRENT_REQUESTS_PER_DOMAIN": p.concurrent_requests_per_domain,
+        "DOWNLOAD_DELAY": p.download_delay,
+        "AUTOTHROTTLE_ENABLED": p.autothrottle,
+        "AUTOTHROTTLE_TARGET_CONCURRENCY": p.autothrottle_target_concurrency,
+        "DOWNLOAD_MAXSIZE": p.download_maxsize,
+        "CLOSESPIDER_TIMEOUT": p.closespider_timeout,
+        "USER_AGENT": p.user_agent,
+        "FEEDS": json.dumps({feed_path.as_uri(): {"format": "jsonlines", "encoding": "utf8"}}),
+        "OFFPEAK_STATS_FILE": str(stats_path),
+    }
+
+
+def base_url_from_connection(conn) -> str:
+    """``http[s]://host[:port][/path]`` from an Airflow HTTP connection."""
+    host = (conn.host or "").rstrip("/")
+    if "://" in host:
+        return host
+    scheme = (
+        conn.schema
+        if conn.schema in ("http", "https")
+        else "https"
+        if conn.conn_type == "https"
+        else "http"
+    )
+    port = f":{conn.port}" if conn.port else ""
+    return f"{scheme}://{host}{port}"
+
+
+class ScrapeOperator(BaseOperator):
+    """
+    Crawl one site for one region and trading date and publish the JSON Lines feed.
+
+    The crawl runs as ``scrapy crawl <kind>`` in a subprocess (a Twisted reactor cannot be
+    restarted inside a long-lived worker). Its log streams into the task log; the feed is
+    written to a temporary file and published atomically under the data root.
+
+    :param site: site name, the stem of ``include/config/sites/<site>.yaml`` (templated)
+    :param region: region name from ``regions.yaml`` (templated)
+    :param trading_date: ``YYYY-MM-DD`` override; by default it comes from the run (templated)
+    """
+
+    template_fields: Sequence[str] = ("site", "region", "trading_date")
+    ui_color = "#e8f4d9"
+
+    def __init__(
+        self, *, site: str, region: str, trading_date: str | None = None, **kwargs: Any
+    ) -> None:
+        super().__init__(**kwargs)
+        self.site = site
+        self.region = region
+        self.trading_date = trading_date
+        self._proc: subprocess.Popen | None = None
+
+    @cached_property
+    def site_config(self) -> tuple[Site, Any]:
+        from offpeak.config import get_site
+
+        site, regions = get_site(self.site)
+        return site, regions[self.region]
+
+    def resolve_trading_date(self, context: Context) -> date:
+        from offpeak.tradingtime import trading_date_from_context
+
+        if self.trading_date:
+            return date.fromisoformat(self.trading_date)
+        return trading_date_from_context(self.site_config[1], context)
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from airflow.sdk import BaseHook
+
+        from offpeak import storage
+
+        site, _ = self.site_config
+        trading_date = self.resolve_trading_date(context)
+        conn = BaseHook.get_connection(site.base_url_conn_id)
+        if conn.password:
+            from airflow.sdk.log import mask_secret
+
+            mask_secret(conn.password)
+        base_url = base_url_from_connection(conn)
+        dest = storage.partition(
+            "raw", site.name, self.region, trading_date, storage.run_key(context["run_id"])
+        )
+        self.log.info(
+            "Crawling site %s (%s) region %s trading date %s from %s into %s",
+            site.name,
+            site.kind,
+            self.region,
+            trading_date,
+            base_url,
+            dest,
+        )
+        with tempfile.TemporaryDirectory(prefix="offpeak-crawl-") as tmp:
+            feed, stats_file = Path(tmp, "items.jsonl"), Path(tmp, "stats.json")
+            returncode = self.run_crawl(site, trading_date, base_url, feed, stats_file, tmp)
+            stats = json.loads(stats_file.read_text()) if stats_file.exists() else {}
+            finish_reason = stats.get("finish_reason", "unknown")
+            if returncode != 0 or finish_reason != "finished":
+                raise CrawlFailed(
+                    f"scrapy crawl {site.kind} for site {site.name!r} region {self.region!r} "
+                    f"{trading_date} ended with exit code {returncode}, finish reason "
+                    f"{finish_reason!r}; see the crawl log above"
+                )
+            items, size, sha256 = _count_and_hash(feed)
+            if items < site.quality.min_items:
+                raise CrawlFailed(
+                    f"site {site.name!r} region {self.region!r} {trading_date}: crawl scraped "
+                    f"{items} items, fewer than quality.min_items={site.quality.min_items}"
+                )
+            storage.publish(feed, dest)
+        pointer = {
+            "uri": str(dest),
+            "site": site.name,
+            "region": self.region,
+            "trading_date": trading_date.isoformat(),
+            "items": items,
+            "bytes": size,
+            "sha256": sha256,
+            "finish_reason": finish_reason,
+            "stats": {k: stats[v] for k, v in KEY_STATS.items() if v in stats},
+        }
+        self.log.info("Crawl published: %s", pointer)
+        return pointer
+
+    def run_crawl(
+        self, site: Site, trading_date: date, base_url: str, feed: Path, stats_file: Path, cwd: str
+    ) -> int:
+        cmd = [
+            sys.executable, "-m", "scrapy", "crawl", site.kind,
+            "-a", f"site={site.name}",
+            "-a", f"region={self.region}",
+            "-a", f"trading_date={trading_date.isoformat()}",
+            "-a", f"base_url={base_url}",
+        ]  # fmt: skip
+        for key, value in scrapy_settings(site, feed, stats_file).items():
+            cmd += ["-s", f"{key}={value}"]
+        env = {
+            **os.environ,
+            "SCRAPY_SETTINGS_MODULE": "offpeak.scraping.settings",
+            "PYTHONPATH": os.pathsep.join(
+                filter(None, [str(PLUGINS_DIR), os.environ.get("PYTHONPATH")])
+            ),
+            "PYTHONUNBUFFERED": "1",
+        }
+        self._proc = subprocess.Popen(
+            cmd,
+            cwd=cwd,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            encoding="utf-8",
+            errors="replace",
+            start_new_session=True,  # on_kill signals the whole group
+        )
+        assert self._proc.stdout is not None
+        for line in self._proc.stdout:
+            self.log.info("[scrapy] %s", line.rstrip())
+        return self._proc.wait()
+
+    def on_kill(self) -> None:
+        proc = self._proc
+        if proc is None or proc.poll() is not None:
+            return
+        self.log.info("Stopping crawl (pid %s)", proc.pid)
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def _count_and_hash(path: Path) -> tuple[int, int, str]:
+    digest, lines, size = hashlib.sha256(), 0, 0
+    with open(path, "rb") as fh:
+        while block := fh.read(1 << 20):
+            digest.update(block)
+            lines += block.count(b"\n")
+            size += len(block)
+    return lines, size, digest.hexdigest()

@@ -1,0 +1,1 @@
+"""The Scrapy project run by ScrapeOperator in a subprocess: settings, spiders, extensions."""

@@ -1,0 +1,30 @@
+"""Scrapy settings shared by every crawl; per-site politeness is passed with ``-s`` on top."""
+
+from __future__ import annotations
+
+BOT_NAME = "offpeak"
+SPIDER_MODULES = ["offpeak.scraping.spiders"]
+NEWSPIDER_MODULE = "offpeak.scraping.spiders"
+
+# Politeness defaults; ScrapeOperator overrides them from the site's `politeness` section.
+ROBOTSTXT_OBEY = True
+CONCURRENT_REQUESTS = 16
+CONCURRENT_REQUESTS_PER_DOMAIN = 4
+DOWNLOAD_DELAY = 0.0
+AUTOTHROTTLE_ENABLED = True
+AUTOTHROTTLE_START_DELAY = 0.1
+AUTOTHROTTLE_TARGET_CONCURRENCY = 4.0
+DOWNLOAD_MAXSIZE = 10 * 1024 * 1024
+DOWNLOAD_TIMEOUT = 30
+CLOSESPIDER_TIMEOUT = 1800
+RETRY_TIMES = 2
+
+TELNETCONSOLE_ENABLED = False
+COOKIES_ENABLED = False
+FEED_EXPORT_ENCODING = "utf-8"
+FEED_STORE_EMPTY = True
+LOGSTATS_INTERVAL = 15.0
+LOG_LEVEL = "INFO"
+LOG_FORMAT = "%(levelname)s %(name)s: %(message)s"
+
+EXTENSIONS = {"offpeak.scraping.extensions.StatsFile": 500}

@@ -1,0 +1,70 @@
+"""Callables of the transform and load tasks; each passes pointers and counts, never rows."""
+
+from __future__ import annotations
+
+import os
+from datetime import date
+from typing import Any
+
+
+def warehouse_conn_id() -> str:
+    return os.environ.get("OFFPEAK_WAREHOUSE_CONN_ID", "warehouse")
+
+
+def transform(site: str, region: str, **context: Any) -> dict[str, Any]:
+    """Normalise the scrape task's raw feed into a clean CSV and a rejects file."""
+    from offpeak import storage
+    from offpeak.config import get_site
+    from offpeak.transform import transform_file
+
+    cfg, _ = get_site(site)
+    scraped = context["ti"].xcom_pull(task_ids="scrape")
+    trading_date = date.fromisoformat(scraped["trading_date"])
+    key = storage.run_key(context["run_id"])
+    result = transform_file(
+        cfg,
+        storage.from_uri(scraped["uri"]),
+        storage.partition("clean", site, region, trading_date, key),
+        storage.partition("rejects", site, region, trading_date, key),
+    )
+    print(
+        f"Transformed {result['records']} records: {result['clean']} clean, "
+        f"{result['rejected']} rejected ({result['reject_ratio']:.1%}); "
+        f"reasons: {result['top_reject_reasons']}"
+    )
+    return {**result, "trading_date": scraped["trading_date"]}
+
+
+def load(site: str, region: str, **context: Any) -> dict[str, Any]:
+    """Replace the warehouse partition (site, region, trading date) with the clean file."""
+    from airflow.providers.postgres.hooks.postgres import PostgresHook
+
+    from offpeak import storage
+    from offpeak.config import get_site
+    from offpeak.warehouse import load_partition
+
+    cfg, _ = get_site(site)
+    ti = context["ti"]
+    scraped = ti.xcom_pull(task_ids="scrape")
+    cleaned = ti.xcom_pull(task_ids="transform")
+    conn = PostgresHook(postgres_conn_id=warehouse_conn_id()).get_conn()
+    if not hasattr(conn, "pgconn"):
+        raise RuntimeError("the load needs psycopg 3; install psycopg and SQLAlchemy 2")
+    try:
+        result = load_partition(
+            conn,
+            cfg,
+            storage.from_uri(cleaned["clean_uri"]),
+            region=region,
+            trading_date=date.fromisoformat(cleaned["trading_date"]),
+            dag_id=context["dag"].dag_id,
+            run_id=context["run_id"],
+            expected_rows=cleaned["clean"],
+            rows_rejected=cleaned["rejected"],
+            raw_uri=scraped["uri"],
+            raw_sha256=scraped["sha256"],
+        )
+    finally:
+        conn.close()
+    print(f"Loaded into {result['table']}: {result}")
+    return result
