@@ -11,8 +11,9 @@ from decimal import Decimal, InvalidOperation
 _SPACES = re.compile(r"\s+")
 _GROUPING = str.maketrans("", "", ",'\u00a0\u202f\u2009 _")
 _NUMBER = re.compile(r"^\d+(\.\d+)?$|^\.\d+$")
-_CODE_PREFIX = re.compile(r"^[A-Z]{1,3}\s*(?=[\d.])")
-_CODE_SUFFIX = re.compile(r"(?<=[\d.])\s*[A-Z]{3}$")
+# Currency codes or abbreviations written next to the amount: "CHF 12.50", "kr 26.54", "Rs. 9".
+_CODE_PREFIX = re.compile(r"^[A-Za-z]{1,3}\.?\s*(?=[\d.])")
+_CODE_SUFFIX = re.compile(r"(?<=[\d.])\s*[A-Za-z]{2,3}\.?$")
 _MINUS_SIGNS = "-\u2212\u2012\u2013"
 
 

@@ -1,0 +1,68 @@
+"""DAG integrity: every factory DAG imports and carries what operators rely on."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from datetime import timedelta
+
+import pytest
+
+from offpeak.config import load_project
+from offpeak.factory import dag_id_for
+
+PROJECT = load_project()
+EXPECTED = sorted(dag_id_for(s.name, r.name) for s, r in PROJECT.pairs())
+
+
+def test_shipped_config_gives_one_dag_per_site_and_region(dagbag):
+    assert dagbag.import_errors == {}
+    assert sorted(dagbag.dags) == EXPECTED
+    assert len(EXPECTED) == 11
+    assert len(PROJECT.sites) >= 3 and len(PROJECT.regions) >= 4
+
+
+@pytest.mark.parametrize("dag_id", EXPECTED)
+def test_dag_settings(dagbag, dag_id):
+    _, site_name, region_name = dag_id.split("__")
+    site, region = PROJECT.sites[site_name], PROJECT.regions[region_name]
+    dag = dagbag.get_dag(dag_id)
+    assert set(dag.tags) >= {f"site:{site_name}", f"region:{region_name}"}
+    assert [t.task_id for t in dag.topological_sort()] == ["scrape", "transform", "load"]
+    assert dag.start_date.tzinfo is not None
+    start = region.off_peak.start
+    assert dag.timetable.expression.startswith(f"{start.minute} {start.hour} ")
+    assert str(dag.timetable.timezone) == region.timezone
+    assert dag.catchup is site.dag.catchup
+    assert dag.max_active_runs == site.dag.max_active_runs
+    assert region.timezone in dag.doc_md and site.kind in dag.doc_md
+    for task in dag.tasks:
+        assert task.owner == site.dag.owner
+        assert task.retries == site.dag.retries >= 1
+        assert task.retry_exponential_backoff == 2.0
+        assert task.max_retry_delay == timedelta(seconds=site.dag.max_retry_delay_seconds)
+
+
+def test_parsing_imports_no_heavy_libraries():
+    """DAG files are parsed all the time: scrapy, psycopg and lxml must stay out.
+
+    (twisted is not checked: Airflow's own DagBag import already loads it.)"""
+    code = (
+        "import json, sys\n"
+        "from airflow.dag_processing.dagbag import DagBag\n"
+        "bag = DagBag(dag_folder='dags')\n"
+        "heavy = sorted(m for m in ('scrapy', 'psycopg', 'lxml') if m in sys.modules)\n"
+        "print(json.dumps({'dags': len(bag.dags), 'heavy': heavy}))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result == {"dags": len(EXPECTED), "heavy": []}
+
+
+def test_worker_parse_builds_only_its_dag(monkeypatch):
+    """With a parsing context (as in a worker) the factory builds just the DAG it runs."""
+    from offpeak.factory import build_scrape_dags
+
+    monkeypatch.setenv("_AIRFLOW_PARSING_CONTEXT_DAG_ID", "scrape__funds__india")
+    assert list(build_scrape_dags(PROJECT)) == ["scrape__funds__india"]
