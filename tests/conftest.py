@@ -60,7 +60,9 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     if not _session:
         return
     _session["server"].shutdown()
-    if "airflow.settings" in sys.modules:  # close Airflow's pooled connections before the server goes
+    if (
+        "airflow.settings" in sys.modules
+    ):  # close Airflow's pooled connections before the server goes
         sys.modules["airflow.settings"].dispose_orm()
     _session["pg"].stop()
     shutil.rmtree(_session["state"], ignore_errors=True)

@@ -238,7 +238,7 @@ def equities_universe(region: str) -> tuple[tuple[str, str, float, str], ...]:
     names = _distinct_names(rng, total)
     lo, hi = math.log(0.6), math.log(20000)
     out = []
-    for sym, name in zip(symbols, names):
+    for sym, name in zip(symbols, names, strict=True):
         base = math.exp(rng.uniform(lo, hi))
         listed = dt.date(1980, 1, 1) + dt.timedelta(days=rng.randint(0, 14975))
         out.append((sym, name, base, listed.isoformat()))
@@ -341,7 +341,7 @@ def fx_malformed(region: str, date: str) -> dict[int, str]:
     """Record index (0..59) -> malformation kind; exactly 3, one of each kind."""
     rng = rng_for("fx", "malformed", region, date)
     rows = rng.sample(range(FX_TOTAL), len(FX_MALFORMED_KINDS))
-    return dict(zip(rows, FX_MALFORMED_KINDS))
+    return dict(zip(rows, FX_MALFORMED_KINDS, strict=True))
 
 
 def _rate_decimals(value: float) -> int:
@@ -474,7 +474,7 @@ def funds_malformed(region: str, date: str) -> dict[int, str]:
     """Fund index (0..29) -> malformation kind; exactly 2, one of each kind."""
     rng = rng_for("funds", "malformed", region, date)
     rows = rng.sample(range(FUND_TOTAL), len(FUND_MALFORMED_KINDS))
-    return dict(zip(rows, FUND_MALFORMED_KINDS))
+    return dict(zip(rows, FUND_MALFORMED_KINDS, strict=True))
 
 
 def _page(title: str, body: str) -> str:

@@ -81,10 +81,10 @@ class Processes:
         self.procs: list[tuple[str, subprocess.Popen]] = []
 
     def start(self, name: str, cmd: list[str], env: dict[str, str]) -> subprocess.Popen:
-        log = open(self.logs / f"{name}.log", "ab")
-        proc = subprocess.Popen(
-            cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=REPO
-        )
+        with open(self.logs / f"{name}.log", "ab") as log:  # the child keeps its own copy
+            proc = subprocess.Popen(
+                cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=REPO
+            )
         self.procs.append((name, proc))
         return proc
 
@@ -198,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
 
         dag_ids = _wait_for_dags(pg, procs)
         _airflow(env, "dags", "unpause", "--treat-dag-id-as-regex", "-y", "^scrape__")
-        print(f"Unpaused {len(dag_ids)} DAGs; the scheduler now runs each for its latest trading date",
+        print(f"Unpaused {len(dag_ids)} DAGs; the scheduler runs each for its latest trading date",
               flush=True)  # fmt: skip
         states = _wait_for_runs(pg, dag_ids, procs, args.timeout)
         ok = all(s == "success" for s in states.values())

@@ -33,7 +33,8 @@ def _doc_md(site: Site, region: Region) -> str:
         f"* spider kind: `{site.kind}`, natural key: `{', '.join(site.natural_key)}`\n"
         f"* region zone `{region.timezone}`, exchange `{region.exchange}`, "
         f"off-peak window {region.off_peak} local time\n"
-        f"* warehouse table: `scraped.{site.name}` (partition: region `{region.name}`, trading date)\n"
+        f"* warehouse table: `scraped.{site.name}`, partition region `{region.name}` "
+        "+ trading date\n"
         f'* trigger conf: `{{"trading_date": "YYYY-MM-DD"}}` scrapes that date\n\n'
         f"Resolved config (from `include/config`):\n\n```yaml\n{resolved}```\n"
     )

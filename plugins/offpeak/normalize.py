@@ -9,11 +9,20 @@ from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 
 _SPACES = re.compile(r"\s+")
-_GROUPING = str.maketrans("", "", ",'\u00a0\u202f\u2009 _")
+_SEPARATORS = ",'\u00a0\u202f\u2009 _"
+_GROUPING = str.maketrans("", "", _SEPARATORS)
 _NUMBER = re.compile(r"^\d+(\.\d+)?$|^\.\d+$")
-# Currency codes or abbreviations written next to the amount: "CHF 12.50", "kr 26.54", "Rs. 9".
-_CODE_PREFIX = re.compile(r"^[A-Za-z]{1,3}\.?\s*(?=[\d.])")
-_CODE_SUFFIX = re.compile(r"(?<=[\d.])\s*[A-Za-z]{2,3}\.?$")
+# Thousands groups (1,234,567.89) or Indian lakh groups (12,34,567.89); anything else with a
+# separator, such as a decimal comma "1,5", is ambiguous and rejected rather than misread.
+_GROUPED = re.compile(
+    r"^(\d{1,3}(?:([,'\u00a0\u202f\u2009 _])\d{3})(?:\2\d{3})*|\d{1,2}(?:,\d{2})+,\d{3})(\.\d+)?$"
+)
+# Currency written next to the amount: ISO codes ("CHF 12.50", "12.50 EUR"), a few local
+# abbreviations ("kr 26.54", "Rs. 9"), and the letters left of "A$"/"US$"/"HK$" once the symbol
+# is gone. Deliberately not any letters: "1.2bn" or "2.5 Cr" must be rejected, not read as 1.2.
+_CODES = r"(?:[A-Z]{3}|kr|Kr|Rs|Fr|zł|A|C|NZ|HK|S|US|R)"
+_CODE_PREFIX = re.compile(rf"^{_CODES}\.?\s*(?=[\d.])")
+_CODE_SUFFIX = re.compile(rf"(?<=[\d.])\s*{_CODES}\.?$")
 _MINUS_SIGNS = "-\u2212\u2012\u2013"
 
 
@@ -42,14 +51,17 @@ def _number_text(raw: object) -> tuple[bool, str] | None:
     if text.startswith("(") and text.endswith(")"):
         negative, text = True, text[1:-1].strip()
     text = text.removesuffix("%").strip()
-    if text[:1] in _MINUS_SIGNS + "+":
+    if text and text[0] in _MINUS_SIGNS + "+":
         negative, text = negative or text[0] != "+", text[1:].strip()
     text = "".join(c for c in text if unicodedata.category(c) != "Sc").strip()
     text = _CODE_PREFIX.sub("", text)
     text = _CODE_SUFFIX.sub("", text)
-    if text[:1] in _MINUS_SIGNS:  # "$-1.37" puts the sign after the currency
+    if text and text[0] in _MINUS_SIGNS:  # "$-1.37" puts the sign after the currency
         negative, text = True, text[1:]
-    text = text.translate(_GROUPING)
+    if any(c in _SEPARATORS for c in text):
+        if not _GROUPED.match(text):
+            raise FieldError(f"not a number (ambiguous digit grouping): {original!r}")
+        text = text.translate(_GROUPING)
     if not _NUMBER.match(text):
         raise FieldError(f"not a number: {original!r}")
     return negative, text
@@ -77,10 +89,10 @@ def to_int(raw: object) -> int | None:
         if frac.strip("0"):
             raise FieldError(f"not a whole number: {raw!r}")
         digits = whole or "0"
-    value = int(digits)
-    if abs(value) > 2**63 - 1:
+    value = -int(digits) if negative else int(digits)
+    if not -(2**63) <= value <= 2**63 - 1:
         raise FieldError(f"out of range for a 64-bit integer: {raw!r}")
-    return -value if negative else value
+    return value
 
 
 def to_date(raw: object) -> date | None:

@@ -1,4 +1,4 @@
-"""ScrapeOperator: one site's crawl for one region and trading date, in a `scrapy crawl` subprocess."""
+"""ScrapeOperator: one crawl of a site for one region and trading date, in a subprocess."""
 
 from __future__ import annotations
 

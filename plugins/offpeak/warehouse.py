@@ -97,14 +97,16 @@ def ensure_site_table(cur: psycopg.Cursor, site: Site) -> list[str]:
             ran.append(stmt.as_string(cur))
         elif have != wanted:
             raise SchemaMismatch(
-                f"site {site.name!r}: field {name!r} is type {spec.type!r} ({wanted}) in the config "
+                f"site {site.name!r}: field {name!r} is type {spec.type!r} ({wanted}) in the config"
+                " "
                 f"but column {schema}.{table}.{name} is {have}; migrate the column by hand "
                 f"(ALTER TABLE ... ALTER COLUMN {name} TYPE {wanted} USING ...) or rename the field"
             )
     cur.execute(
         "SELECT a.attname FROM pg_index i "
         "JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey) "
-        "WHERE i.indrelid = %s::regclass AND i.indisprimary ORDER BY array_position(i.indkey, a.attnum)",
+        "WHERE i.indrelid = %s::regclass AND i.indisprimary "
+        "ORDER BY array_position(i.indkey, a.attnum)",
         (f'"{schema}"."{table}"',),
     )
     pk_now = [r[0] for r in cur.fetchall()]
@@ -200,7 +202,8 @@ def load_partition(
         inserted, updated = cur.fetchone()
         cur.execute(
             sql.SQL(
-                "DELETE FROM {target} t WHERE t.region = %(region)s AND t.trading_date = %(trading_date)s"
+                "DELETE FROM {target} t"
+                " WHERE t.region = %(region)s AND t.trading_date = %(trading_date)s"
                 " AND NOT EXISTS (SELECT 1 FROM offpeak_stage s WHERE ({skeys}) = ({tkeys}))"
             ).format(
                 target=target,
@@ -212,7 +215,8 @@ def load_partition(
         deleted = cur.rowcount
         cur.execute(
             sql.SQL(
-                "SELECT count(*) FROM {} WHERE region = %(region)s AND trading_date = %(trading_date)s"
+                "SELECT count(*) FROM {}"
+                " WHERE region = %(region)s AND trading_date = %(trading_date)s"
             ).format(target),
             params,
         )

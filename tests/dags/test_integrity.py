@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 
@@ -66,3 +67,13 @@ def test_worker_parse_builds_only_its_dag(monkeypatch):
 
     monkeypatch.setenv("_AIRFLOW_PARSING_CONTEXT_DAG_ID", "scrape__funds__india")
     assert list(build_scrape_dags(PROJECT)) == ["scrape__funds__india"]
+
+
+def test_plugins_manager_imports_only_the_plugin_module():
+    """Airflow imports every .py under plugins/ as a top-level module unless .airflowignore'd."""
+    from airflow._shared.module_loading import find_path_from_directory
+
+    from offpeak.devenv import REPO
+
+    files = find_path_from_directory(str(REPO / "plugins"), ".airflowignore", "glob")
+    assert sorted(Path(f).name for f in files if f.endswith(".py")) == ["offpeak_plugin.py"]

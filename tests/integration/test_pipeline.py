@@ -148,7 +148,9 @@ def test_listing_detail_site_and_rejects_file(dagbag, warehouse, demo_url, pg):
     ).fetchone()
     assert navs == (28,)
 
-    transform_out = json.loads(xcoms(pg, "scrape__funds__india", run.run_id)["transform.return_value"])
+    transform_out = json.loads(
+        xcoms(pg, "scrape__funds__india", run.run_id)["transform.return_value"]
+    )
     assert (transform_out["records"], transform_out["rejected"]) == (30, 2)
     rejects_file = Path(transform_out["rejects_uri"].removeprefix("file://"))
     rejected = [json.loads(line) for line in rejects_file.read_text().splitlines()]

@@ -93,7 +93,7 @@ def test_dates_change_prices_not_symbols(base_url):
     assert len(a) == len(b) == 20
     assert [r["last"] for r in a] != [r["last"] for r in b]
     # Same symbols in the same order; a malformed row may blank its symbol cell on one date.
-    for ra, rb in zip(a, b):
+    for ra, rb in zip(a, b, strict=True):
         assert ra["symbol"] == rb["symbol"] or "" in (ra["symbol"], rb["symbol"])
     assert {r["name"] for r in a} == {r["name"] for r in b}
     sym_a = {r["symbol"] for r in a} - {""}

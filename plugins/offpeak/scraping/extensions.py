@@ -11,7 +11,7 @@ from scrapy.exceptions import NotConfigured
 
 
 class StatsFile:
-    """Write the crawler stats and finish reason to ``OFFPEAK_STATS_FILE`` when the spider closes."""
+    """Write the crawl stats and finish reason to ``OFFPEAK_STATS_FILE`` when the spider closes."""
 
     def __init__(self, path: str, stats) -> None:
         self.path = Path(path)

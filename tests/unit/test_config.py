@@ -1,0 +1,277 @@
+"""Unit tests for plugins/offpeak/config.py: the shipped config and the errors of broken files."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from offpeak import factory
+from offpeak.config import ConfigError, get_site, load_project
+
+SHIPPED = Path(__file__).resolve().parents[2] / "include" / "config"
+SHIPPED_SITES = {"equities", "funds", "fx_rates"}
+
+# A valid json_api site; tests break one thing in a copy of it.
+BASE_SITE = {
+    "kind": "json_api",
+    "base_url_conn_id": "site_prices",
+    "start_urls": ["/api/prices/{region}/{trading_date}"],
+    "regions": ["americas", "europe"],
+    "natural_key": ["code"],
+    "json_api": {"records": "data.items"},
+    "fields": {
+        "code": {"type": "text", "path": "code"},
+        "price": {"type": "decimal", "path": "price", "required": True},
+    },
+}
+
+
+@pytest.fixture
+def config_dir(tmp_path: Path) -> Path:
+    """A private copy of include/config that a test may break."""
+    target = tmp_path / "config"
+    shutil.copytree(SHIPPED, target)
+    return target
+
+
+def write_site(config_dir: Path, name: str, data: dict | str) -> Path:
+    path = config_dir / "sites" / f"{name}.yaml"
+    path.write_text(data if isinstance(data, str) else yaml.safe_dump(data), encoding="utf-8")
+    return path
+
+
+def site_with(**changes) -> dict:
+    data = yaml.safe_load(yaml.safe_dump(BASE_SITE))  # deep copy
+    for key, value in changes.items():
+        if value is None:
+            data.pop(key, None)
+        else:
+            data[key] = value
+    return data
+
+
+def assert_only_error(project, path: Path, *words: str) -> str:
+    """The broken file has one error naming the path and the site; the shipped sites load."""
+    assert set(project.errors) == {path.name}
+    message = project.errors[path.name]
+    assert str(path) in message
+    assert f"site {path.stem!r}" in message
+    for word in words:
+        assert word in message, f"{word!r} not in:\n{message}"
+    assert set(project.sites) == SHIPPED_SITES
+    return message
+
+
+# --------------------------------------------------------------------------- shipped config
+
+
+def test_shipped_config_loads_without_errors():
+    project = load_project(SHIPPED)
+    assert project.errors == {}
+    assert set(project.sites) == SHIPPED_SITES
+    assert set(project.regions) == {"americas", "europe", "asia_pacific", "oceania", "india"}
+    assert project.error_report == ""
+
+
+def test_shipped_pairs_are_sorted_and_complete():
+    pairs = [(s.name, r.name) for s, r in load_project(SHIPPED).pairs()]
+    assert len(pairs) == 11
+    assert pairs == sorted(pairs)
+    assert pairs[0] == ("equities", "americas")
+    assert pairs[-1] == ("fx_rates", "oceania")
+    assert ("funds", "americas") not in pairs
+
+
+def test_regions_get_their_names_and_times():
+    regions = load_project(SHIPPED).regions
+    india = regions["india"]
+    assert india.name == "india"
+    assert india.timezone == "Asia/Kolkata"
+    assert str(india.off_peak) == "16:30–08:30"
+    assert india.off_peak.crosses_midnight
+
+
+def test_default_config_dir_honours_env(monkeypatch, config_dir):
+    write_site(config_dir, "prices", BASE_SITE)
+    monkeypatch.setenv("OFFPEAK_CONFIG_DIR", str(config_dir))
+    project = load_project()
+    assert project.config_dir == config_dir
+    assert set(project.sites) == {*SHIPPED_SITES, "prices"}
+
+
+def test_valid_extra_site_loads(config_dir):
+    write_site(config_dir, "prices", BASE_SITE)
+    project = load_project(config_dir)
+    assert project.errors == {}
+    assert project.sites["prices"].name == "prices"
+    assert project.sites["prices"].required_fields() == {"code", "price"}
+    assert len(project.pairs()) == 13
+
+
+def test_get_site_returns_site_and_regions():
+    site, regions = get_site("equities", SHIPPED)
+    assert site.kind == "html_table"
+    assert site.quality.min_items == 10
+    assert set(site.regions) <= set(regions)
+
+
+# --------------------------------------------------------------------------- broken site files
+
+
+def test_unknown_field_type(config_dir):
+    fields = {**BASE_SITE["fields"], "price": {"type": "money", "path": "price"}}
+    path = write_site(config_dir, "prices", site_with(fields=fields))
+    message = assert_only_error(load_project(config_dir), path, "fields.price.type", "'money'")
+    assert "'decimal'" in message  # says which types are allowed
+
+
+def test_natural_key_names_unknown_field(config_dir):
+    path = write_site(config_dir, "prices", site_with(natural_key=["ticker"]))
+    assert_only_error(load_project(config_dir), path, "natural_key", "ticker")
+
+
+def test_unknown_region(config_dir):
+    path = write_site(config_dir, "prices", site_with(regions=["americas", "antarctica"]))
+    message = assert_only_error(load_project(config_dir), path, "regions", "antarctica")
+    assert "regions.yaml defines" in message
+    assert "'americas'" in message
+
+
+def test_kind_without_its_section(config_dir):
+    path = write_site(config_dir, "prices", site_with(json_api=None))
+    assert_only_error(load_project(config_dir), path, "kind 'json_api' needs a 'json_api' section")
+
+
+def test_kind_with_another_kinds_section(config_dir):
+    path = write_site(config_dir, "prices", site_with(html_table={"rows": "tr"}))
+    assert_only_error(load_project(config_dir), path, "does not use section(s) ['html_table']")
+
+
+def test_css_field_on_json_api_site(config_dir):
+    fields = {**BASE_SITE["fields"], "price": {"type": "decimal", "css": "td.price::text"}}
+    path = write_site(config_dir, "prices", site_with(fields=fields))
+    assert_only_error(load_project(config_dir), path, "fields.price", "`path`")
+
+
+def test_field_with_two_locators(config_dir):
+    fields = {**BASE_SITE["fields"], "price": {"type": "decimal", "path": "p", "css": "td"}}
+    path = write_site(config_dir, "prices", site_with(fields=fields))
+    assert_only_error(load_project(config_dir), path, "fields.price", "exactly one of css")
+
+
+def test_unknown_placeholder_in_start_urls(config_dir):
+    path = write_site(config_dir, "prices", site_with(start_urls=["/api/prices/{ds}"]))
+    assert_only_error(load_project(config_dir), path, "start_urls", "['ds']", "{trading_date}")
+
+
+def test_reserved_field_name(config_dir):
+    fields = {**BASE_SITE["fields"], "region": {"type": "text", "path": "region"}}
+    path = write_site(config_dir, "prices", site_with(fields=fields))
+    assert_only_error(load_project(config_dir), path, "['region']", "reserved")
+
+
+def test_unknown_top_level_key(config_dir):
+    path = write_site(config_dir, "prices", site_with(schedule="@daily"))
+    assert_only_error(load_project(config_dir), path, "schedule", "Extra inputs")
+
+
+def test_name_must_match_file_name(config_dir):
+    path = write_site(config_dir, "prices", site_with(name="quotes"))
+    assert_only_error(load_project(config_dir), path, "field `name`", "'quotes'")
+
+
+def test_invalid_yaml_syntax(config_dir):
+    path = write_site(config_dir, "prices", "kind: json_api\nfields: {code: [unclosed\n")
+    project = load_project(config_dir)
+    assert set(project.errors) == {"prices.yaml"}
+    message = project.errors["prices.yaml"]
+    assert "not valid YAML" in message
+    assert str(path) in message
+    assert set(project.sites) == SHIPPED_SITES
+
+
+def test_yaml_that_is_not_a_mapping(config_dir):
+    path = write_site(config_dir, "prices", "- just\n- a list\n")
+    assert_only_error(load_project(config_dir), path, "expected a mapping")
+
+
+def test_broken_shipped_site_does_not_hide_the_others(config_dir):
+    path = config_dir / "sites" / "funds.yaml"
+    path.write_text(path.read_text().replace("type: int", "type: integer"), encoding="utf-8")
+    project = load_project(config_dir)
+    assert set(project.errors) == {"funds.yaml"}
+    assert "fields.aum.type" in project.errors["funds.yaml"]
+    assert set(project.sites) == {"equities", "fx_rates"}
+    assert len(project.pairs()) == 8
+
+
+# --------------------------------------------------------------------------- broken regions.yaml
+
+
+def test_unquoted_time_in_regions(config_dir):
+    path = config_dir / "regions.yaml"
+    path.write_text(
+        path.read_text().replace('{start: "18:30", end: "07:30"}', "{start: 18:30, end: 07:30}"),
+        encoding="utf-8",
+    )
+    project = load_project(config_dir)
+    assert project.sites == {}
+    assert set(project.errors) == {"regions.yaml"}
+    message = project.errors["regions.yaml"]
+    assert str(path) in message
+    assert "regions.americas.off_peak.start" in message
+    assert "quoted" in message
+    assert "(got 1110)" in message  # what YAML made of 18:30
+
+
+def test_unknown_timezone_in_regions(config_dir):
+    path = config_dir / "regions.yaml"
+    path.write_text(
+        path.read_text().replace("Europe/London", "Europe/Londn"),
+        encoding="utf-8",
+    )
+    project = load_project(config_dir)
+    assert project.sites == {}
+    assert project.regions == {}
+    assert project.pairs() == []
+    message = project.errors["regions.yaml"]
+    assert "regions.europe.timezone" in message
+    assert "unknown IANA timezone 'Europe/Londn'" in message
+
+
+def test_missing_regions_file(config_dir):
+    (config_dir / "regions.yaml").unlink()
+    project = load_project(config_dir)
+    assert project.sites == {}
+    assert "regions.yaml" in project.errors["regions.yaml"]
+
+
+def test_get_site_raises_for_a_broken_site(config_dir):
+    write_site(config_dir, "prices", site_with(natural_key=["ticker"]))
+    with pytest.raises(ConfigError, match="natural_key names unknown field"):
+        get_site("prices", config_dir)
+
+
+# --------------------------------------------------------------------------- factory
+
+
+def test_raise_config_errors_names_every_broken_file(config_dir):
+    write_site(config_dir, "prices", site_with(natural_key=["ticker"]))
+    write_site(config_dir, "rates", "kind: [\n")
+    project = load_project(config_dir)
+    assert set(project.errors) == {"prices.yaml", "rates.yaml"}
+    with pytest.raises(ConfigError) as info:
+        factory.raise_config_errors(project)
+    message = str(info.value)
+    assert "2 config file(s)" in message
+    assert str(config_dir / "sites" / "prices.yaml") in message
+    assert str(config_dir / "sites" / "rates.yaml") in message
+    assert "not valid YAML" in message
+    assert "natural_key" in message
+
+
+def test_raise_config_errors_is_silent_for_valid_config():
+    assert factory.raise_config_errors(load_project(SHIPPED)) is None
