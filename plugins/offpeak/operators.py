@@ -205,17 +205,20 @@ class ScrapeOperator(BaseOperator):
         return self._proc.wait()
 
     def on_kill(self) -> None:
+        """SIGTERM asks Scrapy to close gracefully; a second one forces it; then SIGKILL."""
         proc = self._proc
         if proc is None or proc.poll() is not None:
             return
         self.log.info("Stopping crawl (pid %s)", proc.pid)
-        try:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        for sig, grace in ((signal.SIGTERM, 5), (signal.SIGTERM, 5), (signal.SIGKILL, 5)):
+            try:
+                os.killpg(proc.pid, sig)
+                proc.wait(timeout=grace)
+                return
+            except subprocess.TimeoutExpired:
+                continue
+            except ProcessLookupError:
+                return
 
 
 def _count_and_hash(path: Path) -> tuple[int, int, str]:
