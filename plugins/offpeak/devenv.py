@@ -172,7 +172,9 @@ def main(argv: list[str] | None = None) -> int:
     def _stop(*_: object) -> None:
         raise KeyboardInterrupt
 
+    # Explicit handlers: a shell that starts `make run` in the background ignores SIGINT.
     signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
     try:
         procs.start(
             "demo_sites",
