@@ -61,7 +61,6 @@ def main() -> None:
         threading.Thread(target=server.serve_forever, daemon=True).start()
         base = f"http://127.0.0.1:{server.server_address[1]}"
         op = ScrapeOperator(task_id="scrape", site="equities", region="europe")
-        op.log.setLevel("WARNING")  # keep the crawl log out of the table
         pages = items = 0
         started = time.perf_counter()
         for day in (16, 17, 18, 19, 20):
