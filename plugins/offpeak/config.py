@@ -209,10 +209,6 @@ class Site(_Strict):
                 )
         return self
 
-    @property
-    def key_fields(self) -> list[str]:
-        return list(self.natural_key)
-
     def required_fields(self) -> set[str]:
         return {n for n, f in self.fields.items() if f.required} | set(self.natural_key)
 

@@ -68,7 +68,6 @@ def build_scrape_dag(site: Site, region: Region) -> DAG:
         default_args=default_args,
         tags=[f"site:{site.name}", f"region:{region.name}", f"kind:{site.kind}"],
         doc_md=_doc_md(site, region),
-        render_template_as_native_obj=False,
     ) as dag:
         scrape = ScrapeOperator(task_id="scrape", site=site.name, region=region.name)
         kwargs = {"site": site.name, "region": region.name}

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from datetime import date
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 
 def warehouse_conn_id() -> str:
@@ -27,11 +30,11 @@ def transform(site: str, region: str, **context: Any) -> dict[str, Any]:
         storage.partition("clean", site, region, trading_date, key),
         storage.partition("rejects", site, region, trading_date, key),
     )
-    print(
-        f"Transformed {result['records']} records: {result['clean']} clean, "
-        f"{result['rejected']} rejected ({result['reject_ratio']:.1%}); "
-        f"reasons: {result['top_reject_reasons']}"
-    )
+    log.info(
+        "Transformed %s records: %s clean, %s rejected (%.1f%%); reasons: %s",
+        result["records"], result["clean"], result["rejected"], 100 * result["reject_ratio"],
+        result["top_reject_reasons"],
+    )  # fmt: skip
     return {**result, "trading_date": scraped["trading_date"]}
 
 
@@ -66,5 +69,5 @@ def load(site: str, region: str, **context: Any) -> dict[str, Any]:
         )
     finally:
         conn.close()
-    print(f"Loaded into {result['table']}: {result}")
+    log.info("Loaded into %s: %s", result["table"], result)
     return result
