@@ -64,6 +64,15 @@ def xcoms(pg, dag_id: str, run_id: str) -> dict[str, str]:
     return dict(rows)
 
 
+def assert_small_xcoms(pg, run) -> dict[str, str]:
+    """XCom carries pointers and counts only: every value of the run is under 2 KB."""
+    values = xcoms(pg, run.dag_id, run.run_id)
+    assert set(values) == {"scrape.return_value", "transform.return_value", "load.return_value"}
+    for key, value in values.items():
+        assert len(value.encode()) < 2048, f"{key} XCom is {len(value)} bytes"
+    return values
+
+
 def test_html_table_site_loads_every_valid_row(dagbag, warehouse, demo_url, pg):
     run = run_dag(dagbag, "scrape__equities__europe")
     assert run.state == "success"
@@ -95,19 +104,16 @@ def test_html_table_site_loads_every_valid_row(dagbag, warehouse, demo_url, pg):
     assert (entry["rows_in_file"], entry["rows_rejected"], entry["rows_inserted"]) == (90, 10, 90)
     assert len(entry["raw_sha256"]) == 64
 
-    # XCom carries pointers and counts only.
-    values = xcoms(pg, "scrape__equities__europe", run.run_id)
-    assert set(values) == {"scrape.return_value", "transform.return_value", "load.return_value"}
-    for key, value in values.items():
-        assert len(value.encode()) < 2048, f"{key} XCom is {len(value)} bytes"
+    values = assert_small_xcoms(pg, run)
     pointer = json.loads(values["scrape.return_value"])
     assert pointer["items"] == 100 and pointer["finish_reason"] == "finished"
     assert pointer["stats"]["pages"] >= 5
 
 
-def test_json_api_site_follows_cursors_and_keeps_offsets(dagbag, warehouse, demo_url):
+def test_json_api_site_follows_cursors_and_keeps_offsets(dagbag, warehouse, demo_url, pg):
     run = run_dag(dagbag, "scrape__fx_rates__americas")
     assert run.state == "success"
+    assert_small_xcoms(pg, run)
 
     records, url = [], f"{demo_url}/api/fx/americas/{TRADING_DATE}"
     while url:
