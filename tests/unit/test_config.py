@@ -211,12 +211,14 @@ def test_broken_shipped_site_does_not_hide_the_others(config_dir):
 # --------------------------------------------------------------------------- broken regions.yaml
 
 
-def test_unquoted_time_in_regions(config_dir):
+def edit_regions(config_dir: Path, old: str, new: str) -> Path:
     path = config_dir / "regions.yaml"
-    path.write_text(
-        path.read_text().replace('{start: "18:30", end: "07:30"}', "{start: 18:30, end: 07:30}"),
-        encoding="utf-8",
-    )
+    path.write_text(path.read_text().replace(old, new), encoding="utf-8")
+    return path
+
+
+def test_unquoted_time_in_regions(config_dir):
+    path = edit_regions(config_dir, '{start: "18:30", end: "07:30"}', "{start: 18:30, end: 07:30}")
     project = load_project(config_dir)
     assert project.sites == {}
     assert set(project.errors) == {"regions.yaml"}
@@ -228,11 +230,7 @@ def test_unquoted_time_in_regions(config_dir):
 
 
 def test_unknown_timezone_in_regions(config_dir):
-    path = config_dir / "regions.yaml"
-    path.write_text(
-        path.read_text().replace("Europe/London", "Europe/Londn"),
-        encoding="utf-8",
-    )
+    edit_regions(config_dir, "Europe/London", "Europe/Londn")
     project = load_project(config_dir)
     assert project.sites == {}
     assert project.regions == {}
