@@ -1,9 +1,14 @@
-"""AirflowPlugin of the off-peak scraping project (the off-peak timetable registers here)."""
+"""AirflowPlugin of the off-peak scraping project: registers the off-peak timetable."""
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from airflow.plugins_manager import AirflowPlugin
+
+from offpeak.timetable import OffPeakTimetable
 
 
 class OffPeakPlugin(AirflowPlugin):
     name = "offpeak"
+    timetables: ClassVar[list] = [OffPeakTimetable]

@@ -19,8 +19,22 @@ CREATE TABLE IF NOT EXISTS {schema}.load_audit (
     rows_updated    bigint      NOT NULL,
     rows_unchanged  bigint      NOT NULL,
     rows_deleted    bigint      NOT NULL,
+    -- false: the crawl was stopped by the end of its off-peak window (quality.on_window_end:
+    -- partial); the load upserted what it got and deleted nothing.
+    complete        boolean     NOT NULL DEFAULT true,
     loaded_at       timestamptz NOT NULL DEFAULT now()
 );
+
+-- Warehouses created before the column existed get it once; checking first keeps every later
+-- load from taking ALTER TABLE's exclusive lock on the audit table.
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = '{schema}.load_audit'::regclass
+                   AND attname = 'complete' AND NOT attisdropped) THEN
+        ALTER TABLE {schema}.load_audit ADD COLUMN complete boolean NOT NULL DEFAULT true;
+    END IF;
+END
+$$;
 
 CREATE INDEX IF NOT EXISTS load_audit_partition_idx
     ON {schema}.load_audit (site, region, trading_date);

@@ -62,7 +62,8 @@ class OffPeakWindow(_Strict):
         return self.end <= self.start
 
     def __str__(self) -> str:
-        return f"{self.start:%H:%M}–{self.end:%H:%M}"
+        fmt = "%H:%M:%S" if self.start.second or self.end.second else "%H:%M"
+        return f"{self.start.strftime(fmt)}–{self.end.strftime(fmt)}"
 
 
 class Region(_Strict):
@@ -78,6 +79,16 @@ class Region(_Strict):
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError):
             raise ValueError(f"unknown IANA timezone {value!r}") from None
+        return value
+
+    @field_validator("exchange")
+    @classmethod
+    def _known_calendar(cls, value: str) -> str:
+        from offpeak.calendars import supported_exchanges
+
+        if value not in supported_exchanges():
+            known = ", ".join(sorted(c for c in supported_exchanges() if c.startswith("X")))
+            raise ValueError(f"no trading calendar for exchange {value!r}; known MICs: {known}")
         return value
 
 
@@ -146,6 +157,9 @@ class Politeness(_Strict):
 class Quality(_Strict):
     max_reject_ratio: Annotated[float, Field(ge=0, le=1)] = 0.2
     min_items: Annotated[int, Field(ge=0)] = 1
+    # A crawl still running when the off-peak window closes is stopped there; then the run
+    # fails ("fail") or loads what was crawled, flagged incomplete in the audit ("partial").
+    on_window_end: Literal["fail", "partial"] = "fail"
 
 
 class DagSettings(_Strict):
@@ -154,6 +168,8 @@ class DagSettings(_Strict):
     retry_delay_seconds: Annotated[int, Field(ge=1)] = 60
     max_retry_delay_seconds: Annotated[int, Field(ge=1)] = 1800
     catchup: bool = False
+    # With catchup on, the scheduler catches up at most this many trading days.
+    catchup_days: Annotated[int, Field(ge=1, le=366)] = 5
     max_active_runs: Annotated[int, Field(ge=1, le=16)] = 1
 
 

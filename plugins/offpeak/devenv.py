@@ -24,9 +24,17 @@ def state_dir() -> Path:
 
 
 def airflow_env(
-    state: Path, pg: LocalPostgres, demo_url: str, api_port: int = 8080
+    state: Path,
+    pg: LocalPostgres,
+    demo_url: str,
+    api_port: int = 8080,
+    ignore_windows: bool = False,
 ) -> dict[str, str]:
-    """Every setting Airflow and the project need, as env vars (nothing in airflow.cfg)."""
+    """Every setting Airflow and the project need, as env vars (nothing in airflow.cfg).
+
+    ``ignore_windows``: crawls run at once instead of waiting for their region's off-peak
+    window (the demo sites have no peak hours).
+    """
     home = state / "airflow"
     home.mkdir(parents=True, exist_ok=True)
     secret_file = state / "secret"
@@ -60,6 +68,8 @@ def airflow_env(
     }
     for conn_id in SITE_CONNECTIONS:
         env[f"AIRFLOW_CONN_{conn_id.upper()}"] = demo_url
+    if ignore_windows:
+        env["OFFPEAK_IGNORE_WINDOWS"] = "true"
     return env
 
 
@@ -156,6 +166,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--timeout", type=float, default=900, help="seconds to wait for the main job"
     )
+    parser.add_argument(
+        "--enforce-windows",
+        action="store_true",
+        help="crawls wait for their region's off-peak window, as in production",
+    )
     args = parser.parse_args(argv)
     t0 = time.monotonic()
 
@@ -165,7 +180,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"PostgreSQL on 127.0.0.1:{args.pg_port} (data in {pg.data})", flush=True)
 
     demo_url = f"http://127.0.0.1:{args.demo_port}"
-    env = {**os.environ, **airflow_env(state, pg, demo_url, args.api_port)}
+    env = {
+        **os.environ,
+        **airflow_env(state, pg, demo_url, args.api_port, ignore_windows=not args.enforce_windows),
+    }
     admin_password(state)
     procs = Processes(state / "logs")
 
@@ -202,6 +220,14 @@ def main(argv: list[str] | None = None) -> int:
         _airflow(env, "dags", "unpause", "--treat-dag-id-as-regex", "-y", "^scrape__")
         print(f"Unpaused {len(dag_ids)} DAGs; the scheduler runs each for its latest trading date",
               flush=True)  # fmt: skip
+        if args.enforce_windows:
+            print("Crawls wait for their region's off-peak window (--enforce-windows)", flush=True)
+        else:
+            print(
+                "Crawls start at once: the demo sites have no peak hours "
+                "(OFFPEAK_IGNORE_WINDOWS=true; --enforce-windows to wait)",
+                flush=True,
+            )
         states = _wait_for_runs(pg, dag_ids, procs, args.timeout)
         ok = all(s == "success" for s in states.values())
         print(f"\nMain job {'succeeded' if ok else 'FAILED'} after {time.monotonic() - t0:.0f}s:")

@@ -31,11 +31,13 @@ def _doc_md(site: Site, region: Region) -> str:
         f"### {site.name} in {region.name}\n\n"
         f"{site.description}\n\n"
         f"* spider kind: `{site.kind}`, natural key: `{', '.join(site.natural_key)}`\n"
-        f"* region zone `{region.timezone}`, exchange `{region.exchange}`, "
-        f"off-peak window {region.off_peak} local time\n"
+        f"* schedule: one run per `{region.exchange}` trading day, due when the off-peak "
+        f"window opens ({region.off_peak} `{region.timezone}`); the data interval is the "
+        "trading day, local midnight to midnight\n"
         f"* warehouse table: `scraped.{site.name}`, partition region `{region.name}` "
         "+ trading date\n"
-        f'* trigger conf: `{{"trading_date": "YYYY-MM-DD"}}` scrapes that date\n\n'
+        f'* trigger conf: `{{"trading_date": "YYYY-MM-DD"}}` scrapes that date; '
+        f'`{{"ignore_window": true}}` crawls now instead of waiting for the window\n\n'
         f"Resolved config (from `include/config`):\n\n```yaml\n{resolved}```\n"
     )
 
@@ -43,11 +45,11 @@ def _doc_md(site: Site, region: Region) -> str:
 def build_scrape_dag(site: Site, region: Region) -> DAG:
     import pendulum
     from airflow.providers.standard.operators.python import PythonOperator
-    from airflow.sdk import DAG, CronTriggerTimetable
+    from airflow.sdk import DAG
 
     from offpeak import tasks
     from offpeak.operators import ScrapeOperator
-    from offpeak.tradingtime import window_cron
+    from offpeak.timetable import OffPeakTimetable
 
     settings = site.dag
     default_args = {
@@ -61,7 +63,9 @@ def build_scrape_dag(site: Site, region: Region) -> DAG:
         dag_id=dag_id_for(site.name, region.name),
         description=f"{site.kind} crawl of {site.name} for {region.name} "
         f"({region.exchange}, off-peak {region.off_peak} {region.timezone})",
-        schedule=CronTriggerTimetable(window_cron(region), timezone=region.timezone),
+        schedule=OffPeakTimetable.for_region(
+            region, catchup_days=settings.catchup_days if settings.catchup else None
+        ),
         start_date=pendulum.datetime(*START_DATE, tz=region.timezone),
         catchup=settings.catchup,
         max_active_runs=settings.max_active_runs,

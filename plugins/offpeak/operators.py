@@ -10,10 +10,11 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Sequence
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
+from zoneinfo import ZoneInfo
 
 from airflow.sdk import BaseOperator
 
@@ -39,8 +40,19 @@ class CrawlFailed(Exception):
     """The crawl did not finish cleanly; the message says how and where the log is."""
 
 
-def scrapy_settings(site: Site, feed_path: Path, stats_path: Path) -> dict[str, Any]:
-    """The per-run Scrapy settings: the site's politeness section plus where to write."""
+def ignore_windows_everywhere() -> bool:
+    """``OFFPEAK_IGNORE_WINDOWS=true``: a deployment without peak hours (`make run`'s demo)."""
+    return os.environ.get("OFFPEAK_IGNORE_WINDOWS", "").lower() in ("1", "true", "yes")
+
+
+def scrapy_settings(
+    site: Site, feed_path: Path, stats_path: Path, timeout: float | None = None
+) -> dict[str, Any]:
+    """The per-run Scrapy settings: the site's politeness section plus where to write.
+
+    ``timeout`` (seconds) overrides the site's ``closespider_timeout``: the time left in the
+    off-peak window when that is shorter.
+    """
     p = site.politeness
     return {
         "ROBOTSTXT_OBEY": p.robotstxt_obey,
@@ -49,7 +61,7 @@ def scrapy_settings(site: Site, feed_path: Path, stats_path: Path) -> dict[str, 
         "AUTOTHROTTLE_ENABLED": p.autothrottle,
         "AUTOTHROTTLE_TARGET_CONCURRENCY": p.autothrottle_target_concurrency,
         "DOWNLOAD_MAXSIZE": p.download_maxsize,
-        "CLOSESPIDER_TIMEOUT": p.closespider_timeout,
+        "CLOSESPIDER_TIMEOUT": p.closespider_timeout if timeout is None else timeout,
         "USER_AGENT": p.user_agent,
         "FEEDS": json.dumps({feed_path.as_uri(): {"format": "jsonlines", "encoding": "utf8"}}),
         "OFFPEAK_STATS_FILE": str(stats_path),
@@ -79,6 +91,12 @@ class ScrapeOperator(BaseOperator):
     The crawl runs as ``scrapy crawl <kind>`` in a subprocess (a Twisted reactor cannot be
     restarted inside a long-lived worker). Its log streams into the task log; the feed is
     written to a temporary file and published atomically under the data root.
+
+    Window guard: outside the region's off-peak window the task defers (no worker slot is
+    held; the triggerer wakes it) until the window opens, unless ``dag_run.conf`` says
+    ``ignore_window: true`` or ``OFFPEAK_IGNORE_WINDOWS`` is set. Inside the window the
+    crawl's time budget is the rest of the window; a crawl stopped by the window's end fails
+    the task, or with ``quality.on_window_end: partial`` is published flagged incomplete.
 
     :param site: site name, the stem of ``include/config/sites/<site>.yaml`` (templated)
     :param region: region name from ``regions.yaml`` (templated)
@@ -112,12 +130,60 @@ class ScrapeOperator(BaseOperator):
         return trading_date_from_context(self.site_config[1], context)
 
     def execute(self, context: Context) -> dict[str, Any]:
+        from offpeak.tradingtime import RegionClock, ignore_window
+
+        region = self.site_config[1]
+        trading_date = self.resolve_trading_date(context)
+        if ignore_window(context) or ignore_windows_everywhere():
+            self.log.info("Window guard off for this run: crawling now")
+            return self.crawl(context, trading_date, window_closes=None)
+        clock = RegionClock.of(region)
+        now = datetime.now(tz=UTC)
+        window = clock.current_window(now)
+        if window is None:
+            self.wait_for_window(clock, now)
+        return self.crawl(context, trading_date, window_closes=window[1])
+
+    def execute_in_window(self, context: Context, event: Any = None) -> dict[str, Any]:
+        """Resumed by the triggerer when the window opens: check again, then crawl."""
+        return self.execute(context)
+
+    def wait_for_window(self, clock: Any, now: datetime) -> NoReturn:
+        from airflow.providers.standard.triggers.temporal import DateTimeTrigger
+
+        opens = clock.next_window_open(now)
+        self.log.info(
+            "Outside the %s off-peak window (%s %s): deferring until it opens at %s "
+            "(%s local); trigger with {\"ignore_window\": true} to crawl now",
+            clock.name, clock.window_text(), clock.timezone, opens.isoformat(),
+            opens.astimezone(clock.tz).strftime("%Y-%m-%d %H:%M:%S"),
+        )  # fmt: skip
+        self.defer(
+            trigger=DateTimeTrigger(moment=opens),
+            method_name="execute_in_window",
+            timeout=opens - now + timedelta(hours=1),
+        )
+
+    def crawl(
+        self, context: Context, trading_date: date, window_closes: datetime | None
+    ) -> dict[str, Any]:
         from airflow.sdk import BaseHook
 
         from offpeak import storage
 
-        site, _ = self.site_config
-        trading_date = self.resolve_trading_date(context)
+        site, region = self.site_config
+        started = datetime.now(tz=UTC)
+        budget = None
+        if window_closes is not None:
+            left = (window_closes - started).total_seconds()
+            if (
+                site.politeness.closespider_timeout == 0
+                or left < site.politeness.closespider_timeout
+            ):
+                budget = max(1.0, round(left, 1))
+                self.log.info(
+                    "The window closes at %s: the crawl stops after %.0f s", window_closes, budget
+                )
         conn = BaseHook.get_connection(site.base_url_conn_id)
         if conn.password:
             from airflow.sdk.log import mask_secret
@@ -138,10 +204,28 @@ class ScrapeOperator(BaseOperator):
         )
         with tempfile.TemporaryDirectory(prefix="offpeak-crawl-") as tmp:
             feed, stats_file = Path(tmp, "items.jsonl"), Path(tmp, "stats.json")
-            returncode = self.run_crawl(site, trading_date, base_url, feed, stats_file, tmp)
+            returncode = self.run_crawl(
+                site, trading_date, base_url, feed, stats_file, tmp, timeout=budget
+            )
             stats = json.loads(stats_file.read_text()) if stats_file.exists() else {}
             finish_reason = stats.get("finish_reason", "unknown")
-            if returncode != 0 or finish_reason != "finished":
+            stopped_by_window = budget is not None and finish_reason == "closespider_timeout"
+            if returncode == 0 and stopped_by_window:
+                pages = stats.get("response_received_count", 0)
+                closed = window_closes.astimezone(ZoneInfo(region.timezone))
+                message = (
+                    f"site {site.name!r} region {self.region!r} {trading_date}: the off-peak "
+                    f"window closed at {closed:%H:%M:%S} {region.timezone} and stopped the "
+                    f"crawl after {pages} pages"
+                )
+                if site.quality.on_window_end == "fail":
+                    raise CrawlFailed(
+                        f"{message}; quality.on_window_end is 'fail', so nothing is published"
+                    )
+                self.log.warning(
+                    "%s; publishing the partial feed (on_window_end: partial)", message
+                )
+            elif returncode != 0 or finish_reason != "finished":
                 raise CrawlFailed(
                     f"scrapy crawl {site.kind} for site {site.name!r} region {self.region!r} "
                     f"{trading_date} ended with exit code {returncode}, finish reason "
@@ -163,13 +247,22 @@ class ScrapeOperator(BaseOperator):
             "bytes": size,
             "sha256": sha256,
             "finish_reason": finish_reason,
+            "complete": not stopped_by_window,
+            "crawl_started_at": started.isoformat(timespec="seconds"),
             "stats": {k: stats[v] for k, v in KEY_STATS.items() if v in stats},
         }
         self.log.info("Crawl published: %s", pointer)
         return pointer
 
     def run_crawl(
-        self, site: Site, trading_date: date, base_url: str, feed: Path, stats_file: Path, cwd: str
+        self,
+        site: Site,
+        trading_date: date,
+        base_url: str,
+        feed: Path,
+        stats_file: Path,
+        cwd: str,
+        timeout: float | None = None,
     ) -> int:
         cmd = [
             sys.executable, "-m", "scrapy", "crawl", site.kind,
@@ -178,7 +271,7 @@ class ScrapeOperator(BaseOperator):
             "-a", f"trading_date={trading_date.isoformat()}",
             "-a", f"base_url={base_url}",
         ]  # fmt: skip
-        for key, value in scrapy_settings(site, feed, stats_file).items():
+        for key, value in scrapy_settings(site, feed, stats_file, timeout).items():
             cmd += ["-s", f"{key}={value}"]
         env = {
             **os.environ,

@@ -66,6 +66,7 @@ def load(site: str, region: str, **context: Any) -> dict[str, Any]:
             rows_rejected=cleaned["rejected"],
             raw_uri=scraped["uri"],
             raw_sha256=scraped["sha256"],
+            complete=scraped.get("complete", True),
         )
     finally:
         conn.close()

@@ -132,12 +132,16 @@ def load_partition(
     rows_rejected: int,
     raw_uri: str | None = None,
     raw_sha256: str | None = None,
+    complete: bool = True,
 ) -> dict[str, Any]:
     """Replace one (site, region, trading_date) partition with the clean file, atomically.
 
     COPY into a temporary staging table, keep the last record per natural key, upsert the rows
     that changed, delete keys the source no longer lists, and write an audit row, all in one
     transaction: a killed load leaves the previous partition exactly as it was.
+
+    An incomplete crawl (stopped by the end of its window, ``complete=False``) only upserts:
+    keys it did not reach are kept, and the audit row says ``complete = false``.
     """
     from psycopg import sql
 
@@ -200,19 +204,21 @@ def load_partition(
         params = {"region": region, "trading_date": trading_date, "run_id": run_id}
         cur.execute(upsert, params)
         inserted, updated = cur.fetchone()
-        cur.execute(
-            sql.SQL(
-                "DELETE FROM {target} t"
-                " WHERE t.region = %(region)s AND t.trading_date = %(trading_date)s"
-                " AND NOT EXISTS (SELECT 1 FROM offpeak_stage s WHERE ({skeys}) = ({tkeys}))"
-            ).format(
-                target=target,
-                skeys=sql.SQL(", ").join(sql.SQL("s.{}").format(_ident(k)) for k in keys),
-                tkeys=sql.SQL(", ").join(sql.SQL("t.{}").format(_ident(k)) for k in keys),
-            ),
-            params,
-        )
-        deleted = cur.rowcount
+        deleted = 0
+        if complete:
+            cur.execute(
+                sql.SQL(
+                    "DELETE FROM {target} t"
+                    " WHERE t.region = %(region)s AND t.trading_date = %(trading_date)s"
+                    " AND NOT EXISTS (SELECT 1 FROM offpeak_stage s WHERE ({skeys}) = ({tkeys}))"
+                ).format(
+                    target=target,
+                    skeys=sql.SQL(", ").join(sql.SQL("s.{}").format(_ident(k)) for k in keys),
+                    tkeys=sql.SQL(", ").join(sql.SQL("t.{}").format(_ident(k)) for k in keys),
+                ),
+                params,
+            )
+            deleted = cur.rowcount
         cur.execute(
             sql.SQL(
                 "SELECT count(*) FROM {}"
@@ -226,8 +232,8 @@ def load_partition(
             sql.SQL(
                 "INSERT INTO {} (site, region, trading_date, dag_id, run_id, raw_uri, raw_sha256,"
                 " clean_uri, rows_in_file, rows_rejected, rows_inserted, rows_updated,"
-                " rows_unchanged, rows_deleted) VALUES"
-                " (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+                " rows_unchanged, rows_deleted, complete) VALUES"
+                " (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
             ).format(_ident(schema, "load_audit")),
             (
                 site.name,
@@ -244,6 +250,7 @@ def load_partition(
                 updated,
                 unchanged,
                 deleted,
+                complete,
             ),
         )
     return {
@@ -254,4 +261,5 @@ def load_partition(
         "rows_unchanged": unchanged,
         "rows_deleted": deleted,
         "partition_rows": partition_rows,
+        "complete": complete,
     }

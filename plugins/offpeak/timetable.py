@@ -1,0 +1,213 @@
+"""OffPeakTimetable: one run per exchange trading day, due when the region's window opens."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, time, timedelta
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from airflow.timetables.base import DagRunInfo, DataInterval, Timetable
+
+from offpeak.tradingtime import MIDNIGHT, RegionClock
+
+if TYPE_CHECKING:
+    from airflow.timetables.base import TimeRestriction
+    from pendulum import DateTime
+
+    from offpeak.config import Region
+
+
+def _pendulum(moment: datetime) -> DateTime:
+    import pendulum
+
+    return pendulum.instance(moment.astimezone(UTC))
+
+
+def _utcnow() -> datetime:
+    return datetime.now(tz=UTC)
+
+
+class OffPeakTimetable(Timetable):
+    """
+    One run per trading day of the region's exchange calendar.
+
+    * data interval: the trading day in the region's zone, local midnight to local midnight,
+      so ``data_interval_start.in_timezone(zone).date()`` is the trading date (and the
+      logical date of every DAG of a region is the same local midnight);
+    * the run is due (``run_after``) when the region's off-peak window opens after that
+      session;
+    * weekends and exchange holidays get no run.
+
+    Range bounds (``start_date``, backfill ``--from-date``/``--to-date``) select runs by their
+    logical date; a bound at exactly midnight UTC, which is how Airflow reads a plain date,
+    selects by trading date instead, so ``--from-date 2027-03-01`` means the session of
+    2027-03-01 in every zone.
+
+    :param region: region name (for messages)
+    :param timezone: the region's IANA zone
+    :param exchange: ISO 10383 MIC of the exchange calendar
+    :param window_start: local time the off-peak window opens
+    :param window_end: local time it closes (not after ``window_start``: the next day)
+    :param catchup_days: with ``catchup=True``, the scheduler catches up at most this many
+        sessions (None: back to ``start_date``); backfills are never limited by it
+    """
+
+    def __init__(
+        self,
+        *,
+        region: str,
+        timezone: str,
+        exchange: str,
+        window_start: time,
+        window_end: time,
+        catchup_days: int | None = None,
+    ) -> None:
+        self.region = region
+        self.timezone = timezone
+        self.exchange = exchange
+        self.window_start = window_start
+        self.window_end = window_end
+        self.catchup_days = catchup_days
+
+    @classmethod
+    def for_region(cls, region: Region, catchup_days: int | None = None) -> OffPeakTimetable:
+        return cls(
+            region=region.name,
+            timezone=region.timezone,
+            exchange=region.exchange,
+            window_start=region.off_peak.start,
+            window_end=region.off_peak.end,
+            catchup_days=catchup_days,
+        )
+
+    @cached_property
+    def clock(self) -> RegionClock:
+        return RegionClock(
+            self.region, self.timezone, self.exchange, self.window_start, self.window_end
+        )
+
+    # ------------------------------------------------------------------ UI
+
+    @property
+    def summary(self) -> str:
+        return f"{self.exchange} trading days, off-peak {self.clock.window_text()} {self.timezone}"
+
+    @property
+    def description(self) -> str:  # type: ignore[override]
+        when = "the next morning" if self.clock.opens_next_day else "the same day"
+        return (
+            f"One run per {self.exchange} trading day (no run on weekends or exchange "
+            f"holidays), due when the off-peak window opens at "
+            f"{self.window_start:%H:%M} {self.timezone} ({when}); data interval: the trading "
+            f"day, local midnight to midnight"
+        )
+
+    # ------------------------------------------------------------------ serialization
+
+    def serialize(self) -> dict[str, Any]:
+        return {
+            "region": self.region,
+            "timezone": self.timezone,
+            "exchange": self.exchange,
+            "window_start": self.window_start.isoformat(),
+            "window_end": self.window_end.isoformat(),
+            "catchup_days": self.catchup_days,
+        }
+
+    @classmethod
+    def deserialize(cls, data: dict[str, Any]) -> OffPeakTimetable:
+        return cls(
+            region=data["region"],
+            timezone=data["timezone"],
+            exchange=data["exchange"],
+            window_start=time.fromisoformat(data["window_start"]),
+            window_end=time.fromisoformat(data["window_end"]),
+            catchup_days=data.get("catchup_days"),
+        )
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, OffPeakTimetable) and self.serialize() == other.serialize()
+
+    def __hash__(self) -> int:
+        return hash(tuple(self.serialize().items()))
+
+    def validate(self) -> None:
+        from airflow.exceptions import AirflowTimetableInvalid
+
+        try:
+            _ = self.clock.tz, self.clock.calendar
+        except Exception as exc:
+            raise AirflowTimetableInvalid(f"region {self.region!r}: {exc}") from exc
+
+    # ------------------------------------------------------------------ scheduling
+
+    def run_info(self, session: date) -> DagRunInfo:
+        start, end = self.clock.data_interval(session)
+        return DagRunInfo(
+            run_after=_pendulum(self.clock.window_open(session)),
+            data_interval=DataInterval(_pendulum(start), _pendulum(end)),
+        )
+
+    def infer_manual_data_interval(self, *, run_after: DateTime) -> DataInterval:
+        start, end = self.clock.data_interval(self.clock.trading_day_of(run_after))
+        return DataInterval(_pendulum(start), _pendulum(end))
+
+    def _first_session_from(self, bound: datetime) -> date:
+        """The first session whose run a lower bound admits."""
+        in_utc = bound.astimezone(UTC)
+        if in_utc.time() == MIDNIGHT:
+            day = in_utc.date()
+        else:
+            day = self.clock.local_date(bound)
+            if self.clock.midnight(day) < bound:
+                day += timedelta(days=1)
+        return self.clock.calendar.next_session(day)
+
+    def _admitted_by_latest(self, session: date, bound: datetime) -> bool:
+        in_utc = bound.astimezone(UTC)
+        if in_utc.time() == MIDNIGHT:
+            return session <= in_utc.date()
+        return self.clock.midnight(session) <= bound
+
+    def next_session(
+        self,
+        last_session: date | None,
+        restriction: TimeRestriction,
+        now: datetime,
+    ) -> date | None:
+        """The trading date of the next run (see :meth:`next_dagrun_info`), given ``now``."""
+        clock = self.clock
+        candidates = []
+        if last_session is not None:
+            candidates.append(clock.calendar.next_session(last_session + timedelta(days=1)))
+        if restriction.earliest is not None:
+            candidates.append(self._first_session_from(restriction.earliest))
+        if not restriction.catchup:
+            # Like Airflow's cron timetables: no catching up, but the latest due run is made.
+            candidates.append(clock.latest_opened_session(now))
+        elif self.catchup_days is not None and restriction.latest is None:
+            # The scheduler's own planning (a backfill always has an upper bound).
+            latest = clock.latest_opened_session(now)
+            candidates.append(clock.sessions_back(latest, max(self.catchup_days - 1, 0)))
+        if not candidates:
+            candidates.append(clock.latest_opened_session(now))
+        session = max(candidates)
+        if restriction.latest is not None and not self._admitted_by_latest(
+            session, restriction.latest
+        ):
+            return None
+        return session
+
+    def next_dagrun_info(
+        self,
+        *,
+        last_automated_data_interval: DataInterval | None,
+        restriction: TimeRestriction,
+    ) -> DagRunInfo | None:
+        last = (
+            self.clock.session_of_interval_start(last_automated_data_interval.start)
+            if last_automated_data_interval is not None
+            else None
+        )
+        session = self.next_session(last, restriction, _utcnow())
+        return None if session is None else self.run_info(session)
