@@ -32,9 +32,11 @@ def test_dag_settings(dagbag, dag_id):
     assert set(dag.tags) >= {f"site:{site_name}", f"region:{region_name}"}
     assert [t.task_id for t in dag.topological_sort()] == ["scrape", "transform", "load"]
     assert dag.start_date.tzinfo is not None
-    start = region.off_peak.start
-    assert dag.timetable.expression.startswith(f"{start.minute} {start.hour} ")
-    assert str(dag.timetable.timezone) == region.timezone
+    assert dag.timetable.summary == (
+        f"{region.exchange} trading days, off-peak {region.off_peak} {region.timezone}"
+    )
+    expected_days = site.dag.catchup_days if site.dag.catchup else None
+    assert (dag.timetable.exchange, dag.timetable.catchup_days) == (region.exchange, expected_days)
     assert dag.catchup is site.dag.catchup
     assert dag.max_active_runs == site.dag.max_active_runs
     assert region.timezone in dag.doc_md and site.kind in dag.doc_md
@@ -43,6 +45,18 @@ def test_dag_settings(dagbag, dag_id):
         assert task.retries == site.dag.retries >= 1
         assert task.retry_exponential_backoff == 2.0
         assert task.max_retry_delay == timedelta(seconds=site.dag.max_retry_delay_seconds)
+
+
+def test_every_dag_serializes_with_the_registered_timetable(dagbag):
+    """What the dag-processor stores is what the scheduler and the UI rebuild."""
+    from airflow.serialization.serialized_objects import DagSerialization
+
+    for dag_id in EXPECTED:
+        dag = dagbag.get_dag(dag_id)
+        back = DagSerialization.deserialize_dag(DagSerialization.serialize_dag(dag))
+        assert type(back.timetable).__name__ == "OffPeakTimetable"
+        assert back.timetable.serialize() == dag.timetable.serialize()
+        assert back.timetable.description == dag.timetable.description
 
 
 def test_parsing_imports_no_heavy_libraries():
