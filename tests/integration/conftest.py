@@ -1,0 +1,139 @@
+"""A real Airflow stack for tests that need the scheduler: api-server, scheduler, dag-processor
+and triggerer as subprocesses, on the session's PostgreSQL and demo sites."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import yaml
+
+from offpeak.devenv import REPO, Processes
+
+COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
+
+
+class AirflowStack:
+    """The four Airflow components, started from the test session's environment.
+
+    ``config_dir`` is a private copy of ``include/config`` (OFFPEAK_CONFIG_DIR): tests may
+    edit it, and tasks read it when they run.
+    """
+
+    def __init__(self, pg, home: Path) -> None:
+        self.pg = pg
+        self.home = home
+        self.config_dir = home / "config"
+        shutil.copytree(REPO / "include" / "config", self.config_dir)
+        self.env = {**os.environ, "OFFPEAK_CONFIG_DIR": str(self.config_dir)}
+        self.env.pop("OFFPEAK_IGNORE_WINDOWS", None)  # windows are enforced, as in production
+        self.procs = Processes(home / "logs")
+        self.started_at = time.time()
+
+    # ------------------------------------------------------------------ processes
+
+    def start(self) -> AirflowStack:
+        for name in COMPONENTS:
+            self.procs.start(name, [sys.executable, "-m", "airflow", name], self.env)
+        port = self.env["AIRFLOW__API__PORT"]
+        self.wait(lambda: self._http_ok(f"http://127.0.0.1:{port}/api/v2/monitor/health"), 180,
+                  "the api-server to answer")  # fmt: skip
+        return self
+
+    def stop(self) -> None:
+        self.procs.stop()
+
+    def log_tail(self, lines: int = 40) -> str:
+        out = []
+        for name in COMPONENTS:
+            path = self.procs.logs / f"{name}.log"
+            text = path.read_text(errors="replace").splitlines()[-lines:] if path.exists() else []
+            out.append(f"--- {name}.log (last {lines} lines)\n" + "\n".join(text))
+        return "\n".join(out)
+
+    @staticmethod
+    def _http_ok(url: str) -> bool:
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return True
+        except OSError:
+            return False
+
+    def wait(self, condition: Callable[[], object], timeout: float, what: str, every=1.0):
+        """Poll ``condition`` until it returns something truthy; fail naming ``what``."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.procs.check()
+            result = condition()
+            if result:
+                return result
+            time.sleep(every)
+        pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}\n{self.log_tail()}")
+
+    # ------------------------------------------------------------------ Airflow
+
+    def airflow(self, *args: str) -> str:
+        done = subprocess.run(
+            [sys.executable, "-m", "airflow", *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+            timeout=120,
+        )
+        assert done.returncode == 0, f"airflow {' '.join(args)}:\n{done.stdout}\n{done.stderr}"
+        return done.stdout
+
+    def query(self, sql: str, *params) -> list[tuple]:
+        import psycopg
+
+        with psycopg.connect(self.pg.uri("airflow")) as conn:
+            return conn.execute(sql, params).fetchall()
+
+    def wait_parsed(self, dag_ids: list[str], timeout: float = 180) -> None:
+        """Until the dag-processor of this stack has parsed (with its config) every DAG."""
+
+        def parsed() -> bool:
+            rows = self.query(
+                "SELECT dag_id FROM dag WHERE last_parsed_time > to_timestamp(%s)",
+                self.started_at,
+            )
+            return set(dag_ids) <= {r[0] for r in rows}
+
+        self.wait(parsed, timeout, f"the dag-processor to parse {dag_ids}")
+
+    def xcom(self, dag_id: str, run_id: str, task_id: str) -> dict:
+        rows = self.query(
+            "SELECT value::text FROM xcom WHERE dag_id = %s AND run_id = %s AND task_id = %s "
+            "AND key = 'return_value'",
+            dag_id,
+            run_id,
+            task_id,
+        )
+        assert rows, f"no XCom from {dag_id}.{task_id} in {run_id}"
+        return json.loads(rows[0][0])
+
+    def edit_regions(self, **windows: tuple[str, str]) -> None:
+        """Set regions' off-peak windows ("HH:MM[:SS]") in this stack's config copy."""
+        path = self.config_dir / "regions.yaml"
+        data = yaml.safe_load(path.read_text())
+        for name, (start, end) in windows.items():
+            data["regions"][name]["off_peak"] = {"start": start, "end": end}
+        path.write_text(yaml.safe_dump(data, sort_keys=False))
+
+
+@pytest.fixture(scope="module")
+def airflow_stack(airflow_db, pg, tmp_path_factory):
+    """A stack not started yet (edit its config first, then ``start()``); stopped after the
+    module."""
+    stack = AirflowStack(pg, tmp_path_factory.mktemp("stack"))
+    yield stack
+    stack.stop()
