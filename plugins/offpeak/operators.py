@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
 from functools import cached_property
@@ -34,6 +35,11 @@ KEY_STATS = {
     "unreadable_pages": "offpeak/unreadable_pages",
     "elapsed_seconds": "elapsed_time_seconds",
 }
+
+
+# Scrapy's CLOSESPIDER_TIMEOUT waits for requests in flight; past this grace after the window's
+# end the crawl is stopped the way on_kill stops it.
+WINDOW_GRACE_SECONDS = 30.0
 
 
 class CrawlFailed(Exception):
@@ -114,6 +120,7 @@ class ScrapeOperator(BaseOperator):
         self.region = region
         self.trading_date = trading_date
         self._proc: subprocess.Popen | None = None
+        self._stopped_at_window_end = False
 
     @cached_property
     def site_config(self) -> tuple[Site, Any]:
@@ -209,8 +216,10 @@ class ScrapeOperator(BaseOperator):
             )
             stats = json.loads(stats_file.read_text()) if stats_file.exists() else {}
             finish_reason = stats.get("finish_reason", "unknown")
-            stopped_by_window = budget is not None and finish_reason == "closespider_timeout"
-            if returncode == 0 and stopped_by_window:
+            stopped_by_window = budget is not None and (
+                finish_reason == "closespider_timeout" or self._stopped_at_window_end
+            )
+            if stopped_by_window:
                 pages = stats.get("response_received_count", 0)
                 closed = window_closes.astimezone(ZoneInfo(region.timezone))
                 message = (
@@ -292,10 +301,29 @@ class ScrapeOperator(BaseOperator):
             errors="replace",
             start_new_session=True,  # on_kill signals the whole group
         )
-        assert self._proc.stdout is not None
-        for line in self._proc.stdout:
-            self.log.info("[scrapy] %s", line.rstrip())
-        return self._proc.wait()
+        watchdog = None
+        if timeout is not None:
+            watchdog = threading.Timer(timeout + WINDOW_GRACE_SECONDS, self._stop_at_window_end)
+            watchdog.daemon = True
+            watchdog.start()
+        try:
+            assert self._proc.stdout is not None
+            for line in self._proc.stdout:
+                self.log.info("[scrapy] %s", line.rstrip())
+            return self._proc.wait()
+        finally:
+            if watchdog is not None:
+                watchdog.cancel()
+
+    def _stop_at_window_end(self) -> None:
+        if self._proc is None or self._proc.poll() is not None:
+            return
+        self._stopped_at_window_end = True
+        self.log.warning(
+            "The crawl is still running %.0f s after its off-peak window closed: stopping it",
+            WINDOW_GRACE_SECONDS,
+        )
+        self.on_kill()
 
     def on_kill(self) -> None:
         """SIGTERM asks Scrapy to close gracefully; a second one forces it; then SIGKILL."""

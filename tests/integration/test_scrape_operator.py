@@ -77,3 +77,22 @@ def test_on_kill_stops_the_crawl_subprocess(hanging_site, tmp_path: Path):
     reason = json.loads(stats.read_text())["finish_reason"] if stats.exists() else None
     print(f"exit code {result['rc']}, finish reason {reason}")
     assert result["rc"] != 0 or reason != "finished"
+
+
+def test_a_crawl_still_running_after_its_window_is_stopped(hanging_site, tmp_path, monkeypatch):
+    """Scrapy's own timeout waits for requests in flight (here: forever); the operator stops the
+    crawl a grace period after the window's end, and says it was the window."""
+    from offpeak import operators
+
+    monkeypatch.setattr(operators, "WINDOW_GRACE_SECONDS", 1.0)
+    site, _ = get_site("equities")
+    op = ScrapeOperator(task_id="scrape", site="equities", region="europe")
+    started = time.monotonic()
+    op.run_crawl(
+        site, date(2026, 11, 20), hanging_site, tmp_path / "f.jsonl", tmp_path / "s.json",
+        str(tmp_path), timeout=1.0,
+    )  # fmt: skip
+    elapsed = time.monotonic() - started
+    print(f"stopped after {elapsed:.1f}s")
+    assert op._stopped_at_window_end is True
+    assert elapsed < 20  # budget 1 s + grace 1 s + on_kill's escalation (5 s steps)
