@@ -53,9 +53,12 @@ def ensure_site_table(cur: psycopg.Cursor, site: Site) -> list[str]:
     from psycopg import sql
 
     schema, table = schema_name(), site.name
-    # Serialise DDL per table: two regions loading a new site at once must not race.
-    cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"{schema}.{table}",))
+    # Serialise DDL: the first loads of a new warehouse (any site) race on the shared schema
+    # and audit table, two regions of a new site on its table. The caller commits the DDL at
+    # once, so these locks are held for milliseconds, not for a whole load.
+    cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (schema,))
     ensure_base_schema(cur)
+    cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"{schema}.{table}",))
     cur.execute(
         "SELECT column_name, data_type FROM information_schema.columns "
         "WHERE table_schema = %s AND table_name = %s",
@@ -138,7 +141,8 @@ def load_partition(
 
     COPY into a temporary staging table, keep the last record per natural key, upsert the rows
     that changed, delete keys the source no longer lists, and write an audit row, all in one
-    transaction: a killed load leaves the previous partition exactly as it was.
+    transaction: a killed load leaves the previous partition exactly as it was. Schema changes
+    (a new table or column) are committed just before, in a short transaction of their own.
 
     An incomplete crawl (stopped by the end of its window, ``complete=False``) only upserts:
     keys it did not reach are kept, and the audit row says ``complete = false``.
@@ -152,7 +156,8 @@ def load_partition(
     keys = site.natural_key
     key_cols = sql.SQL(", ").join(_ident(k) for k in keys)
     with conn.transaction(), conn.cursor() as cur:
-        ensure_site_table(cur, site)
+        ensure_site_table(cur, site)  # its own transaction: concurrent loads never wait on it
+    with conn.transaction(), conn.cursor() as cur:
         stage_cols = [
             sql.SQL("{} {}").format(_ident(n), sql.SQL(SQL_TYPES[s.type]))
             for n, s in site.fields.items()

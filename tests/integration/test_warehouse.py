@@ -117,3 +117,35 @@ def test_incompatible_type_change_is_a_clear_error(pg, warehouse, schema, tmp_pa
     assert "site 'prices'" in message and "field 'price'" in message
     assert "numeric" in message and "type 'date'" in message
     assert rows(warehouse, schema) == [("A", Decimal("1"))]
+
+
+def test_first_loads_of_several_sites_at_once_all_succeed(pg, warehouse, schema, tmp_path):
+    """A fresh warehouse and eight sites loading together (what the scheduler does on day one)
+    must not race on CREATE SCHEMA / CREATE TABLE."""
+    import threading
+
+    sites = []
+    for n in range(8):
+        folder = tmp_path / f"s{n}"
+        folder.mkdir()
+        path = folder / f"site{n}.yaml"
+        path.write_text(yaml.safe_dump(SITE))
+        sites.append((load_site(path, REGIONS), clean_file(folder, ["A,1.5,u,1", "B,2,u,2"])))
+    barrier, errors, results = threading.Barrier(len(sites)), [], []
+
+    def run(site, clean) -> None:
+        barrier.wait()
+        try:
+            results.append(load(pg, site, clean, 2))
+        except Exception as exc:  # collected and reported below
+            errors.append(f"{site.name}: {exc!r}")
+
+    threads = [threading.Thread(target=run, args=pair) for pair in sites]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert errors == []
+    assert sorted(r["table"] for r in results) == sorted(f"{schema}.site{n}" for n in range(8))
+    (audited,) = warehouse.execute(f"SELECT count(*) FROM {schema}.load_audit").fetchone()
+    assert audited == 8

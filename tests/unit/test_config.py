@@ -240,6 +240,31 @@ def test_unknown_timezone_in_regions(config_dir):
     assert "unknown IANA timezone 'Europe/Londn'" in message
 
 
+def test_exchange_without_trading_calendar_in_regions(config_dir):
+    path = edit_regions(config_dir, "exchange: XLON", "exchange: XLSE")
+    message = load_project(config_dir).errors["regions.yaml"]
+    assert str(path) in message and "regions.europe.exchange" in message
+    assert "no trading calendar for exchange 'XLSE'; known MICs:" in message and "XLON" in message
+
+
+def test_window_with_seconds_is_accepted(config_dir):
+    edit_regions(config_dir, '{start: "18:00", end: "07:00"}', '{start: "18:00:30", end: "07:00"}')
+    window = load_project(config_dir).regions["europe"].off_peak
+    assert str(window) == "18:00:30–07:00:00"
+
+
+def test_unknown_on_window_end_is_named(config_dir):
+    path = write_site(config_dir, "prices", site_with(quality={"on_window_end": "truncate"}))
+    assert_only_error(load_project(config_dir), path, "quality.on_window_end", "'partial'")
+
+
+def test_catchup_days_must_be_positive(config_dir):
+    path = write_site(config_dir, "prices", site_with(dag={"catchup": True, "catchup_days": 0}))
+    assert_only_error(
+        load_project(config_dir), path, "dag.catchup_days", "greater than or equal to 1"
+    )
+
+
 def test_missing_regions_file(config_dir):
     (config_dir / "regions.yaml").unlink()
     project = load_project(config_dir)
