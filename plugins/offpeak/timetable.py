@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, date, datetime, time, timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -71,14 +72,8 @@ class OffPeakTimetable(Timetable):
 
     @classmethod
     def for_region(cls, region: Region, catchup_days: int | None = None) -> OffPeakTimetable:
-        return cls(
-            region=region.name,
-            timezone=region.timezone,
-            exchange=region.exchange,
-            window_start=region.off_peak.start,
-            window_end=region.off_peak.end,
-            catchup_days=catchup_days,
-        )
+        fields = dataclasses.asdict(RegionClock.of(region))
+        return cls(region=fields.pop("name"), **fields, catchup_days=catchup_days)
 
     @cached_property
     def clock(self) -> RegionClock:
