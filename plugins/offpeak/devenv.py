@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import secrets
+import shlex
 import signal
 import subprocess
 import sys
@@ -71,6 +72,16 @@ def airflow_env(
     if ignore_windows:
         env["OFFPEAK_IGNORE_WINDOWS"] = "true"
     return env
+
+
+def write_cli_env(state: Path, env: dict[str, str]) -> Path:
+    """``.local/airflow.env``: `source` it to run the airflow CLI against `make run`'s stack."""
+    path = state / "airflow.env"
+    lines = [f"export {key}={shlex.quote(value)}" for key, value in sorted(env.items())]
+    lines.append(f"export PATH={shlex.quote(str(Path(sys.executable).parent))}:$PATH")
+    path.write_text("\n".join(lines) + "\n")
+    path.chmod(0o600)
+    return path
 
 
 def admin_password(state: Path) -> str:
@@ -180,10 +191,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"PostgreSQL on 127.0.0.1:{args.pg_port} (data in {pg.data})", flush=True)
 
     demo_url = f"http://127.0.0.1:{args.demo_port}"
-    env = {
-        **os.environ,
-        **airflow_env(state, pg, demo_url, args.api_port, ignore_windows=not args.enforce_windows),
-    }
+    project_env = airflow_env(
+        state, pg, demo_url, args.api_port, ignore_windows=not args.enforce_windows
+    )
+    cli_env = write_cli_env(state, project_env)
+    env = {**os.environ, **project_env}
     admin_password(state)
     procs = Processes(state / "logs")
 
@@ -238,7 +250,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {site:10} {region:14} {n:6}")
         print(
             f"\nUI:     http://localhost:{args.api_port}   login: admin / {admin_password(state)}\n"
-            "Counts: make counts   (rows per site and region in the warehouse)\n",
+            "Counts: make counts   (rows per site and region in the warehouse)\n"
+            f"CLI:    source {cli_env}   (then e.g. airflow backfill create ...)\n",
             flush=True,
         )
         if args.exit_after_job:
