@@ -1,4 +1,4 @@
-"""AirflowPlugin of the off-peak scraping project: registers the off-peak timetable."""
+"""AirflowPlugin of the off-peak scraping project: registers its timetables."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ from typing import ClassVar
 
 from airflow.plugins_manager import AirflowPlugin
 
-from offpeak.timetable import OffPeakTimetable
+from offpeak.timetable import GlobalTradingDayTimetable, OffPeakTimetable
 
 
 class OffPeakPlugin(AirflowPlugin):
     name = "offpeak"
-    timetables: ClassVar[list] = [OffPeakTimetable]
+    timetables: ClassVar[list] = [OffPeakTimetable, GlobalTradingDayTimetable]

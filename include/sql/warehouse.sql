@@ -38,3 +38,42 @@ $$;
 
 CREATE INDEX IF NOT EXISTS load_audit_partition_idx
     ON {schema}.load_audit (site, region, trading_date);
+
+-- Rollups (rollup__<region>, rollup__global): rebuilt for a (region, trading date) or a
+-- trading date by each run, so re-running gives the same rows.
+CREATE TABLE IF NOT EXISTS {schema}.rollup_site_day (
+    region          text        NOT NULL,
+    trading_date    date        NOT NULL,
+    site            text        NOT NULL,
+    rows_loaded     bigint      NOT NULL,  -- rows in the site table's partition
+    rows_rejected   bigint,                -- by the latest load's transform
+    loads           integer     NOT NULL,  -- load runs of the partition so far
+    complete        boolean,               -- the latest load's crawl was not cut short
+    first_loaded_at timestamptz,
+    last_loaded_at  timestamptz,
+    rolled_up_at    timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (region, trading_date, site)
+);
+
+CREATE TABLE IF NOT EXISTS {schema}.rollup_measure_day (
+    region          text        NOT NULL,
+    trading_date    date        NOT NULL,
+    site            text        NOT NULL,
+    measure         text        NOT NULL,  -- a field marked `measure: true` in the site file
+    n               bigint      NOT NULL,  -- non-null values
+    min_value       numeric,
+    max_value       numeric,
+    avg_value       numeric,
+    PRIMARY KEY (region, trading_date, site, measure)
+);
+
+CREATE TABLE IF NOT EXISTS {schema}.rollup_global_day (
+    trading_date    date        NOT NULL,
+    region          text        NOT NULL,
+    sites           integer     NOT NULL,
+    rows_loaded     bigint      NOT NULL,
+    rows_rejected   bigint,
+    last_loaded_at  timestamptz,
+    rolled_up_at    timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (trading_date, region)
+);

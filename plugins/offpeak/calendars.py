@@ -33,7 +33,7 @@ class TradingCalendar:
         if exchange not in supported_exchanges():
             raise UnknownExchange(
                 f"no trading calendar for exchange {exchange!r}; known: "
-                f"{', '.join(sorted(c for c in supported_exchanges() if c.startswith('X')))}"
+                f"{', '.join(sorted(c for c in supported_exchanges() if len(c) == 4))}"
             )
         self.exchange = exchange
         # The holiday table fills in year by year on lookup (expand=True).

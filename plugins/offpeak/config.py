@@ -69,7 +69,7 @@ class OffPeakWindow(_Strict):
 class Region(_Strict):
     name: str = ""
     timezone: str
-    exchange: Annotated[str, Field(pattern=r"^X[A-Z0-9]{3}$")]
+    exchange: Annotated[str, Field(pattern=r"^[A-Z0-9]{4}$")]  # an ISO 10383 MIC
     off_peak: OffPeakWindow
 
     @field_validator("timezone")
@@ -87,16 +87,32 @@ class Region(_Strict):
         from offpeak.calendars import supported_exchanges
 
         if value not in supported_exchanges():
-            known = ", ".join(sorted(c for c in supported_exchanges() if c.startswith("X")))
+            known = ", ".join(sorted(c for c in supported_exchanges() if len(c) == 4))
             raise ValueError(f"no trading calendar for exchange {value!r}; known MICs: {known}")
         return value
 
 
+class Rollups(_Strict):
+    """How rollup__<region> and rollup__global wait for their inputs."""
+
+    # The sensors defer: the triggerer checks their upstream this often; no worker slot is held.
+    poke_interval_seconds: Annotated[int, Field(ge=1, le=3600)] = 60
+    # true: a failed or timed-out input skips the rollup instead of failing it.
+    soft_fail: bool = False
+    # rollup__global runs this long after the last region's window of the date has closed
+    # and waits at most global_timeout_minutes for the region rollups.
+    global_delay_minutes: Annotated[int, Field(ge=0, le=24 * 60)] = 30
+    global_timeout_minutes: Annotated[int, Field(ge=1, le=24 * 60)] = 120
+
+
 class RegionsFile(_Strict):
     regions: dict[Annotated[str, Field(pattern=IDENTIFIER)], Region]
+    rollups: Rollups = Rollups()
 
     @model_validator(mode="after")
     def _name_regions(self) -> RegionsFile:
+        if "global" in self.regions:
+            raise ValueError("region name 'global' is reserved (rollup__global spans all regions)")
         for name, region in self.regions.items():
             object.__setattr__(region, "name", name)
         return self
@@ -244,6 +260,11 @@ class Project:
     regions: dict[str, Region]
     sites: dict[str, Site]
     errors: dict[str, str] = field(default_factory=dict)
+    rollups: Rollups = field(default_factory=Rollups)
+
+    def sites_of(self, region: str) -> list[Site]:
+        """The sites crawled in ``region``, sorted by name."""
+        return [self.sites[s] for s in sorted(self.sites) if region in self.sites[s].regions]
 
     def pairs(self) -> list[tuple[Site, Region]]:
         """(site, region) pairs in a stable order: the DAGs to build."""
@@ -276,12 +297,16 @@ def _read_yaml(path: Path) -> object:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
 
 
-def load_regions(path: Path) -> dict[str, Region]:
+def load_regions_file(path: Path) -> RegionsFile:
     data = _read_yaml(path)
     try:
-        return RegionsFile.model_validate(data).regions
+        return RegionsFile.model_validate(data)
     except ValidationError as err:
         raise ConfigError(_format_validation_error(path, None, err)) from None
+
+
+def load_regions(path: Path) -> dict[str, Region]:
+    return load_regions_file(path).regions
 
 
 def load_site(path: Path, regions: dict[str, Region]) -> Site:
@@ -314,16 +339,17 @@ def load_project(config_dir: Path | None = None) -> Project:
     config_dir = Path(config_dir or default_config_dir())
     errors: dict[str, str] = {}
     try:
-        regions = load_regions(config_dir / "regions.yaml")
+        regions_file = load_regions_file(config_dir / "regions.yaml")
     except (ConfigError, OSError) as exc:
         return Project(config_dir, {}, {}, {"regions.yaml": str(exc)})
+    regions = regions_file.regions
     sites: dict[str, Site] = {}
     for path in sorted((config_dir / "sites").glob("*.yaml")):
         try:
             sites[path.stem] = load_site(path, regions)
         except ConfigError as exc:
             errors[path.name] = str(exc)
-    return Project(config_dir, regions, sites, errors)
+    return Project(config_dir, regions, sites, errors, regions_file.rollups)
 
 
 def get_site(name: str, config_dir: Path | None = None) -> tuple[Site, dict[str, Region]]:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from datetime import date, timedelta
+from functools import partial
 from typing import TYPE_CHECKING
 
 import yaml
 
 from offpeak.config import ConfigError, Project, Region, Site, load_project
+from offpeak.rollups import GLOBAL, rollup_dag_id
 
 if TYPE_CHECKING:
     from airflow.sdk import DAG
@@ -45,10 +47,12 @@ def _doc_md(site: Site, region: Region) -> str:
 def build_scrape_dag(site: Site, region: Region) -> DAG:
     import pendulum
     from airflow.providers.standard.operators.python import PythonOperator
+    from airflow.providers.standard.sensors.external_task import ExternalTaskMarker
     from airflow.sdk import DAG
 
     from offpeak import tasks
     from offpeak.operators import ScrapeOperator
+    from offpeak.rollups import rollup_logical_date
     from offpeak.timetable import OffPeakTimetable
 
     settings = site.dag
@@ -72,6 +76,9 @@ def build_scrape_dag(site: Site, region: Region) -> DAG:
         default_args=default_args,
         tags=[f"site:{site.name}", f"region:{region.name}", f"kind:{site.kind}"],
         doc_md=_doc_md(site, region),
+        user_defined_macros={
+            "offpeak_rollup_logical_date": partial(rollup_logical_date, region.name, region.name)
+        },
     ) as dag:
         scrape = ScrapeOperator(task_id="scrape", site=site.name, region=region.name)
         kwargs = {"site": site.name, "region": region.name}
@@ -79,8 +86,175 @@ def build_scrape_dag(site: Site, region: Region) -> DAG:
             task_id="transform", python_callable=tasks.transform, op_kwargs=kwargs
         )
         load = PythonOperator(task_id="load", python_callable=tasks.load, op_kwargs=kwargs)
-        scrape >> transform >> load
+        # Clearing this run with "recursive" also clears the region rollup that waits for it.
+        mark = ExternalTaskMarker(
+            task_id="mark_rollup",
+            external_dag_id=rollup_dag_id(region.name),
+            external_task_id=f"wait_for_sites.{site.name}",
+            logical_date="{{ offpeak_rollup_logical_date(dag_run) }}",
+        )
+        scrape >> transform >> load >> mark
     return dag
+
+
+ROLLUP_ARGS = {"owner": "data-engineering", "retries": 0}
+
+
+def _window_seconds(region: Region) -> int:
+    from offpeak.tradingtime import RegionClock
+
+    opens, closes = RegionClock.of(region).window_of_day(date(2027, 1, 6))  # an ordinary day
+    return int((closes - opens).total_seconds())
+
+
+def build_region_rollup_dag(project: Project, region: Region) -> DAG:
+    """rollup__<region>: waits for the load of every site DAG of the region on the same
+    trading date, then summarises them; same timetable as those DAGs."""
+    import pendulum
+    from airflow.providers.standard.operators.python import PythonOperator
+    from airflow.providers.standard.sensors.external_task import ExternalTaskMarker
+    from airflow.sdk import DAG, TaskGroup
+
+    from offpeak.rollups import TradingDateSensor, rollup_logical_date, summarize_region
+    from offpeak.timetable import OffPeakTimetable
+
+    cfg = project.rollups
+    sites = project.sites_of(region.name)
+    with DAG(
+        dag_id=rollup_dag_id(region.name),
+        description=f"Daily summary of {len(sites)} site(s) in {region.name} once all have loaded",
+        schedule=OffPeakTimetable.for_region(region),
+        start_date=pendulum.datetime(*START_DATE, tz=region.timezone),
+        catchup=False,
+        max_active_runs=4,
+        fail_fast=True,  # one failed input fails the run at once; the other sensors stop
+        default_args=ROLLUP_ARGS,
+        tags=["rollup", f"region:{region.name}"],
+        doc_md=_rollup_doc(region.name, [dag_id_for(s.name, region.name) for s in sites], cfg),
+        user_defined_macros={
+            "offpeak_rollup_logical_date": partial(rollup_logical_date, region.name, GLOBAL)
+        },
+    ) as dag:
+        with TaskGroup("wait_for_sites") as waits:
+            for site in sites:
+                TradingDateSensor(
+                    task_id=site.name,
+                    scope=region.name,
+                    upstream_region=region.name,
+                    external_dag_id=dag_id_for(site.name, region.name),
+                    external_task_id="load",
+                    allowed_states=["success"],
+                    failed_states=["failed", "upstream_failed"],
+                    deferrable=True,  # the triggerer polls; no worker slot while waiting
+                    poke_interval=cfg.poke_interval_seconds,
+                    timeout=_window_seconds(region),
+                    soft_fail=cfg.soft_fail,
+                )
+        summarize = PythonOperator(
+            task_id="summarize",
+            python_callable=summarize_region,
+            op_kwargs={"region": region.name},
+            retries=2,
+        )
+        mark = ExternalTaskMarker(
+            task_id="mark_global",
+            external_dag_id=rollup_dag_id(GLOBAL),
+            external_task_id=f"wait_for_regions.{region.name}",
+            logical_date="{{ offpeak_rollup_logical_date(dag_run) }}",
+        )
+        waits >> summarize >> mark >> _verdict()
+    return dag
+
+
+def _verdict():
+    """The rollup's last task: fails the run when an input failed (see check_inputs)."""
+    from airflow.providers.standard.operators.python import PythonOperator
+
+    from offpeak.rollups import check_inputs
+
+    return PythonOperator(
+        task_id="check_inputs", python_callable=check_inputs, retries=0
+    ).as_teardown(on_failure_fail_dagrun=True)
+
+
+def build_global_rollup_dag(project: Project) -> DAG:
+    """rollup__global: one run per date any region trades, after the last window closes;
+    waits for the rollup of every region that trades that date, then summarises them."""
+    import pendulum
+    from airflow.providers.standard.operators.python import PythonOperator
+    from airflow.sdk import DAG, TaskGroup
+
+    from offpeak.rollups import TradingDateSensor, summarize_global
+    from offpeak.timetable import GlobalTradingDayTimetable
+
+    cfg = project.rollups
+    regions = [project.regions[r] for r in sorted(project.regions) if project.sites_of(r)]
+    with DAG(
+        dag_id=rollup_dag_id(GLOBAL),
+        description=f"Daily summary across {len(regions)} regions once every region has rolled up",
+        schedule=GlobalTradingDayTimetable.for_regions(regions, cfg.global_delay_minutes),
+        start_date=pendulum.datetime(*START_DATE, tz="UTC"),
+        catchup=False,
+        max_active_runs=4,
+        fail_fast=True,
+        default_args=ROLLUP_ARGS,
+        tags=["rollup", "region:global"],
+        doc_md=_rollup_doc(GLOBAL, [rollup_dag_id(r.name) for r in regions], cfg),
+    ) as dag:
+        with TaskGroup("wait_for_regions") as waits:
+            for region in regions:
+                TradingDateSensor(
+                    task_id=region.name,
+                    scope=GLOBAL,
+                    upstream_region=region.name,
+                    external_dag_id=rollup_dag_id(region.name),
+                    external_task_id="summarize",
+                    allowed_states=["success"],
+                    failed_states=["failed", "upstream_failed"],
+                    deferrable=True,  # the triggerer polls; no worker slot while waiting
+                    poke_interval=cfg.poke_interval_seconds,
+                    timeout=cfg.global_timeout_minutes * 60,
+                    soft_fail=cfg.soft_fail,
+                )
+        summarize = PythonOperator(task_id="summarize", python_callable=summarize_global, retries=2)
+        waits >> summarize >> _verdict()
+    return dag
+
+
+def _rollup_doc(scope: str, upstream: list[str], cfg) -> str:
+    waits = "\n".join(f"* `{d}`" for d in upstream)
+    what = (
+        "the `load` of each site DAG of the region, same trading date"
+        if scope != GLOBAL
+        else "the `summarize` of each region rollup of the trading date (a region that does "
+        "not trade that date is not waited for)"
+    )
+    table = "rollup_site_day`, `rollup_measure_day" if scope != GLOBAL else "rollup_global_day"
+    return (
+        f"### Rollup: {scope}\n\nWaits for {what}:\n\n{waits}\n\n"
+        f"then rebuilds `scraped.{table}` for that date. The sensors are deferrable: the "
+        f"triggerer checks every {cfg.poke_interval_seconds} s and no worker slot is held; a "
+        f"failed input fails the run at once{' (soft_fail: skips it)' if cfg.soft_fail else ''}."
+        '\n\nTrigger conf: `{"trading_date": "YYYY-MM-DD"}`; without it and without a logical '
+        "date, the latest trading day that is due.\n"
+    )
+
+
+def build_rollup_dags(project: Project | None = None) -> dict[str, DAG]:
+    """rollup__<region> for every region with sites, and rollup__global."""
+    from airflow.sdk import get_parsing_context
+
+    project = project or load_project()
+    wanted = get_parsing_context().dag_id
+    dags = {}
+    for name in sorted(project.regions):
+        dag_id = rollup_dag_id(name)
+        if project.sites_of(name) and wanted in (None, dag_id):
+            dags[dag_id] = build_region_rollup_dag(project, project.regions[name])
+    has_sites = any(project.sites_of(r) for r in project.regions)
+    if has_sites and wanted in (None, rollup_dag_id(GLOBAL)):
+        dags[rollup_dag_id(GLOBAL)] = build_global_rollup_dag(project)
+    return dags
 
 
 def build_scrape_dags(project: Project | None = None) -> dict[str, DAG]:

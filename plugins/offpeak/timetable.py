@@ -1,4 +1,4 @@
-"""OffPeakTimetable: one run per exchange trading day, due when the region's window opens."""
+"""Timetables of trading days: per region (OffPeakTimetable) and across regions (rollup__global)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.timetables.base import DagRunInfo, DataInterval, Timetable
 
-from offpeak.tradingtime import MIDNIGHT, RegionClock
+from offpeak.tradingtime import MIDNIGHT, GlobalClock, RegionClock, TradingDays
 
 if TYPE_CHECKING:
     from airflow.timetables.base import TimeRestriction
@@ -28,7 +28,97 @@ def _utcnow() -> datetime:
     return datetime.now(tz=UTC)
 
 
-class OffPeakTimetable(Timetable):
+class _TradingDayTimetable(Timetable):
+    """One run per trading day of ``self.clock`` (a TradingDays), with the range, catchup and
+    manual-run rules shared by both timetables."""
+
+    catchup_days: int | None = None
+
+    @property
+    def clock(self) -> TradingDays:
+        raise NotImplementedError
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and self.serialize() == other.serialize()
+
+    def __hash__(self) -> int:
+        return hash(repr(self.serialize()))
+
+    # ------------------------------------------------------------------ scheduling
+
+    def run_info(self, session: date) -> DagRunInfo:
+        start, end = self.clock.data_interval(session)
+        return DagRunInfo(
+            run_after=_pendulum(self.clock.run_after(session)),
+            data_interval=DataInterval(_pendulum(start), _pendulum(end)),
+        )
+
+    def infer_manual_data_interval(self, *, run_after: DateTime) -> DataInterval:
+        start, end = self.clock.data_interval(self.clock.trading_day_of(run_after))
+        return DataInterval(_pendulum(start), _pendulum(end))
+
+    def _first_session_from(self, bound: datetime) -> date:
+        """The first session whose run a lower bound admits."""
+        in_utc = bound.astimezone(UTC)
+        if in_utc.time() == MIDNIGHT:
+            day = in_utc.date()
+        else:
+            day = self.clock.local_date(bound)
+            if self.clock.midnight(day) < bound:
+                day += timedelta(days=1)
+        return self.clock.next_day(day)
+
+    def _admitted_by_latest(self, session: date, bound: datetime) -> bool:
+        in_utc = bound.astimezone(UTC)
+        if in_utc.time() == MIDNIGHT:
+            return session <= in_utc.date()
+        return self.clock.midnight(session) <= bound
+
+    def next_session(
+        self,
+        last_session: date | None,
+        restriction: TimeRestriction,
+        now: datetime,
+    ) -> date | None:
+        """The trading date of the next run (see :meth:`next_dagrun_info`), given ``now``."""
+        clock = self.clock
+        candidates = []
+        if last_session is not None:
+            candidates.append(clock.next_day(last_session + timedelta(days=1)))
+        if restriction.earliest is not None:
+            candidates.append(self._first_session_from(restriction.earliest))
+        if not restriction.catchup:
+            # Like Airflow's cron timetables: no catching up, but the latest due run is made.
+            candidates.append(clock.latest_due_day(now))
+        elif self.catchup_days is not None and restriction.latest is None:
+            # The scheduler's own planning (a backfill always has an upper bound).
+            latest = clock.latest_due_day(now)
+            candidates.append(clock.days_back(latest, max(self.catchup_days - 1, 0)))
+        if not candidates:
+            candidates.append(clock.latest_due_day(now))
+        session = max(candidates)
+        if restriction.latest is not None and not self._admitted_by_latest(
+            session, restriction.latest
+        ):
+            return None
+        return session
+
+    def next_dagrun_info(
+        self,
+        *,
+        last_automated_data_interval: DataInterval | None,
+        restriction: TimeRestriction,
+    ) -> DagRunInfo | None:
+        last = (
+            self.clock.day_of_interval_start(last_automated_data_interval.start)
+            if last_automated_data_interval is not None
+            else None
+        )
+        session = self.next_session(last, restriction, _utcnow())
+        return None if session is None else self.run_info(session)
+
+
+class OffPeakTimetable(_TradingDayTimetable):
     """
     One run per trading day of the region's exchange calendar.
 
@@ -120,12 +210,6 @@ class OffPeakTimetable(Timetable):
             catchup_days=data.get("catchup_days"),
         )
 
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, OffPeakTimetable) and self.serialize() == other.serialize()
-
-    def __hash__(self) -> int:
-        return hash(tuple(self.serialize().items()))
-
     def validate(self) -> None:
         from airflow.exceptions import AirflowTimetableInvalid
 
@@ -134,75 +218,52 @@ class OffPeakTimetable(Timetable):
         except Exception as exc:
             raise AirflowTimetableInvalid(f"region {self.region!r}: {exc}") from exc
 
-    # ------------------------------------------------------------------ scheduling
 
-    def run_info(self, session: date) -> DagRunInfo:
-        start, end = self.clock.data_interval(session)
-        return DagRunInfo(
-            run_after=_pendulum(self.clock.window_open(session)),
-            data_interval=DataInterval(_pendulum(start), _pendulum(end)),
+class GlobalTradingDayTimetable(_TradingDayTimetable):
+    """
+    One run per calendar date on which at least one region trades (rollup__global).
+
+    * data interval: the date in UTC, midnight to midnight; the logical date is that UTC
+      midnight;
+    * due ``delay_minutes`` after the last off-peak window of that date's sessions closes,
+      so every region's data for the date is in.
+
+    :param regions: the regions, as :meth:`OffPeakTimetable.serialize` gives them
+    :param delay_minutes: how long after the last window closes the run is due
+    """
+
+    def __init__(self, *, regions: list[dict[str, Any]], delay_minutes: int = 30) -> None:
+        self.regions = regions
+        self.delay_minutes = delay_minutes
+
+    @classmethod
+    def for_regions(cls, regions: list[Region], delay_minutes: int = 30):
+        return cls(
+            regions=[OffPeakTimetable.for_region(r).serialize() for r in regions],
+            delay_minutes=delay_minutes,
         )
 
-    def infer_manual_data_interval(self, *, run_after: DateTime) -> DataInterval:
-        start, end = self.clock.data_interval(self.clock.trading_day_of(run_after))
-        return DataInterval(_pendulum(start), _pendulum(end))
+    @cached_property
+    def clock(self) -> GlobalClock:
+        clocks = tuple(OffPeakTimetable.deserialize(r).clock for r in self.regions)
+        return GlobalClock(clocks, timedelta(minutes=self.delay_minutes))
 
-    def _first_session_from(self, bound: datetime) -> date:
-        """The first session whose run a lower bound admits."""
-        in_utc = bound.astimezone(UTC)
-        if in_utc.time() == MIDNIGHT:
-            day = in_utc.date()
-        else:
-            day = self.clock.local_date(bound)
-            if self.clock.midnight(day) < bound:
-                day += timedelta(days=1)
-        return self.clock.calendar.next_session(day)
+    @property
+    def summary(self) -> str:
+        exchanges = ", ".join(sorted({r["exchange"] for r in self.regions}))
+        return f"Trading days of {exchanges}, after the last window closes (UTC)"
 
-    def _admitted_by_latest(self, session: date, bound: datetime) -> bool:
-        in_utc = bound.astimezone(UTC)
-        if in_utc.time() == MIDNIGHT:
-            return session <= in_utc.date()
-        return self.clock.midnight(session) <= bound
-
-    def next_session(
-        self,
-        last_session: date | None,
-        restriction: TimeRestriction,
-        now: datetime,
-    ) -> date | None:
-        """The trading date of the next run (see :meth:`next_dagrun_info`), given ``now``."""
-        clock = self.clock
-        candidates = []
-        if last_session is not None:
-            candidates.append(clock.calendar.next_session(last_session + timedelta(days=1)))
-        if restriction.earliest is not None:
-            candidates.append(self._first_session_from(restriction.earliest))
-        if not restriction.catchup:
-            # Like Airflow's cron timetables: no catching up, but the latest due run is made.
-            candidates.append(clock.latest_opened_session(now))
-        elif self.catchup_days is not None and restriction.latest is None:
-            # The scheduler's own planning (a backfill always has an upper bound).
-            latest = clock.latest_opened_session(now)
-            candidates.append(clock.sessions_back(latest, max(self.catchup_days - 1, 0)))
-        if not candidates:
-            candidates.append(clock.latest_opened_session(now))
-        session = max(candidates)
-        if restriction.latest is not None and not self._admitted_by_latest(
-            session, restriction.latest
-        ):
-            return None
-        return session
-
-    def next_dagrun_info(
-        self,
-        *,
-        last_automated_data_interval: DataInterval | None,
-        restriction: TimeRestriction,
-    ) -> DagRunInfo | None:
-        last = (
-            self.clock.session_of_interval_start(last_automated_data_interval.start)
-            if last_automated_data_interval is not None
-            else None
+    @property
+    def description(self) -> str:  # type: ignore[override]
+        return (
+            "One run per calendar date on which any region trades, due "
+            f"{self.delay_minutes} min after the last region's off-peak window for that date "
+            "closes; data interval: the date in UTC"
         )
-        session = self.next_session(last, restriction, _utcnow())
-        return None if session is None else self.run_info(session)
+
+    def serialize(self) -> dict[str, Any]:
+        return {"regions": self.regions, "delay_minutes": self.delay_minutes}
+
+    @classmethod
+    def deserialize(cls, data: dict[str, Any]) -> GlobalTradingDayTimetable:
+        return cls(regions=data["regions"], delay_minutes=data["delay_minutes"])

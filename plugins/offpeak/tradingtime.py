@@ -20,7 +20,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-from offpeak.calendars import TradingCalendar, get_calendar
+from offpeak.calendars import MAX_GAP_DAYS, TradingCalendar, get_calendar
 
 if TYPE_CHECKING:
     from offpeak.config import Region
@@ -32,8 +32,85 @@ class NotATradingDay(ValueError):
     """A trading date was asked for on a day the region's exchange does not trade."""
 
 
+class TradingDays:
+    """Trading days as instants, from four primitives a subclass defines: ``tz``,
+    ``is_day(day)``, ``midnight(day)`` and ``run_after(day)`` (when the day's run is due).
+    The timetables schedule against this interface."""
+
+    tz: Any
+
+    def is_day(self, day: date) -> bool:
+        raise NotImplementedError
+
+    def midnight(self, day: date) -> datetime:
+        raise NotImplementedError
+
+    def run_after(self, day: date) -> datetime:
+        raise NotImplementedError
+
+    def local_date(self, moment: datetime) -> date:
+        return moment.astimezone(self.tz).date()
+
+    def next_day(self, day: date) -> date:
+        """The first trading day on or after ``day``."""
+        for offset in range(MAX_GAP_DAYS):
+            if self.is_day(candidate := day + timedelta(days=offset)):
+                return candidate
+        raise ValueError(f"{self}: no trading day within {MAX_GAP_DAYS} days of {day}")
+
+    def previous_day(self, day: date) -> date:
+        """The last trading day on or before ``day``."""
+        for offset in range(MAX_GAP_DAYS):
+            if self.is_day(candidate := day - timedelta(days=offset)):
+                return candidate
+        raise ValueError(f"{self}: no trading day within {MAX_GAP_DAYS} days of {day}")
+
+    def data_interval(self, day: date) -> tuple[datetime, datetime]:
+        """The trading day as an interval: midnight to the next midnight in ``tz``."""
+        return self.midnight(day), self.midnight(day + timedelta(days=1))
+
+    def day_of_interval_start(self, start: datetime) -> date:
+        """The trading date of a data interval: the local date of its start."""
+        return self.local_date(start)
+
+    def latest_due_day(self, now: datetime) -> date:
+        """The latest trading day whose run was due by ``now``."""
+        day = self.previous_day(self.local_date(now))
+        while self.run_after(day) > now:
+            day = self.previous_day(day - timedelta(days=1))
+        return day
+
+    def days_back(self, day: date, count: int) -> date:
+        """The trading day ``count`` trading days before ``day`` (0 gives ``day``)."""
+        for _ in range(count):
+            day = self.previous_day(day - timedelta(days=1))
+        return day
+
+    def trading_day_of(self, logical_date: datetime) -> date:
+        """The trading day a manual run's logical date stands for.
+
+        * exactly midnight in ``tz`` or in UTC (a plain date given to the UI, the CLI or the
+          API): that calendar date, or the trading day before it if it is none;
+        * any other instant (e.g. "now", the UI's default): the latest trading day whose run
+          was due by then.
+        """
+        for zone in (self.tz, UTC):
+            local = logical_date.astimezone(zone)
+            if local.time() == MIDNIGHT:
+                return self.previous_day(local.date())
+        return self.latest_due_day(logical_date)
+
+    def check_day(self, day: date) -> date:
+        if not self.is_day(day):
+            raise NotATradingDay(
+                f"{day} is not a trading day of {self}; the one before it is "
+                f"{self.previous_day(day)}"
+            )
+        return day
+
+
 @dataclass(frozen=True)
-class RegionClock:
+class RegionClock(TradingDays):
     """A region's zone, exchange calendar and daily off-peak window, as instants.
 
     A window opening before noon is the after-hours of the previous local day's session
@@ -79,9 +156,6 @@ class RegionClock:
         """The instant (UTC) of wall-clock ``at`` on ``day`` in the region, per the DST policy."""
         return datetime.combine(day, at, self.tz).astimezone(UTC)
 
-    def local_date(self, moment: datetime) -> date:
-        return moment.astimezone(self.tz).date()
-
     def midnight(self, day: date) -> datetime:
         return self.local(day, MIDNIGHT)
 
@@ -121,45 +195,13 @@ class RegionClock:
 
     # ------------------------------------------------------------------ trading days
 
-    def data_interval(self, session: date) -> tuple[datetime, datetime]:
-        """The trading day as an interval: local midnight to the next local midnight."""
-        return self.midnight(session), self.midnight(session + timedelta(days=1))
+    def is_day(self, day: date) -> bool:
+        return self.calendar.is_session(day)
 
-    def session_of_interval_start(self, start: datetime) -> date:
-        """The trading date of a data interval: the local date of its start."""
-        return self.local_date(start)
+    def run_after(self, day: date) -> datetime:
+        return self.window_open(day)
 
-    def latest_opened_session(self, now: datetime) -> date:
-        """The latest session whose off-peak window has opened by ``now``: the most recent
-        complete trading day, whose data can be crawled now or at the next window."""
-        session = self.calendar.previous_session(self.local_date(now))
-        while self.window_open(session) > now:
-            session = self.calendar.previous_session(session - timedelta(days=1))
-        return session
-
-    def sessions_back(self, session: date, count: int) -> date:
-        """The session ``count`` sessions before ``session`` (0 gives ``session`` itself)."""
-        for _ in range(count):
-            session = self.calendar.previous_session(session - timedelta(days=1))
-        return session
-
-    def trading_day_of(self, logical_date: datetime) -> date:
-        """The trading day a manual run's logical date stands for.
-
-        * exactly midnight in the region's zone or in UTC (a plain date given to the UI, the
-          CLI or the API): that calendar date, or the session before it if it has none;
-        * any other instant (e.g. "now", the UI's default): the latest session whose window
-          has opened by then.
-        """
-        local = logical_date.astimezone(self.tz)
-        in_utc = logical_date.astimezone(UTC)
-        if local.time() == MIDNIGHT:
-            return self.calendar.previous_session(local.date())
-        if in_utc.time() == MIDNIGHT:
-            return self.calendar.previous_session(in_utc.date())
-        return self.latest_opened_session(logical_date)
-
-    def check_session(self, day: date) -> date:
+    def check_day(self, day: date) -> date:
         if not self.calendar.is_session(day):
             why = self.calendar.holiday_name(day)
             before = self.calendar.previous_session(day)
@@ -168,6 +210,37 @@ class RegionClock:
                 f"the session before it is {before}"
             )
         return day
+
+
+@dataclass(frozen=True)
+class GlobalClock(TradingDays):
+    """Calendar dates on which at least one region trades, in UTC: the days of rollup__global.
+
+    A date's run is due ``delay`` after the last window of that date's sessions closes.
+    """
+
+    regions: tuple[RegionClock, ...]
+    delay: timedelta = timedelta(minutes=30)
+    tz: Any = UTC
+
+    def is_day(self, day: date) -> bool:
+        return any(r.is_day(day) for r in self.regions)
+
+    def trading_regions(self, day: date) -> list[RegionClock]:
+        return [r for r in self.regions if r.is_day(day)]
+
+    def midnight(self, day: date) -> datetime:
+        return datetime.combine(day, MIDNIGHT, UTC)
+
+    def run_after(self, day: date) -> datetime:
+        return max(r.session_window(day)[1] for r in self.trading_regions(day)) + self.delay
+
+    def __str__(self) -> str:
+        return f"any region ({', '.join(r.name for r in self.regions)})"
+
+    @classmethod
+    def of(cls, regions: Any, delay_minutes: int = 30) -> GlobalClock:
+        return cls(tuple(RegionClock.of(r) for r in regions), timedelta(minutes=delay_minutes))
 
 
 def _bool_conf(conf: dict, key: str) -> bool:
@@ -187,15 +260,17 @@ def ignore_window(context: Any) -> bool:
     return _bool_conf(run_conf(context), "ignore_window")
 
 
-def trading_date_from_context(region: Region, context: Any, now: datetime | None = None) -> date:
-    """The run's trading date.
+def trading_date_from_context(
+    region: Region | TradingDays, context: Any, now: datetime | None = None
+) -> date:
+    """The run's trading date, for a region's DAGs (a Region) or rollup__global (a GlobalClock).
 
-    1. ``dag_run.conf.trading_date`` (YYYY-MM-DD, must be a session of the region's exchange);
+    1. ``dag_run.conf.trading_date`` (YYYY-MM-DD, must be a trading day);
     2. else the local date of ``data_interval_start`` (the timetable makes that the trading day);
     3. else, for a run without a logical date (REST ``"logical_date": null``), the latest
-       session whose window has opened.
+       trading day whose run was due: for a region, whose off-peak window has opened.
     """
-    clock = RegionClock.of(region)
+    clock = region if isinstance(region, TradingDays) else RegionClock.of(region)
     conf = run_conf(context)
     if conf.get("trading_date"):
         try:
@@ -204,8 +279,8 @@ def trading_date_from_context(region: Region, context: Any, now: datetime | None
             raise ValueError(
                 f"dag_run.conf.trading_date must be YYYY-MM-DD, got {conf['trading_date']!r}"
             ) from None
-        return clock.check_session(day)
+        return clock.check_day(day)
     start = context.get("data_interval_start")
     if start is not None:
-        return clock.session_of_interval_start(start)
-    return clock.latest_opened_session(now or datetime.now(tz=UTC))
+        return clock.day_of_interval_start(start)
+    return clock.latest_due_day(now or datetime.now(tz=UTC))

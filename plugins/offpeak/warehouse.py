@@ -44,6 +44,14 @@ def ensure_base_schema(cur: psycopg.Cursor) -> None:
     cur.execute(sql.SQL(ddl).format(schema=_ident(schema_name())))
 
 
+def ensure_schema(conn: psycopg.Connection) -> None:
+    """The shared warehouse objects (schema, audit, rollup tables), in a short transaction of
+    their own under a schema-wide lock, so first runs in parallel do not race."""
+    with conn.transaction(), conn.cursor() as cur:
+        cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (schema_name(),))
+        ensure_base_schema(cur)
+
+
 def ensure_site_table(cur: psycopg.Cursor, site: Site) -> list[str]:
     """Create or migrate the site's table; returns the DDL statements it ran.
 

@@ -5,22 +5,26 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from datetime import timedelta
+from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
 
 from offpeak.config import load_project
 from offpeak.factory import dag_id_for
+from offpeak.rollups import rollup_dag_id
 
 PROJECT = load_project()
 EXPECTED = sorted(dag_id_for(s.name, r.name) for s, r in PROJECT.pairs())
+ROLLUPS = sorted(
+    [*(rollup_dag_id(r) for r in PROJECT.regions if PROJECT.sites_of(r)), "rollup__global"]
+)
 
 
 def test_shipped_config_gives_one_dag_per_site_and_region(dagbag):
     assert dagbag.import_errors == {}
-    assert sorted(dagbag.dags) == EXPECTED
-    assert len(EXPECTED) == 11
+    assert sorted(dagbag.dags) == sorted(EXPECTED + ROLLUPS)
+    assert len(EXPECTED) == 11 and len(ROLLUPS) == 6
     assert len(PROJECT.sites) >= 3 and len(PROJECT.regions) >= 4
 
 
@@ -30,7 +34,12 @@ def test_dag_settings(dagbag, dag_id):
     site, region = PROJECT.sites[site_name], PROJECT.regions[region_name]
     dag = dagbag.get_dag(dag_id)
     assert set(dag.tags) >= {f"site:{site_name}", f"region:{region_name}"}
-    assert [t.task_id for t in dag.topological_sort()] == ["scrape", "transform", "load"]
+    assert [t.task_id for t in dag.topological_sort()] == [
+        "scrape",
+        "transform",
+        "load",
+        "mark_rollup",
+    ]
     assert dag.start_date.tzinfo is not None
     assert dag.timetable.summary == (
         f"{region.exchange} trading days, off-peak {region.off_peak} {region.timezone}"
@@ -42,6 +51,8 @@ def test_dag_settings(dagbag, dag_id):
     assert region.timezone in dag.doc_md and site.kind in dag.doc_md
     for task in dag.tasks:
         assert task.owner == site.dag.owner
+        if task.task_id == "mark_rollup":
+            continue
         assert task.retries == site.dag.retries >= 1
         assert task.retry_exponential_backoff == 2.0
         assert task.max_retry_delay == timedelta(seconds=site.dag.max_retry_delay_seconds)
@@ -51,10 +62,10 @@ def test_every_dag_serializes_with_the_registered_timetable(dagbag):
     """What the dag-processor stores is what the scheduler and the UI rebuild."""
     from airflow.serialization.serialized_objects import DagSerialization
 
-    for dag_id in EXPECTED:
+    for dag_id in EXPECTED + ROLLUPS:
         dag = dagbag.get_dag(dag_id)
         back = DagSerialization.deserialize_dag(DagSerialization.serialize_dag(dag))
-        assert type(back.timetable).__name__ == "OffPeakTimetable"
+        assert type(back.timetable) is type(dag.timetable)
         assert back.timetable.serialize() == dag.timetable.serialize()
         assert back.timetable.description == dag.timetable.description
 
@@ -72,7 +83,7 @@ def test_parsing_imports_no_heavy_libraries():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     result = json.loads(out.stdout.strip().splitlines()[-1])
-    assert result == {"dags": len(EXPECTED), "heavy": []}
+    assert result == {"dags": len(EXPECTED) + len(ROLLUPS), "heavy": []}
 
 
 def test_worker_parse_builds_only_its_dag(monkeypatch):
@@ -91,3 +102,76 @@ def test_plugins_manager_imports_only_the_plugin_module():
 
     files = find_path_from_directory(str(REPO / "plugins"), ".airflowignore", "glob")
     assert sorted(Path(f).name for f in files if f.endswith(".py")) == ["offpeak_plugin.py"]
+
+
+@pytest.mark.parametrize("region", sorted(r for r in PROJECT.regions if PROJECT.sites_of(r)))
+def test_region_rollup_waits_for_every_site_of_its_region(dagbag, region):
+    from offpeak.tradingtime import RegionClock
+
+    dag = dagbag.get_dag(rollup_dag_id(region))
+    sites = [s.name for s in PROJECT.sites_of(region)]
+    sensors = [t for t in dag.tasks if t.task_id.startswith("wait_for_sites.")]
+    assert sorted(t.external_dag_id for t in sensors) == [dag_id_for(s, region) for s in sites]
+    opens, closes = RegionClock.of(PROJECT.regions[region]).window_of_day(date(2027, 1, 6))
+    for sensor in sensors:
+        assert sensor.external_task_ids == ["load"]
+        assert sensor.deferrable and sensor.failed_states == ["failed", "upstream_failed"]
+        assert 0 < sensor.timeout <= (closes - opens).total_seconds()  # ends within the window
+        assert sensor.soft_fail is PROJECT.rollups.soft_fail
+    assert dag.fail_fast and dag.timetable == dagbag.get_dag(dag_id_for(sites[0], region)).timetable
+    assert {f"region:{region}", "rollup"} <= set(dag.tags)
+
+
+def test_global_rollup_waits_for_every_region_rollup(dagbag):
+    dag = dagbag.get_dag("rollup__global")
+    sensors = {t.task_id: t for t in dag.tasks if t.task_id.startswith("wait_for_regions.")}
+    regions = [r for r in sorted(PROJECT.regions) if PROJECT.sites_of(r)]
+    assert sorted(t.external_dag_id for t in sensors.values()) == [
+        rollup_dag_id(r) for r in regions
+    ]
+    assert all(t.external_task_ids == ["summarize"] and t.deferrable for t in sensors.values())
+    assert dag.timetable.summary.startswith("Trading days of XASX, XBOM, XLON, XNYS, XTKS")
+
+
+def test_markers_point_at_tasks_that_exist(dagbag):
+    """A recursive clear follows ExternalTaskMarkers: each must name a real DAG and task."""
+    markers = [
+        t for d in dagbag.dags.values() for t in d.tasks if type(t).__name__ == "ExternalTaskMarker"
+    ]
+    assert len(markers) == len(EXPECTED) + len(ROLLUPS) - 1  # every site DAG and region rollup
+    for marker in markers:
+        target = dagbag.get_dag(marker.external_dag_id)
+        assert target is not None and marker.external_task_id in target.task_dict, marker
+
+
+def test_a_new_site_and_region_in_yaml_extend_the_rollups(tmp_path):
+    """No code change: a region with a site gets its rollup, and the global one waits for it."""
+    import shutil
+
+    import yaml
+
+    from offpeak.config import load_project
+    from offpeak.factory import build_rollup_dags
+
+    config = tmp_path / "config"
+    shutil.copytree(PROJECT.config_dir, config)
+    regions = yaml.safe_load((config / "regions.yaml").read_text())
+    regions["regions"]["latam"] = {
+        "timezone": "America/Sao_Paulo", "exchange": "BVMF",
+        "off_peak": {"start": "18:30", "end": "08:00"},
+    }  # fmt: skip
+    (config / "regions.yaml").write_text(yaml.safe_dump(regions))
+    site = yaml.safe_load((config / "sites/fx_rates.yaml").read_text())
+    site["regions"] = ["latam"]
+    (config / "sites/fx_bonds.yaml").write_text(yaml.safe_dump(site))
+    project = load_project(config)
+    assert project.errors == {}
+
+    dags = build_rollup_dags(project)
+    latam = dags["rollup__latam"]
+    assert [t.external_dag_id for t in latam.tasks if t.task_id.startswith("wait_for")] == [
+        "scrape__fx_bonds__latam"
+    ]
+    europe = [t.task_id for t in dags["rollup__europe"].tasks]
+    assert "wait_for_sites.fx_rates" in europe and "wait_for_sites.fx_bonds" not in europe
+    assert "wait_for_regions.latam" in dags["rollup__global"].task_dict

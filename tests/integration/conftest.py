@@ -11,14 +11,22 @@ import sys
 import time
 import urllib.request
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 import yaml
 
+from offpeak.config import load_project
 from offpeak.devenv import REPO, Processes
 
 COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
+
+
+def hhmmss(zone: str, moment: datetime) -> str:
+    """``moment`` as local wall-clock time in ``zone``, the way regions.yaml writes times."""
+    return moment.astimezone(ZoneInfo(zone)).strftime("%H:%M:%S")
 
 
 class AirflowStack:
@@ -121,19 +129,58 @@ class AirflowStack:
         assert rows, f"no XCom from {dag_id}.{task_id} in {run_id}"
         return json.loads(rows[0][0])
 
-    def edit_regions(self, **windows: tuple[str, str]) -> None:
-        """Set regions' off-peak windows ("HH:MM[:SS]") in this stack's config copy."""
-        path = self.config_dir / "regions.yaml"
+    def edit_yaml(self, relative: str, change: Callable[[dict], object]) -> None:
+        """Change a file of this stack's config copy; tasks read it when they run."""
+        path = self.config_dir / relative
         data = yaml.safe_load(path.read_text())
-        for name, (start, end) in windows.items():
-            data["regions"][name]["off_peak"] = {"start": start, "end": end}
+        change(data)
         path.write_text(yaml.safe_dump(data, sort_keys=False))
 
+    def edit_regions(self, **windows: tuple[datetime, datetime]) -> None:
+        """Set regions' off-peak windows, given as instants, in this stack's config copy."""
+        regions = load_project(self.config_dir).regions
 
-@pytest.fixture(scope="module")
-def airflow_stack(airflow_db, pg, tmp_path_factory):
-    """A stack not started yet (edit its config first, then ``start()``); stopped after the
-    module."""
+        def change(data: dict) -> None:
+            for name, (start, end) in windows.items():
+                zone = regions[name].timezone
+                data["regions"][name]["off_peak"] = {
+                    "start": hhmmss(zone, start),
+                    "end": hhmmss(zone, end),
+                }
+
+        self.edit_yaml("regions.yaml", change)
+
+
+# While the session runs, every region's window opens this far ahead: a scheduled crawl can
+# only wait, so tests decide what runs (backfills with ignore_window, edited windows).
+CLOSED_FOR = timedelta(hours=6)
+
+
+@pytest.fixture(scope="session")
+def stack(airflow_db, pg, tmp_path_factory):
+    """One Airflow stack for the session's scheduler tests, with this config copy:
+    windows closed (opening in 6 h), rollup sensors checking every 5 s, and no retries for
+    the funds site (tests make it fail on purpose)."""
     stack = AirflowStack(pg, tmp_path_factory.mktemp("stack"))
-    yield stack
-    stack.stop()
+    later = datetime.now(tz=UTC) + CLOSED_FOR
+    regions = load_project(stack.config_dir).regions
+    stack.edit_regions(**dict.fromkeys(regions, (later, later + timedelta(hours=1))))
+    stack.edit_yaml("regions.yaml", lambda d: d["rollups"].update(poke_interval_seconds=5))
+    stack.edit_yaml("sites/funds.yaml", lambda d: d.setdefault("dag", {}).update(retries=0))
+    stack.windows_open_at = later
+    try:
+        stack.start()
+        stack.wait_parsed(sorted(build_all_dag_ids(stack.config_dir)))
+        yield stack
+    finally:
+        stack.stop()
+
+
+def build_all_dag_ids(config_dir: Path) -> list[str]:
+    from offpeak.factory import dag_id_for
+    from offpeak.rollups import GLOBAL, rollup_dag_id
+
+    project = load_project(config_dir)
+    ids = [dag_id_for(s.name, r.name) for s, r in project.pairs()]
+    ids += [rollup_dag_id(r) for r in project.regions if project.sites_of(r)]
+    return [*ids, rollup_dag_id(GLOBAL)]

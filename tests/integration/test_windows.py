@@ -32,15 +32,15 @@ def scrape_pointer(pg, dag_id: str, run_id: str) -> dict:
     return json.loads(row[0]) if row else {}
 
 
-def test_a_run_without_logical_date_scrapes_the_latest_opened_session(dagbag, pg, warehouse):
+def test_a_run_without_logical_date_scrapes_the_latest_due_day(dagbag, pg, warehouse):
     """What a REST trigger with "logical_date": null gets: no ds, no data interval; the
     trading date is the latest session whose window has opened."""
     dag_id = "scrape__fx_rates__oceania"
     dag = dagbag.get_dag(dag_id)
     clock = RegionClock.of(REGIONS["oceania"])
-    before = clock.latest_opened_session(datetime.now(tz=UTC))
+    before = clock.latest_due_day(datetime.now(tz=UTC))
     run = dag.test(logical_date=None, run_conf={"ignore_window": True})
-    after = clock.latest_opened_session(datetime.now(tz=UTC))
+    after = clock.latest_due_day(datetime.now(tz=UTC))
     assert run.state == "success"
     assert run.logical_date is None and run.data_interval_start is None
     pointer = scrape_pointer(pg, dag_id, run.run_id)

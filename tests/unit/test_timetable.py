@@ -145,7 +145,7 @@ def frozen_now(monkeypatch):
 START = datetime(2026, 1, 1, 5, tzinfo=UTC)  # the DAGs' start_date: 2026-01-01 in New York
 
 
-def test_without_catchup_the_first_run_is_the_latest_opened_session(frozen_now):
+def test_without_catchup_the_first_run_is_the_latest_due_day(frozen_now):
     tt = OffPeakTimetable.for_region(REGIONS["americas"])
     frozen_now(datetime(2026, 11, 27, 15, 0, tzinfo=UTC))  # Fri after Thanksgiving, 10:00 NY
     info = tt.next_dagrun_info(

@@ -129,8 +129,8 @@ def test_window_text_shows_seconds_only_when_set():
         (datetime(2026, 11, 27, 10, 0, tzinfo=NY), date(2026, 11, 25)),  # after Thanksgiving
     ],
 )
-def test_latest_opened_session_skips_weekends_and_holidays(now, expected):
-    assert AMERICAS.latest_opened_session(now) == expected
+def test_latest_due_day_skips_weekends_and_holidays(now, expected):
+    assert AMERICAS.latest_due_day(now) == expected
 
 
 @pytest.mark.parametrize(
@@ -142,8 +142,8 @@ def test_latest_opened_session_skips_weekends_and_holidays(now, expected):
         (datetime(2026, 11, 25, 2, 0, tzinfo=TOKYO), date(2026, 11, 24)),
     ],
 )
-def test_latest_opened_session_for_a_window_after_midnight(now, expected):
-    assert EARLY.latest_opened_session(now) == expected
+def test_latest_due_day_for_a_window_after_midnight(now, expected):
+    assert EARLY.latest_due_day(now) == expected
 
 
 @pytest.mark.parametrize(
@@ -182,7 +182,7 @@ def test_context_trading_date_is_the_local_date_of_the_interval_start():
     assert trading_date_from_context(REGIONS["india"], ctx) == FRIDAY
 
 
-def test_context_without_dates_is_the_latest_opened_session():
+def test_context_without_dates_is_the_latest_due_day():
     """A REST run with "logical_date": null has no interval and no ds: not a crash."""
     now = datetime(2026, 11, 23, 9, 0, tzinfo=NY)
     assert trading_date_from_context(REGIONS["americas"], context({}, None), now) == FRIDAY
