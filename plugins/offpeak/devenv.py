@@ -229,9 +229,14 @@ def main(argv: list[str] | None = None) -> int:
         )
 
         dag_ids = _wait_for_dags(pg, procs)
-        _airflow(env, "dags", "unpause", "--treat-dag-id-as-regex", "-y", "^scrape__")
-        print(f"Unpaused {len(dag_ids)} DAGs; the scheduler runs each for its latest trading date",
-              flush=True)  # fmt: skip
+        # rollup__global stays paused: it summarises a date once every region's window has
+        # closed, and `make run` only crawls each region's latest trading date.
+        _airflow(env, "dags", "unpause", "--treat-dag-id-as-regex", "-y", MAIN_JOB_DAGS)
+        print(
+            f"Unpaused {len(dag_ids)} DAGs (site crawls and region rollups); the scheduler runs "
+            "each for its region's latest trading date",
+            flush=True,
+        )
         if args.enforce_windows:
             print("Crawls wait for their region's off-peak window (--enforce-windows)", flush=True)
         else:
@@ -248,6 +253,11 @@ def main(argv: list[str] | None = None) -> int:
         print("\nRows in the warehouse (latest load per site, region and date):")
         for site, region, n in row_counts(pg):
             print(f"  {site:10} {region:14} {n:6}")
+        print(
+            "\nRegion summaries are in scraped.rollup_site_day and rollup_measure_day; "
+            "rollup__global is paused (unpause it, or backfill it for a date every region ran).",
+            flush=True,
+        )
         print(
             f"\nUI:     http://localhost:{args.api_port}   login: admin / {admin_password(state)}\n"
             "Counts: make counts   (rows per site and region in the warehouse)\n"
@@ -275,17 +285,30 @@ def _metadata(pg: LocalPostgres, query: str) -> list[tuple]:
         return conn.execute(query).fetchall()
 
 
+MAIN_JOB_DAGS = r"^(scrape__|rollup__(?!global$))"
+
+
 def _wait_for_dags(pg: LocalPostgres, procs: Processes, timeout: float = 300) -> list[str]:
+    """The main job's DAGs, once the dag-processor has stored them (and rollup__global)."""
+    import re
+
     from offpeak.config import load_project
     from offpeak.factory import dag_id_for
+    from offpeak.rollups import GLOBAL, rollup_dag_id
 
-    expected = sorted(dag_id_for(s.name, r.name) for s, r in load_project().pairs())
+    project = load_project()
+    expected = sorted(
+        [dag_id_for(s.name, r.name) for s, r in project.pairs()]
+        + [rollup_dag_id(r) for r in project.regions if project.sites_of(r)]
+    )
+    main_job = [d for d in expected if re.match(MAIN_JOB_DAGS, d)]
+    expected.append(rollup_dag_id(GLOBAL))
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         procs.check()
         listed = {r[0] for r in _metadata(pg, "SELECT dag_id FROM serialized_dag")}
         if set(expected) <= listed:
-            return expected
+            return main_job
         time.sleep(2)
     raise SystemExit(f"DAGs not parsed within {timeout}s; missing {sorted(set(expected) - listed)}")
 
