@@ -175,3 +175,27 @@ def test_a_new_site_and_region_in_yaml_extend_the_rollups(tmp_path):
     europe = [t.task_id for t in dags["rollup__europe"].tasks]
     assert "wait_for_sites.fx_rates" in europe and "wait_for_sites.fx_bonds" not in europe
     assert "wait_for_regions.latam" in dags["rollup__global"].task_dict
+
+
+@pytest.mark.parametrize(
+    ("dag_id", "region_midnight"),
+    [
+        ("scrape__funds__europe", "2026-11-03T00:00:00+00:00"),  # London is on GMT in November
+        ("scrape__funds__india", "2026-11-02T18:30:00+00:00"),  # IST midnight
+    ],
+)
+def test_clearing_a_site_run_follows_the_markers_to_the_rollups(dag_id, region_midnight):
+    """Airflow 3.3 ignores ExternalTaskMarkers when clearing: offpeak.clearing follows them."""
+    from offpeak.clearing import Clear, plan
+
+    region = dag_id.split("__")[2]
+    steps = plan(dag_id, "load", date(2026, 11, 3), PROJECT)
+    assert steps == [
+        Clear(dag_id, "load", region_midnight),
+        Clear(f"rollup__{region}", "wait_for_sites.funds", region_midnight),
+        Clear("rollup__global", f"wait_for_regions.{region}", "2026-11-03T00:00:00+00:00"),
+    ]
+    assert steps[1].command()[:6] == [
+        "tasks", "clear", f"rollup__{region}", "--task-regex", "wait_for_sites.funds",
+        "--downstream",
+    ]  # fmt: skip

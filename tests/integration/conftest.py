@@ -100,6 +100,15 @@ class AirflowStack:
         assert done.returncode == 0, f"airflow {' '.join(args)}:\n{done.stdout}\n{done.stderr}"
         return done.stdout
 
+    def run_module(self, module: str, *args: str) -> str:
+        """``python -m <module> ...`` with this stack's environment (like the airflow CLI)."""
+        done = subprocess.run(
+            [sys.executable, "-m", module, *args], env=self.env, capture_output=True,
+            text=True, cwd=REPO, timeout=300,
+        )  # fmt: skip
+        assert done.returncode == 0, f"{module} {args}:\n{done.stdout}\n{done.stderr}"
+        return done.stdout
+
     def query(self, sql: str, *params) -> list[tuple]:
         import psycopg
 
