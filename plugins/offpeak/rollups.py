@@ -184,7 +184,7 @@ def summarize_region(region: str, **context: Any) -> dict[str, Any]:
             for site in sites:
                 table = _ident(schema_name(), site.name)
                 if not _table_exists(cur, site.name):
-                    log.warning("Site %s has never been loaded: rows_loaded 0", site.name)
+                    log.warning("Site %s has no table yet (never loaded): left out", site.name)
                     continue
                 _run(cur, "site_day", {**params, "site": site.name}, site_table=table)
                 for measure in (n for n, f in site.fields.items() if f.measure):
