@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import date
 from functools import lru_cache
 from typing import Any
 
 # ISO 10383 MICs that `holidays` knows under another code of the same exchange.
 ALIASES = {"XTKS": "XJPX"}  # Tokyo Stock Exchange: the JPX group's calendar
-# A trading calendar with no session in this many days is broken, not quiet.
-MAX_GAP_DAYS = 30
 
 
 class UnknownExchange(ValueError):
@@ -24,18 +22,21 @@ def supported_exchanges() -> frozenset[str]:
     return frozenset(holidays.list_supported_financial()) | frozenset(ALIASES)
 
 
+def check_exchange(exchange: str) -> str:
+    """``exchange`` if it has a calendar, else UnknownExchange listing the MICs that do."""
+    if exchange not in supported_exchanges():
+        known = ", ".join(sorted(c for c in supported_exchanges() if len(c) == 4))
+        raise UnknownExchange(f"no trading calendar for exchange {exchange!r}; known MICs: {known}")
+    return exchange
+
+
 class TradingCalendar:
     """The sessions of one exchange: weekdays it trades that are not exchange holidays."""
 
     def __init__(self, exchange: str) -> None:
         import holidays
 
-        if exchange not in supported_exchanges():
-            raise UnknownExchange(
-                f"no trading calendar for exchange {exchange!r}; known: "
-                f"{', '.join(sorted(c for c in supported_exchanges() if len(c) == 4))}"
-            )
-        self.exchange = exchange
+        self.exchange = check_exchange(exchange)
         # The holiday table fills in year by year on lookup (expand=True).
         self._holidays: Any = holidays.financial_holidays(ALIASES.get(exchange, exchange))
         self.weekend: frozenset[int] = frozenset(self._holidays.weekend)
@@ -48,29 +49,6 @@ class TradingCalendar:
         if day.weekday() in self.weekend:
             return "weekend"
         return self._holidays.get(day)
-
-    def next_session(self, day: date) -> date:
-        """The first session on or after ``day``."""
-        for offset in range(MAX_GAP_DAYS):
-            candidate = day + timedelta(days=offset)
-            if self.is_session(candidate):
-                return candidate
-        raise ValueError(f"{self.exchange}: no session within {MAX_GAP_DAYS} days of {day}")
-
-    def previous_session(self, day: date) -> date:
-        """The last session on or before ``day``."""
-        for offset in range(MAX_GAP_DAYS):
-            candidate = day - timedelta(days=offset)
-            if self.is_session(candidate):
-                return candidate
-        raise ValueError(f"{self.exchange}: no session within {MAX_GAP_DAYS} days of {day}")
-
-    def sessions(self, first: date, last: date) -> list[date]:
-        """Sessions from ``first`` to ``last``, both inclusive."""
-        days = (last - first).days + 1
-        return [
-            d for d in (first + timedelta(n) for n in range(max(days, 0))) if self.is_session(d)
-        ]
 
 
 @lru_cache(maxsize=64)

@@ -84,12 +84,9 @@ class Region(_Strict):
     @field_validator("exchange")
     @classmethod
     def _known_calendar(cls, value: str) -> str:
-        from offpeak.calendars import supported_exchanges
+        from offpeak.calendars import check_exchange
 
-        if value not in supported_exchanges():
-            known = ", ".join(sorted(c for c in supported_exchanges() if len(c) == 4))
-            raise ValueError(f"no trading calendar for exchange {value!r}; known MICs: {known}")
-        return value
+        return check_exchange(value)  # UnknownExchange is a ValueError: pydantic reports it
 
 
 class Rollups(_Strict):

@@ -20,12 +20,14 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-from offpeak.calendars import MAX_GAP_DAYS, TradingCalendar, get_calendar
+from offpeak.calendars import TradingCalendar, get_calendar
 
 if TYPE_CHECKING:
     from offpeak.config import Region
 
 MIDNIGHT = time(0, 0)
+# A calendar with no trading day in this many days is broken, not quiet.
+MAX_GAP_DAYS = 30
 
 
 class NotATradingDay(ValueError):
@@ -202,12 +204,11 @@ class RegionClock(TradingDays):
         return self.window_open(day)
 
     def check_day(self, day: date) -> date:
-        if not self.calendar.is_session(day):
+        if not self.is_day(day):
             why = self.calendar.holiday_name(day)
-            before = self.calendar.previous_session(day)
             raise NotATradingDay(
                 f"{day} is not a trading day of {self.exchange} (region {self.name}): {why}; "
-                f"the session before it is {before}"
+                f"the session before it is {self.previous_day(day)}"
             )
         return day
 
