@@ -34,13 +34,12 @@ def rollup_clock(project: Project, region: str) -> Any:
     return RegionClock.of(project.regions[region])
 
 
-def run_trading_date(region: str, context: Any) -> date:
-    """The trading date of a run of a site DAG or rollup of ``region`` (or ``GLOBAL``), from
-    the config as it is now (conf, else the data interval, else the latest due day)."""
-    from offpeak.config import load_project
+def run_trading_date(project: Project, region: str, context: Any) -> date:
+    """The trading date of a run of a site DAG or rollup of ``region`` (or ``GLOBAL``):
+    conf, else the data interval, else the latest due day."""
     from offpeak.tradingtime import trading_date_from_context
 
-    return trading_date_from_context(rollup_clock(load_project(), region), context)
+    return trading_date_from_context(rollup_clock(project, region), context)
 
 
 def rollup_logical_date(own_region: str, target: str, dag_run: Any) -> str:
@@ -49,9 +48,10 @@ def rollup_logical_date(own_region: str, target: str, dag_run: Any) -> str:
     for runs without a logical date too (their trading date comes from conf or the clock)."""
     from offpeak.config import load_project
 
+    project = load_project()
     context = {"dag_run": dag_run, "data_interval_start": dag_run.data_interval_start}
-    day = run_trading_date(own_region, context)
-    return rollup_clock(load_project(), target).midnight(day).isoformat()
+    day = run_trading_date(project, own_region, context)
+    return rollup_clock(project, target).midnight(day).isoformat()
 
 
 class TradingDateSensor(ExternalTaskSensor):
@@ -80,7 +80,7 @@ class TradingDateSensor(ExternalTaskSensor):
         from offpeak.config import load_project
 
         project = load_project()
-        day = run_trading_date(self.scope, context)
+        day = run_trading_date(project, self.scope, context)
         return day, rollup_clock(project, self.upstream_region)
 
     def upstream_logical_date(self, logical_date: datetime, **context: Any) -> datetime:
@@ -174,7 +174,7 @@ def summarize_region(region: str, **context: Any) -> dict[str, Any]:
     from offpeak.warehouse import _ident, schema_name
 
     project = load_project()
-    day = run_trading_date(region, context)
+    day = run_trading_date(project, region, context)
     params = {"region": region, "trading_date": day}
     sites = project.sites_of(region)
     conn = _connect()
@@ -213,10 +213,11 @@ def summarize_global(**context: Any) -> dict[str, Any]:
     """Rebuild rollup_global_day for the run's trading date from the region summaries of the
     regions that traded that day."""
     from offpeak.config import load_project
+    from offpeak.tradingtime import trading_date_from_context
 
     project = load_project()
     clock = rollup_clock(project, GLOBAL)
-    day = run_trading_date(GLOBAL, context)
+    day = trading_date_from_context(clock, context)
     regions = [r.name for r in clock.trading_regions(day)]
     conn = _connect()
     try:
