@@ -263,6 +263,10 @@ class Project:
         """The sites crawled in ``region``, sorted by name."""
         return [self.sites[s] for s in sorted(self.sites) if region in self.sites[s].regions]
 
+    def rolled_up_regions(self) -> list[Region]:
+        """The regions with at least one site, sorted by name: each has a rollup."""
+        return [self.regions[r] for r in sorted(self.regions) if self.sites_of(r)]
+
     def pairs(self) -> list[tuple[Site, Region]]:
         """(site, region) pairs in a stable order: the DAGs to build."""
         return [

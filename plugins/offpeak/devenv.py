@@ -293,16 +293,10 @@ def _wait_for_dags(pg: LocalPostgres, procs: Processes, timeout: float = 300) ->
     import re
 
     from offpeak.config import load_project
-    from offpeak.factory import dag_id_for
-    from offpeak.rollups import GLOBAL, rollup_dag_id
+    from offpeak.factory import dag_ids
 
-    project = load_project()
-    expected = sorted(
-        [dag_id_for(s.name, r.name) for s, r in project.pairs()]
-        + [rollup_dag_id(r) for r in project.regions if project.sites_of(r)]
-    )
+    expected = dag_ids(load_project())
     main_job = [d for d in expected if re.match(MAIN_JOB_DAGS, d)]
-    expected.append(rollup_dag_id(GLOBAL))
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         procs.check()

@@ -188,7 +188,7 @@ def build_global_rollup_dag(project: Project) -> DAG:
     from offpeak.timetable import GlobalTradingDayTimetable
 
     cfg = project.rollups
-    regions = [project.regions[r] for r in sorted(project.regions) if project.sites_of(r)]
+    regions = project.rolled_up_regions()
     with DAG(
         dag_id=rollup_dag_id(GLOBAL),
         description=f"Daily summary across {len(regions)} regions once every region has rolled up",
@@ -247,14 +247,21 @@ def build_rollup_dags(project: Project | None = None) -> dict[str, DAG]:
     project = project or load_project()
     wanted = get_parsing_context().dag_id
     dags = {}
-    for name in sorted(project.regions):
-        dag_id = rollup_dag_id(name)
-        if project.sites_of(name) and wanted in (None, dag_id):
-            dags[dag_id] = build_region_rollup_dag(project, project.regions[name])
-    has_sites = any(project.sites_of(r) for r in project.regions)
-    if has_sites and wanted in (None, rollup_dag_id(GLOBAL)):
+    regions = project.rolled_up_regions()
+    for region in regions:
+        if wanted in (None, rollup_dag_id(region.name)):
+            dags[rollup_dag_id(region.name)] = build_region_rollup_dag(project, region)
+    if regions and wanted in (None, rollup_dag_id(GLOBAL)):
         dags[rollup_dag_id(GLOBAL)] = build_global_rollup_dag(project)
     return dags
+
+
+def dag_ids(project: Project) -> list[str]:
+    """Every DAG the factory builds from ``project``, sorted (without building them)."""
+    ids = [dag_id_for(s.name, r.name) for s, r in project.pairs()]
+    regions = project.rolled_up_regions()
+    ids += [rollup_dag_id(r.name) for r in regions]
+    return sorted(ids + ([rollup_dag_id(GLOBAL)] if regions else []))
 
 
 def build_scrape_dags(project: Project | None = None) -> dict[str, DAG]:

@@ -29,8 +29,7 @@ def rollup_clock(project: Project, region: str) -> Any:
     from offpeak.tradingtime import GlobalClock, RegionClock
 
     if region == GLOBAL:
-        regions = [project.regions[r] for r in sorted(project.regions) if project.sites_of(r)]
-        return GlobalClock.of(regions, project.rollups.global_delay_minutes)
+        return GlobalClock.of(project.rolled_up_regions(), project.rollups.global_delay_minutes)
     return RegionClock.of(project.regions[region])
 
 

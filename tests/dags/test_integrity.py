@@ -16,9 +16,7 @@ from offpeak.rollups import rollup_dag_id
 
 PROJECT = load_project()
 EXPECTED = sorted(dag_id_for(s.name, r.name) for s, r in PROJECT.pairs())
-ROLLUPS = sorted(
-    [*(rollup_dag_id(r) for r in PROJECT.regions if PROJECT.sites_of(r)), "rollup__global"]
-)
+ROLLUPS = sorted([*(rollup_dag_id(r.name) for r in PROJECT.rolled_up_regions()), "rollup__global"])
 
 
 def test_shipped_config_gives_one_dag_per_site_and_region(dagbag):
@@ -104,7 +102,7 @@ def test_plugins_manager_imports_only_the_plugin_module():
     assert sorted(Path(f).name for f in files if f.endswith(".py")) == ["offpeak_plugin.py"]
 
 
-@pytest.mark.parametrize("region", sorted(r for r in PROJECT.regions if PROJECT.sites_of(r)))
+@pytest.mark.parametrize("region", [r.name for r in PROJECT.rolled_up_regions()])
 def test_region_rollup_waits_for_every_site_of_its_region(dagbag, region):
     from offpeak.tradingtime import RegionClock
 
@@ -125,7 +123,7 @@ def test_region_rollup_waits_for_every_site_of_its_region(dagbag, region):
 def test_global_rollup_waits_for_every_region_rollup(dagbag):
     dag = dagbag.get_dag("rollup__global")
     sensors = {t.task_id: t for t in dag.tasks if t.task_id.startswith("wait_for_regions.")}
-    regions = [r for r in sorted(PROJECT.regions) if PROJECT.sites_of(r)]
+    regions = [r.name for r in PROJECT.rolled_up_regions()]
     assert sorted(t.external_dag_id for t in sensors.values()) == [
         rollup_dag_id(r) for r in regions
     ]

@@ -20,6 +20,7 @@ import yaml
 
 from offpeak.config import load_project
 from offpeak.devenv import REPO, Processes
+from offpeak.factory import dag_ids
 
 COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
 
@@ -179,17 +180,7 @@ def stack(airflow_db, pg, tmp_path_factory):
     stack.windows_open_at = later
     try:
         stack.start()
-        stack.wait_parsed(sorted(build_all_dag_ids(stack.config_dir)))
+        stack.wait_parsed(dag_ids(load_project(stack.config_dir)))
         yield stack
     finally:
         stack.stop()
-
-
-def build_all_dag_ids(config_dir: Path) -> list[str]:
-    from offpeak.factory import dag_id_for
-    from offpeak.rollups import GLOBAL, rollup_dag_id
-
-    project = load_project(config_dir)
-    ids = [dag_id_for(s.name, r.name) for s, r in project.pairs()]
-    ids += [rollup_dag_id(r) for r in project.regions if project.sites_of(r)]
-    return [*ids, rollup_dag_id(GLOBAL)]

@@ -13,7 +13,7 @@ from offpeak.rollups import GLOBAL, TradingDateSensor, rollup_clock, rollup_logi
 from offpeak.timetable import GlobalTradingDayTimetable, OffPeakTimetable
 
 PROJECT = load_project()
-REGIONS = sorted(r for r in PROJECT.regions if PROJECT.sites_of(r))
+REGIONS = [r.name for r in PROJECT.rolled_up_regions()]
 GLOBAL_CLOCK = rollup_clock(PROJECT, GLOBAL)
 GLOBAL_TT = GlobalTradingDayTimetable.for_regions(
     [PROJECT.regions[r] for r in REGIONS], PROJECT.rollups.global_delay_minutes
