@@ -115,7 +115,7 @@ def build_region_rollup_dag(project: Project, region: Region) -> DAG:
     from airflow.providers.standard.sensors.external_task import ExternalTaskMarker
     from airflow.sdk import DAG, TaskGroup
 
-    from offpeak.rollups import TradingDateSensor, rollup_logical_date, summarize_region
+    from offpeak.rollups import rollup_logical_date, summarize_region
     from offpeak.timetable import OffPeakTimetable
 
     cfg = project.rollups
@@ -137,19 +137,11 @@ def build_region_rollup_dag(project: Project, region: Region) -> DAG:
     ) as dag:
         with TaskGroup("wait_for_sites") as waits:
             for site in sites:
-                TradingDateSensor(
-                    task_id=site.name,
-                    scope=region.name,
-                    upstream_region=region.name,
+                _wait_for(
+                    cfg, site.name, scope=region.name, upstream_region=region.name,
                     external_dag_id=dag_id_for(site.name, region.name),
-                    external_task_id="load",
-                    allowed_states=["success"],
-                    failed_states=["failed", "upstream_failed"],
-                    deferrable=True,  # the triggerer polls; no worker slot while waiting
-                    poke_interval=cfg.poke_interval_seconds,
-                    timeout=_window_seconds(region),
-                    soft_fail=cfg.soft_fail,
-                )
+                    external_task_id="load", timeout=_window_seconds(region),
+                )  # fmt: skip
         summarize = PythonOperator(
             task_id="summarize",
             python_callable=summarize_region,
@@ -164,6 +156,22 @@ def build_region_rollup_dag(project: Project, region: Region) -> DAG:
         )
         waits >> summarize >> mark >> _verdict()
     return dag
+
+
+def _wait_for(cfg, task_id: str, **target):
+    """A rollup's sensor on one upstream: deferrable (the triggerer polls, no worker slot is
+    held), failing as soon as the upstream fails, soft_fail from the config."""
+    from offpeak.rollups import TradingDateSensor
+
+    return TradingDateSensor(
+        task_id=task_id,
+        allowed_states=["success"],
+        failed_states=["failed", "upstream_failed"],
+        deferrable=True,
+        poke_interval=cfg.poke_interval_seconds,
+        soft_fail=cfg.soft_fail,
+        **target,
+    )
 
 
 def _verdict():
@@ -184,7 +192,7 @@ def build_global_rollup_dag(project: Project) -> DAG:
     from airflow.providers.standard.operators.python import PythonOperator
     from airflow.sdk import DAG, TaskGroup
 
-    from offpeak.rollups import TradingDateSensor, summarize_global
+    from offpeak.rollups import summarize_global
     from offpeak.timetable import GlobalTradingDayTimetable
 
     cfg = project.rollups
@@ -203,19 +211,11 @@ def build_global_rollup_dag(project: Project) -> DAG:
     ) as dag:
         with TaskGroup("wait_for_regions") as waits:
             for region in regions:
-                TradingDateSensor(
-                    task_id=region.name,
-                    scope=GLOBAL,
-                    upstream_region=region.name,
+                _wait_for(
+                    cfg, region.name, scope=GLOBAL, upstream_region=region.name,
                     external_dag_id=rollup_dag_id(region.name),
-                    external_task_id="summarize",
-                    allowed_states=["success"],
-                    failed_states=["failed", "upstream_failed"],
-                    deferrable=True,  # the triggerer polls; no worker slot while waiting
-                    poke_interval=cfg.poke_interval_seconds,
-                    timeout=cfg.global_timeout_minutes * 60,
-                    soft_fail=cfg.soft_fail,
-                )
+                    external_task_id="summarize", timeout=cfg.global_timeout_minutes * 60,
+                )  # fmt: skip
         summarize = PythonOperator(task_id="summarize", python_callable=summarize_global, retries=2)
         waits >> summarize >> _verdict()
     return dag
