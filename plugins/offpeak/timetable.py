@@ -24,6 +24,13 @@ def _pendulum(moment: datetime) -> DateTime:
     return pendulum.instance(moment.astimezone(UTC))
 
 
+def _plain_date(bound: datetime) -> date | None:
+    """The date a range bound at exactly midnight UTC stands for (how Airflow reads a plain
+    `--from-date 2027-03-01`), else None: the bound is an instant."""
+    in_utc = bound.astimezone(UTC)
+    return in_utc.date() if in_utc.time() == MIDNIGHT else None
+
+
 def _utcnow() -> datetime:
     return datetime.now(tz=UTC)
 
@@ -59,20 +66,16 @@ class _TradingDayTimetable(Timetable):
 
     def _first_session_from(self, bound: datetime) -> date:
         """The first session whose run a lower bound admits."""
-        in_utc = bound.astimezone(UTC)
-        if in_utc.time() == MIDNIGHT:
-            day = in_utc.date()
-        else:
+        day = _plain_date(bound)
+        if day is None:
             day = self.clock.local_date(bound)
             if self.clock.midnight(day) < bound:
                 day += timedelta(days=1)
         return self.clock.next_day(day)
 
     def _admitted_by_latest(self, session: date, bound: datetime) -> bool:
-        in_utc = bound.astimezone(UTC)
-        if in_utc.time() == MIDNIGHT:
-            return session <= in_utc.date()
-        return self.clock.midnight(session) <= bound
+        day = _plain_date(bound)
+        return session <= day if day is not None else self.clock.midnight(session) <= bound
 
     def next_session(
         self,
