@@ -38,17 +38,19 @@ def _ident(*names: str):
 
 
 def ensure_base_schema(cur: psycopg.Cursor) -> None:
+    """The shared warehouse objects (schema, audit, rollup tables), under a schema-wide
+    transaction lock: the first runs of a new warehouse, in parallel, must not race. Callers
+    commit soon after, so the lock is held for milliseconds."""
     from psycopg import sql
 
+    cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (schema_name(),))
     ddl = (SQL_DIR / "warehouse.sql").read_text(encoding="utf-8")
     cur.execute(sql.SQL(ddl).format(schema=_ident(schema_name())))
 
 
 def ensure_schema(conn: psycopg.Connection) -> None:
-    """The shared warehouse objects (schema, audit, rollup tables), in a short transaction of
-    their own under a schema-wide lock, so first runs in parallel do not race."""
+    """ensure_base_schema in a short transaction of its own."""
     with conn.transaction(), conn.cursor() as cur:
-        cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (schema_name(),))
         ensure_base_schema(cur)
 
 
@@ -61,10 +63,8 @@ def ensure_site_table(cur: psycopg.Cursor, site: Site) -> list[str]:
     from psycopg import sql
 
     schema, table = schema_name(), site.name
-    # Serialise DDL: the first loads of a new warehouse (any site) race on the shared schema
-    # and audit table, two regions of a new site on its table. The caller commits the DDL at
-    # once, so these locks are held for milliseconds, not for a whole load.
-    cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (schema,))
+    # Serialise DDL: two regions loading a new site at once race on its table. The caller
+    # commits the DDL at once, so the lock is held for milliseconds, not for a whole load.
     ensure_base_schema(cur)
     cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"{schema}.{table}",))
     cur.execute(
