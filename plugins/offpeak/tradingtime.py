@@ -23,7 +23,7 @@ from zoneinfo import ZoneInfo
 from offpeak.calendars import TradingCalendar, get_calendar
 
 if TYPE_CHECKING:
-    from offpeak.config import Region
+    from offpeak.config import OffPeakWindow, Region
 
 MIDNIGHT = time(0, 0)
 # A calendar with no trading day in this many days is broken, not quiet.
@@ -152,7 +152,7 @@ class RegionClock(TradingDays):
 
     @property
     def crosses_midnight(self) -> bool:
-        return self.window_end <= self.window_start
+        return self.window.crosses_midnight
 
     def local(self, day: date, at: time) -> datetime:
         """The instant (UTC) of wall-clock ``at`` on ``day`` in the region, per the DST policy."""
@@ -161,9 +161,14 @@ class RegionClock(TradingDays):
     def midnight(self, day: date) -> datetime:
         return self.local(day, MIDNIGHT)
 
+    @cached_property
+    def window(self) -> OffPeakWindow:
+        from offpeak.config import OffPeakWindow
+
+        return OffPeakWindow(start=self.window_start, end=self.window_end)
+
     def window_text(self) -> str:
-        fmt = "%H:%M:%S" if self.window_start.second or self.window_end.second else "%H:%M"
-        return f"{self.window_start.strftime(fmt)}–{self.window_end.strftime(fmt)}"
+        return str(self.window)
 
     # ------------------------------------------------------------------ windows
 
