@@ -90,24 +90,15 @@ class AirflowStack:
     # ------------------------------------------------------------------ Airflow
 
     def airflow(self, *args: str) -> str:
-        done = subprocess.run(
-            [sys.executable, "-m", "airflow", *args],
-            env=self.env,
-            capture_output=True,
-            text=True,
-            cwd=REPO,
-            timeout=120,
-        )
-        assert done.returncode == 0, f"airflow {' '.join(args)}:\n{done.stdout}\n{done.stderr}"
-        return done.stdout
+        return self.run_module("airflow", *args, timeout=120)
 
-    def run_module(self, module: str, *args: str) -> str:
-        """``python -m <module> ...`` with this stack's environment (like the airflow CLI)."""
+    def run_module(self, module: str, *args: str, timeout: float = 300) -> str:
+        """``python -m <module> ...`` with this stack's environment; fails with its output."""
         done = subprocess.run(
             [sys.executable, "-m", module, *args], env=self.env, capture_output=True,
-            text=True, cwd=REPO, timeout=300,
+            text=True, cwd=REPO, timeout=timeout,
         )  # fmt: skip
-        assert done.returncode == 0, f"{module} {args}:\n{done.stdout}\n{done.stderr}"
+        assert done.returncode == 0, f"{module} {' '.join(args)}:\n{done.stdout}\n{done.stderr}"
         return done.stdout
 
     def query(self, sql: str, *params) -> list[tuple]:
