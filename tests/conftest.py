@@ -42,6 +42,11 @@ def load_demo_server():
 def pytest_configure(config: pytest.Config) -> None:
     if hasattr(config, "workerinput"):  # pragma: no cover - no xdist here
         return
+    if "airflow.settings" in sys.modules:
+        raise pytest.UsageError(
+            "Airflow was imported before tests/conftest.py set its environment (it would use "
+            "~/airflow/airflow.db): a conftest.py imports it at module level; import it lazily."
+        )
     from offpeak.devenv import airflow_env
     from offpeak.localpg import LocalPostgres
 

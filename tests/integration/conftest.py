@@ -20,7 +20,6 @@ import yaml
 
 from offpeak.config import load_project
 from offpeak.devenv import REPO, Processes
-from offpeak.factory import dag_ids
 
 COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
 
@@ -34,15 +33,23 @@ class AirflowStack:
     """The four Airflow components, started from the test session's environment.
 
     ``config_dir`` is a private copy of ``include/config`` (OFFPEAK_CONFIG_DIR): tests may
-    edit it, and tasks read it when they run.
+    edit it, and tasks read it when they run. The stack has its own metadata database
+    (``airflow_stack``): its scheduler must never see, and race on, the runs that other tests
+    make with ``dag.test()`` in the session's ``airflow`` database.
     """
+
+    DATABASE = "airflow_stack"
 
     def __init__(self, pg, home: Path) -> None:
         self.pg = pg
         self.home = home
         self.config_dir = home / "config"
         shutil.copytree(REPO / "include" / "config", self.config_dir)
-        self.env = {**os.environ, "OFFPEAK_CONFIG_DIR": str(self.config_dir)}
+        self.env = {
+            **os.environ,
+            "OFFPEAK_CONFIG_DIR": str(self.config_dir),
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": pg.uri(self.DATABASE, "postgresql+psycopg2"),
+        }
         self.env.pop("OFFPEAK_IGNORE_WINDOWS", None)  # windows are enforced, as in production
         self.procs = Processes(home / "logs")
         self.started_at = time.time()
@@ -50,6 +57,8 @@ class AirflowStack:
     # ------------------------------------------------------------------ processes
 
     def start(self) -> AirflowStack:
+        self.pg.create_databases(self.DATABASE)
+        self.run_module("airflow", "db", "migrate")
         for name in COMPONENTS:
             self.procs.start(name, [sys.executable, "-m", "airflow", name], self.env)
         port = self.env["AIRFLOW__API__PORT"]
@@ -104,7 +113,7 @@ class AirflowStack:
     def query(self, sql: str, *params) -> list[tuple]:
         import psycopg
 
-        with psycopg.connect(self.pg.uri("airflow")) as conn:
+        with psycopg.connect(self.pg.uri(self.DATABASE)) as conn:
             return conn.execute(sql, params).fetchall()
 
     def wait_parsed(self, dag_ids: list[str], timeout: float = 180) -> None:
@@ -158,7 +167,7 @@ CLOSED_FOR = timedelta(hours=6)
 
 
 @pytest.fixture(scope="session")
-def stack(airflow_db, pg, tmp_path_factory):
+def stack(pg, tmp_path_factory):
     """One Airflow stack for the session's scheduler tests, with this config copy:
     windows closed (opening in 6 h), rollup sensors checking every 5 s, and no retries for
     the funds site (tests make it fail on purpose)."""
@@ -169,6 +178,8 @@ def stack(airflow_db, pg, tmp_path_factory):
     stack.edit_yaml("regions.yaml", lambda d: d["rollups"].update(poke_interval_seconds=5))
     stack.edit_yaml("sites/funds.yaml", lambda d: d.setdefault("dag", {}).update(retries=0))
     stack.windows_open_at = later
+    from offpeak.factory import dag_ids  # imports Airflow: not before the session's env is set
+
     try:
         stack.start()
         stack.wait_parsed(dag_ids(load_project(stack.config_dir)))
