@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from offpeak.config import load_project
-from offpeak.devenv import REPO, Processes
+from offpeak.devenv import REPO, Processes, admin_password
 
 COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
 
@@ -97,6 +97,25 @@ class AirflowStack:
         pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}\n{self.log_tail()}")
 
     # ------------------------------------------------------------------ Airflow
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.env['AIRFLOW__API__PORT']}"
+
+    @property
+    def password(self) -> str:
+        """User admin's password (simple auth manager), as `make run` prints it."""
+        return admin_password(Path(self.env["AIRFLOW_HOME"]).parent)
+
+    def token(self) -> str:
+        """A JWT for the public REST API, the way the README gets one with curl."""
+        request = urllib.request.Request(
+            f"{self.api_url}/auth/token",
+            data=json.dumps({"username": "admin", "password": self.password}).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return json.loads(response.read())["access_token"]
 
     def airflow(self, *args: str) -> str:
         return self.run_module("airflow", *args, timeout=120)
