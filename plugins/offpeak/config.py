@@ -167,12 +167,47 @@ class Politeness(_Strict):
     user_agent: str = "offpeak-scraper (+data-engineering)"
 
 
+class Range(_Strict):
+    """Inclusive bounds for a numeric field's loaded values; give min, max or both."""
+
+    min: float | None = None
+    max: float | None = None
+
+    @model_validator(mode="after")
+    def _bounded(self) -> Range:
+        if self.min is None and self.max is None:
+            raise ValueError("give min, max or both")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min {self.min} is greater than max {self.max}")
+        return self
+
+
 class Quality(_Strict):
+    """Checks that fail a run: on the crawl's stats (offpeak.quality.check_crawl) and on the
+    loaded partition, inside the load's transaction (offpeak.quality.check_partition)."""
+
     max_reject_ratio: Annotated[float, Field(ge=0, le=1)] = 0.2
     min_items: Annotated[int, Field(ge=0)] = 1
     # A crawl still running when the off-peak window closes is stopped there; then the run
     # fails ("fail") or loads what was crawled, flagged incomplete in the audit ("partial").
     on_window_end: Literal["fail", "partial"] = "fail"
+    # Field -> least share (0..1) of scraped items in which it has a non-empty value.
+    min_field_coverage: dict[str, Annotated[float, Field(ge=0, le=1)]] = Field(default_factory=dict)
+    # Scrapy's log_count/ERROR: spider exceptions, failed downloads after their retries.
+    max_error_count: Annotated[int, Field(ge=0)] = 0
+    # Responses with status >= 400 except 404 (a missing robots.txt, a page past the last),
+    # retried ones included: a site that answered 503 before 200 is counted.
+    max_http_errors: Annotated[int, Field(ge=0)] = 0
+    # Scrapy finish reasons that count as a clean end (a window-end stop is judged by
+    # on_window_end instead).
+    finish_reasons: Annotated[list[str], Field(min_length=1)] = Field(
+        default_factory=lambda: ["finished"]
+    )
+    # Largest |rows - previous trading day's rows| / previous rows of a loaded partition;
+    # null switches the check off.
+    row_count_tolerance: Annotated[float, Field(ge=0)] | None = 0.5
+    # Numeric field -> inclusive {min, max} every loaded value must lie in.
+    ranges: dict[str, Range] = Field(default_factory=dict)
 
 
 class DagSettings(_Strict):
@@ -236,6 +271,25 @@ class Site(_Strict):
                 raise ValueError(
                     f"fields.{name}: an HTML site locates fields with `css` or `xpath`"
                 )
+        return self
+
+    @model_validator(mode="after")
+    def _quality_fields_known(self) -> Site:
+        for key in ("min_field_coverage", "ranges"):
+            unknown = [f for f in getattr(self.quality, key) if f not in self.fields]
+            if unknown:
+                raise ValueError(
+                    f"quality.{key} names unknown field(s) {unknown}; "
+                    f"the site's fields are {sorted(self.fields)}"
+                )
+        not_numeric = [
+            f for f in self.quality.ranges if self.fields[f].type not in ("int", "decimal")
+        ]
+        if not_numeric:
+            raise ValueError(
+                f"quality.ranges: field(s) {not_numeric} are not numeric; "
+                "ranges apply to fields of type int or decimal"
+            )
         return self
 
     def required_fields(self) -> set[str]:

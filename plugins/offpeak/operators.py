@@ -71,6 +71,8 @@ def scrapy_settings(
         "USER_AGENT": p.user_agent,
         "FEEDS": json.dumps({feed_path.as_uri(): {"format": "jsonlines", "encoding": "utf8"}}),
         "OFFPEAK_STATS_FILE": str(stats_path),
+        # Fields whose coverage the FieldCoverage extension counts (quality.min_field_coverage).
+        "OFFPEAK_COVERAGE_FIELDS": ",".join(site.fields),
     }
 
 
@@ -176,7 +178,7 @@ class ScrapeOperator(BaseOperator):
     ) -> dict[str, Any]:
         from airflow.sdk import BaseHook
 
-        from offpeak import storage
+        from offpeak import quality, storage
 
         site, region = self.site_config
         started = datetime.now(tz=UTC)
@@ -234,18 +236,16 @@ class ScrapeOperator(BaseOperator):
                 self.log.warning(
                     "%s; publishing the partial feed (on_window_end: partial)", message
                 )
-            elif returncode != 0 or finish_reason != "finished":
+            elif returncode != 0 or finish_reason not in site.quality.finish_reasons:
                 raise CrawlFailed(
                     f"scrapy crawl {site.kind} for site {site.name!r} region {self.region!r} "
                     f"{trading_date} ended with exit code {returncode}, finish reason "
                     f"{finish_reason!r}; see the crawl log above"
                 )
             items, size, sha256 = _count_and_hash(feed)
-            if items < site.quality.min_items:
-                raise CrawlFailed(
-                    f"site {site.name!r} region {self.region!r} {trading_date}: crawl scraped "
-                    f"{items} items, fewer than quality.min_items={site.quality.min_items}"
-                )
+            checks = quality.check_crawl(site, stats, items)
+            quality.log_checks(checks, self.log)
+            quality.raise_failures(checks, site, self.region, trading_date)
             storage.publish(feed, dest)
         pointer = {
             "uri": str(dest),
@@ -259,6 +259,7 @@ class ScrapeOperator(BaseOperator):
             "complete": not stopped_by_window,
             "crawl_started_at": started.isoformat(timespec="seconds"),
             "stats": {k: stats[v] for k, v in KEY_STATS.items() if v in stats},
+            "checks": quality.summary(checks),
         }
         self.log.info("Crawl published: %s", pointer)
         return pointer

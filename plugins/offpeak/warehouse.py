@@ -154,8 +154,14 @@ def load_partition(
 
     An incomplete crawl (stopped by the end of its window, ``complete=False``) only upserts:
     keys it did not reach are kept, and the audit row says ``complete = false``.
+
+    The site's post-load quality checks (offpeak.quality.check_partition) run on the new
+    partition before the audit row: a failed check raises QualityCheckFailed and rolls the
+    whole load back. The result's ``checks`` says how each check ended.
     """
     from psycopg import sql
+
+    from offpeak import quality
 
     schema = schema_name()
     target = _ident(schema, site.name)
@@ -241,6 +247,9 @@ def load_partition(
         )
         (partition_rows,) = cur.fetchone()
         unchanged = partition_rows - inserted - updated
+        checks = quality.check_partition(cur, site, region, trading_date, schema, complete=complete)
+        quality.log_checks(checks)
+        quality.raise_failures(checks, site, region, trading_date)
         cur.execute(
             sql.SQL(
                 "INSERT INTO {} (site, region, trading_date, dag_id, run_id, raw_uri, raw_sha256,"
@@ -275,4 +284,5 @@ def load_partition(
         "rows_deleted": deleted,
         "partition_rows": partition_rows,
         "complete": complete,
+        "checks": quality.summary(checks),
     }

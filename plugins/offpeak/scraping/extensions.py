@@ -1,4 +1,4 @@
-"""Scrapy extension that hands the final crawl stats to ScrapeOperator as a JSON file."""
+"""Scrapy extensions: final crawl stats as a JSON file for ScrapeOperator; field coverage."""
 
 from __future__ import annotations
 
@@ -35,3 +35,43 @@ class StatsFile:
         tmp = self.path.with_suffix(".tmp")
         tmp.write_text(json.dumps(stats, sort_keys=True, default=str), encoding="utf-8")
         tmp.replace(self.path)
+
+
+def has_value(value: object) -> bool:
+    """Present and non-empty: not None, not blank text, not an empty list or mapping."""
+    if value is None:
+        return False
+    if isinstance(value, str):
+        return bool(value.strip())
+    if isinstance(value, list | tuple | dict):
+        return bool(value)
+    return True
+
+
+class FieldCoverage:
+    """Count, per field named in ``OFFPEAK_COVERAGE_FIELDS``, the scraped items in which it has a
+    value, into the stats ``offpeak/field/<name>``; quality.min_field_coverage is checked on
+    them. One dict lookup per field and item: cheap beside parsing the page."""
+
+    def __init__(self, fields: list[str], stats) -> None:
+        self.keys = {name: f"offpeak/field/{name}" for name in fields}
+        self.stats = stats
+
+    @classmethod
+    def from_crawler(cls, crawler):
+        fields = crawler.settings.getlist("OFFPEAK_COVERAGE_FIELDS")
+        if not fields:
+            raise NotConfigured("OFFPEAK_COVERAGE_FIELDS is not set")
+        ext = cls(fields, crawler.stats)
+        crawler.signals.connect(ext.spider_opened, signal=signals.spider_opened)
+        crawler.signals.connect(ext.item_scraped, signal=signals.item_scraped)
+        return ext
+
+    def spider_opened(self, spider) -> None:
+        for key in self.keys.values():  # a field found in no item still shows, as 0
+            self.stats.set_value(key, 0)
+
+    def item_scraped(self, item, spider) -> None:
+        for name, key in self.keys.items():
+            if has_value(item.get(name)):
+                self.stats.inc_value(key)

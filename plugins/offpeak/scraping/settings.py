@@ -27,4 +27,7 @@ LOGSTATS_INTERVAL = 15.0
 LOG_LEVEL = "INFO"
 LOG_FORMAT = "%(levelname)s %(name)s: %(message)s"
 
-EXTENSIONS = {"offpeak.scraping.extensions.StatsFile": 500}
+EXTENSIONS = {
+    "offpeak.scraping.extensions.FieldCoverage": 500,
+    "offpeak.scraping.extensions.StatsFile": 500,
+}
