@@ -4,6 +4,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+CHROMIUM := /usr/bin/chromium
 export PYTHONPATH := $(CURDIR)/plugins
 
 .PHONY: run test lint format counts bench clean install
@@ -20,10 +21,18 @@ $(STAMP): requirements.txt
 run: $(STAMP)  ## start PostgreSQL, the demo sites and Airflow; run every DAG once
 	$(PY) -m offpeak.devenv run $(RUN_ARGS)
 
-test: $(STAMP)  ## lint, then unit + integration + DAG integrity tests
+test: $(STAMP) $(CHROMIUM)  ## lint, then unit + integration + DAG integrity tests
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# tests/integration/test_ui.py drives Debian's Chromium with Playwright (never a browser
+# download of Playwright's own): install the package when it is missing.
+$(CHROMIUM):
+	@test "$$(id -u)" = 0 || { echo "$(CHROMIUM) is missing: the UI test needs Debian's" \
+	  "chromium; run: sudo apt-get install chromium fonts-liberation" >&2; exit 1; }
+	apt-get update
+	DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium fonts-liberation
 
 counts: $(STAMP)  ## rows per site and region in the `make run` warehouse
 	$(PY) -m offpeak.devenv counts
