@@ -57,6 +57,9 @@ def pytest_configure(config: pytest.Config) -> None:
     threading.Thread(target=server.serve_forever, daemon=True).start()
     demo_url = f"http://127.0.0.1:{server.server_address[1]}"
     env = airflow_env(state, pg, demo_url, api_port=free_port())
+    # dag.test() in Airflow 3.3.2 crashes on a DAG with a Deadline Alert (see
+    # offpeak.deadlines); the scheduler stack (tests/integration/conftest.py) turns them on.
+    env["OFFPEAK_DEADLINE_ALERTS"] = "false"
     os.environ.update(env)
     _session.update(state=state, pg=pg, server=server, demo_url=demo_url, env=env)
 

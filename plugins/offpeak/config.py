@@ -102,9 +102,19 @@ class Rollups(_Strict):
     global_timeout_minutes: Annotated[int, Field(ge=1, le=24 * 60)] = 120
 
 
+class Alerts(_Strict):
+    """Where failures and missed deadlines are posted (Slack-compatible JSON)."""
+
+    # An Airflow HTTP connection whose host is the webhook URL; without it no alert is sent.
+    http_conn_id: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$")] = "offpeak_alerts"
+    # Alert when a scrape run has not finished this long after its off-peak window closed.
+    deadline_grace_minutes: Annotated[int, Field(ge=0, le=24 * 60)] = 0
+
+
 class RegionsFile(_Strict):
     regions: dict[Annotated[str, Field(pattern=IDENTIFIER)], Region]
     rollups: Rollups = Rollups()
+    alerts: Alerts = Alerts()
 
     @model_validator(mode="after")
     def _name_regions(self) -> RegionsFile:
@@ -165,6 +175,10 @@ class Politeness(_Strict):
     download_maxsize: Annotated[int, Field(ge=1024)] = 10 * 1024 * 1024
     closespider_timeout: Annotated[int, Field(ge=0)] = 1800
     user_agent: str = "offpeak-scraper (+data-engineering)"
+    # Size of the Airflow pool site_<name>: at most this many crawls of the site run at once,
+    # across its regions, scheduled runs and backfills (a crawl waiting for its window is not
+    # counted).
+    max_concurrent_crawls: Annotated[int, Field(ge=1, le=64)] = 2
 
 
 class Range(_Strict):
@@ -219,6 +233,8 @@ class DagSettings(_Strict):
     # With catchup on, the scheduler catches up at most this many trading days.
     catchup_days: Annotated[int, Field(ge=1, le=366)] = 5
     max_active_runs: Annotated[int, Field(ge=1, le=16)] = 1
+    # The scheduler pauses the DAG after this many failed runs in a row (0: never).
+    max_consecutive_failed_runs: Annotated[int, Field(ge=0, le=100)] = 3
 
 
 class Site(_Strict):
@@ -312,6 +328,7 @@ class Project:
     sites: dict[str, Site]
     errors: dict[str, str] = field(default_factory=dict)
     rollups: Rollups = field(default_factory=Rollups)
+    alerts: Alerts = field(default_factory=Alerts)
 
     def sites_of(self, region: str) -> list[Site]:
         """The sites crawled in ``region``, sorted by name."""
@@ -404,7 +421,7 @@ def load_project(config_dir: Path | None = None) -> Project:
             sites[path.stem] = load_site(path, regions)
         except ConfigError as exc:
             errors[path.name] = str(exc)
-    return Project(config_dir, regions, sites, errors, regions_file.rollups)
+    return Project(config_dir, regions, sites, errors, regions_file.rollups, regions_file.alerts)
 
 
 def get_site(name: str, config_dir: Path | None = None) -> tuple[Site, dict[str, Region]]:

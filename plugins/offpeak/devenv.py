@@ -140,13 +140,18 @@ def _wait_http(url: str, timeout: float, procs: Processes) -> None:
     raise SystemExit(f"{url} did not answer within {timeout:.0f}s")
 
 
-def _airflow(env: dict[str, str], *args: str) -> str:
+def _run_module(env: dict[str, str], module: str, *args: str) -> str:
+    """``python -m <module> ...`` with the project's environment; exits with its output."""
     done = subprocess.run(
-        [sys.executable, "-m", "airflow", *args], env=env, capture_output=True, text=True, cwd=REPO
+        [sys.executable, "-m", module, *args], env=env, capture_output=True, text=True, cwd=REPO
     )
     if done.returncode != 0:
-        raise SystemExit(f"airflow {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}")
+        raise SystemExit(f"{module} {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}")
     return done.stdout
+
+
+def _airflow(env: dict[str, str], *args: str) -> str:
+    return _run_module(env, "airflow", *args)
 
 
 def row_counts(pg: LocalPostgres) -> list[tuple[str, str, int]]:
@@ -217,6 +222,7 @@ def main(argv: list[str] | None = None) -> int:
             env,
         )
         _airflow(env, "db", "migrate")
+        print(_run_module(env, "offpeak.pools").strip(), flush=True)
         airflow = [sys.executable, "-m", "airflow"]
         procs.start("api-server", [*airflow, "api-server", "--port", str(args.api_port)], env)
         for component in ("scheduler", "dag-processor", "triggerer"):

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import logging
-from datetime import date, timedelta
+from datetime import timedelta
 from functools import partial
 from typing import TYPE_CHECKING
 
 import yaml
 
-from offpeak.config import ConfigError, Project, Region, Site, load_project
+from offpeak.config import Alerts, ConfigError, Project, Region, Site, load_project
 from offpeak.rollups import GLOBAL, rollup_dag_id
 
 if TYPE_CHECKING:
@@ -23,7 +23,7 @@ def dag_id_for(site: str, region: str) -> str:
     return f"scrape__{site}__{region}"
 
 
-def _doc_md(site: Site, region: Region) -> str:
+def _doc_md(site: Site, region: Region, alerts: Alerts) -> str:
     resolved = yaml.safe_dump(
         {"site": site.model_dump(mode="json"), "region": region.model_dump(mode="json")},
         sort_keys=False,
@@ -38,25 +38,39 @@ def _doc_md(site: Site, region: Region) -> str:
         "trading day, local midnight to midnight\n"
         f"* warehouse table: `scraped.{site.name}`, partition region `{region.name}` "
         "+ trading date\n"
-        f'* trigger conf: `{{"trading_date": "YYYY-MM-DD"}}` scrapes that date; '
-        f'`{{"ignore_window": true}}` crawls now instead of waiting for the window\n\n'
+        f"* pool `site_{site.name}`: at most {site.politeness.max_concurrent_crawls} crawl(s) "
+        "of this site at once, across regions and backfills\n"
+        f"* alerts: a failed task, and a run unfinished when its window closes, post to the "
+        f"webhook of connection `{alerts.http_conn_id}`; the DAG pauses after "
+        f"{site.dag.max_consecutive_failed_runs or 'no'} failed run(s) in a row\n"
+        "* trigger form / REST conf: `trading_date` (YYYY-MM-DD), `ignore_window`, "
+        "`max_pages`, `start_urls`, `dry_run` (see each field's description)\n\n"
         f"Resolved config (from `include/config`):\n\n```yaml\n{resolved}```\n"
     )
 
 
-def build_scrape_dag(site: Site, region: Region) -> DAG:
+def build_scrape_dag(site: Site, region: Region, alerts: Alerts | None = None) -> DAG:
     import pendulum
     from airflow.providers.standard.operators.python import PythonOperator
     from airflow.providers.standard.sensors.external_task import ExternalTaskMarker
     from airflow.sdk import DAG
 
     from offpeak import tasks
+    from offpeak.alerts import FailureNotifier
+    from offpeak.deadlines import deadline_alert
+    from offpeak.lineage import table_asset
     from offpeak.operators import ScrapeOperator
+    from offpeak.params import scrape_params
+    from offpeak.pools import pool_name
     from offpeak.rollups import rollup_logical_date
     from offpeak.timetable import OffPeakTimetable
 
+    alerts = alerts or Alerts()
     settings = site.dag
     default_args = {
+        "on_failure_callback": [
+            FailureNotifier(http_conn_id=alerts.http_conn_id, site=site.name, region=region.name)
+        ],
         "owner": settings.owner,
         "retries": settings.retries,
         "retry_delay": timedelta(seconds=settings.retry_delay_seconds),
@@ -73,19 +87,27 @@ def build_scrape_dag(site: Site, region: Region) -> DAG:
         start_date=pendulum.datetime(*START_DATE, tz=region.timezone),
         catchup=settings.catchup,
         max_active_runs=settings.max_active_runs,
+        max_consecutive_failed_dag_runs=settings.max_consecutive_failed_runs,
+        deadline=deadline_alert(region, alerts),
+        params=scrape_params(site),
         default_args=default_args,
         tags=[f"site:{site.name}", f"region:{region.name}", f"kind:{site.kind}"],
-        doc_md=_doc_md(site, region),
+        doc_md=_doc_md(site, region, alerts),
         user_defined_macros={
             "offpeak_rollup_logical_date": partial(rollup_logical_date, region.name, region.name)
         },
     ) as dag:
-        scrape = ScrapeOperator(task_id="scrape", site=site.name, region=region.name)
+        scrape = ScrapeOperator(
+            task_id="scrape", site=site.name, region=region.name, pool=pool_name(site.name)
+        )
         kwargs = {"site": site.name, "region": region.name}
         transform = PythonOperator(
             task_id="transform", python_callable=tasks.transform, op_kwargs=kwargs
         )
-        load = PythonOperator(task_id="load", python_callable=tasks.load, op_kwargs=kwargs)
+        load = PythonOperator(
+            task_id="load", python_callable=tasks.load, op_kwargs=kwargs,
+            outlets=[table_asset(site.name)],
+        )  # fmt: skip
         # Clearing this run with "recursive" also clears the region rollup that waits for it.
         mark = ExternalTaskMarker(
             task_id="mark_rollup",
@@ -97,14 +119,20 @@ def build_scrape_dag(site: Site, region: Region) -> DAG:
     return dag
 
 
-ROLLUP_ARGS = {"owner": "data-engineering", "retries": 0}
+def _rollup_args(project: Project) -> dict:
+    from offpeak.alerts import FailureNotifier
+
+    return {
+        "owner": "data-engineering",
+        "retries": 0,
+        "on_failure_callback": [FailureNotifier(http_conn_id=project.alerts.http_conn_id)],
+    }
 
 
 def _window_seconds(region: Region) -> int:
-    from offpeak.tradingtime import RegionClock
+    from offpeak.deadlines import window_length
 
-    opens, closes = RegionClock.of(region).window_of_day(date(2027, 1, 6))  # an ordinary day
-    return int((closes - opens).total_seconds())
+    return int(window_length(region).total_seconds())
 
 
 def build_region_rollup_dag(project: Project, region: Region) -> DAG:
@@ -115,6 +143,8 @@ def build_region_rollup_dag(project: Project, region: Region) -> DAG:
     from airflow.providers.standard.sensors.external_task import ExternalTaskMarker
     from airflow.sdk import DAG, TaskGroup
 
+    from offpeak.lineage import REGION_ROLLUP_TABLES, table_asset
+    from offpeak.params import rollup_params
     from offpeak.rollups import rollup_logical_date, summarize_region
     from offpeak.timetable import OffPeakTimetable
 
@@ -128,7 +158,8 @@ def build_region_rollup_dag(project: Project, region: Region) -> DAG:
         catchup=False,
         max_active_runs=4,
         fail_fast=True,  # one failed input fails the run at once; the other sensors stop
-        default_args=ROLLUP_ARGS,
+        default_args=_rollup_args(project),
+        params=rollup_params(),
         tags=["rollup", f"region:{region.name}"],
         doc_md=_rollup_doc(region.name, [dag_id_for(s.name, region.name) for s in sites], cfg),
         user_defined_macros={
@@ -147,6 +178,8 @@ def build_region_rollup_dag(project: Project, region: Region) -> DAG:
             python_callable=summarize_region,
             op_kwargs={"region": region.name},
             retries=2,
+            inlets=[table_asset(site.name) for site in sites],
+            outlets=[table_asset(t) for t in REGION_ROLLUP_TABLES],
         )
         mark = ExternalTaskMarker(
             task_id="mark_global",
@@ -192,6 +225,8 @@ def build_global_rollup_dag(project: Project) -> DAG:
     from airflow.providers.standard.operators.python import PythonOperator
     from airflow.sdk import DAG, TaskGroup
 
+    from offpeak.lineage import GLOBAL_ROLLUP_TABLE, REGION_ROLLUP_TABLES, table_asset
+    from offpeak.params import rollup_params
     from offpeak.rollups import summarize_global
     from offpeak.timetable import GlobalTradingDayTimetable
 
@@ -205,7 +240,8 @@ def build_global_rollup_dag(project: Project) -> DAG:
         catchup=False,
         max_active_runs=4,
         fail_fast=True,
-        default_args=ROLLUP_ARGS,
+        default_args=_rollup_args(project),
+        params=rollup_params(),
         tags=["rollup", "region:global"],
         doc_md=_rollup_doc(GLOBAL, [rollup_dag_id(r.name) for r in regions], cfg),
     ) as dag:
@@ -216,7 +252,11 @@ def build_global_rollup_dag(project: Project) -> DAG:
                     external_dag_id=rollup_dag_id(region.name),
                     external_task_id="summarize", timeout=cfg.global_timeout_minutes * 60,
                 )  # fmt: skip
-        summarize = PythonOperator(task_id="summarize", python_callable=summarize_global, retries=2)
+        summarize = PythonOperator(
+            task_id="summarize", python_callable=summarize_global, retries=2,
+            inlets=[table_asset(t) for t in REGION_ROLLUP_TABLES],
+            outlets=[table_asset(GLOBAL_ROLLUP_TABLE)],
+        )  # fmt: skip
         waits >> summarize >> _verdict()
     return dag
 
@@ -275,7 +315,7 @@ def build_scrape_dags(project: Project | None = None) -> dict[str, DAG]:
         dag_id = dag_id_for(site.name, region.name)
         if wanted and wanted != dag_id:
             continue
-        dags[dag_id] = build_scrape_dag(site, region)
+        dags[dag_id] = build_scrape_dag(site, region, project.alerts)
     for name, error in sorted(project.errors.items()):
         log.error("Skipped %s: %s", name, error)
     return dags

@@ -11,6 +11,7 @@ import sys
 import tempfile
 import threading
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from functools import cached_property
 from pathlib import Path
@@ -90,6 +91,51 @@ def base_url_from_connection(conn) -> str:
     )
     port = f":{conn.port}" if conn.port else ""
     return f"{scheme}://{host}{port}"
+
+
+@dataclass(frozen=True)
+class CrawlSample:
+    """The run's ``max_pages`` and ``start_urls`` params: a partial crawl when either is set.
+
+    A partial crawl is published with ``complete: false``, so its load only adds and updates
+    rows and never deletes the keys it did not reach.
+    """
+
+    max_pages: int | None = None
+    start_urls: tuple[str, ...] = ()
+
+    @classmethod
+    def from_context(cls, site: Site, context: Any) -> CrawlSample:
+        from offpeak.params import run_param
+
+        urls = tuple(run_param(context, "start_urls", None) or ())
+        unknown = [u for u in urls if u not in site.start_urls]
+        if unknown:
+            raise ValueError(
+                f"params.start_urls: {unknown} are not start URLs of site {site.name!r}; "
+                f"it has {site.start_urls}"
+            )
+        if set(urls) == set(site.start_urls):
+            urls = ()
+        return cls(max_pages=run_param(context, "max_pages", None), start_urls=urls)
+
+    @property
+    def partial(self) -> bool:
+        return self.max_pages is not None or bool(self.start_urls)
+
+    @property
+    def finish_reasons(self) -> tuple[str, ...]:
+        """Finish reasons that are success for this crawl, besides ``finished``."""
+        return ("closespider_pagecount",) if self.max_pages is not None else ()
+
+    def spider_args(self) -> list[str]:
+        return ["-a", f"start_urls={json.dumps(list(self.start_urls))}"] if self.start_urls else []
+
+    def settings(self) -> dict[str, Any]:
+        return {"CLOSESPIDER_PAGECOUNT": self.max_pages} if self.max_pages is not None else {}
+
+    def __str__(self) -> str:
+        return f"max_pages={self.max_pages}, start_urls={list(self.start_urls) or 'all'}"
 
 
 class ScrapeOperator(BaseOperator):
@@ -211,11 +257,15 @@ class ScrapeOperator(BaseOperator):
             base_url,
             dest,
         )
+        sample = CrawlSample.from_context(site, context)
+        if sample.partial:
+            self.log.info("Partial crawl requested: %s", sample)
         with tempfile.TemporaryDirectory(prefix="offpeak-crawl-") as tmp:
             feed, stats_file = Path(tmp, "items.jsonl"), Path(tmp, "stats.json")
             returncode = self.run_crawl(
-                site, trading_date, base_url, feed, stats_file, tmp, timeout=budget
-            )
+                site, trading_date, base_url, feed, stats_file, tmp, timeout=budget,
+                sample=sample,
+            )  # fmt: skip
             stats = json.loads(stats_file.read_text()) if stats_file.exists() else {}
             finish_reason = stats.get("finish_reason", "unknown")
             stopped_by_window = budget is not None and (
@@ -236,7 +286,10 @@ class ScrapeOperator(BaseOperator):
                 self.log.warning(
                     "%s; publishing the partial feed (on_window_end: partial)", message
                 )
-            elif returncode != 0 or finish_reason not in site.quality.finish_reasons:
+            elif returncode != 0 or finish_reason not in (
+                *site.quality.finish_reasons,
+                *sample.finish_reasons,
+            ):
                 raise CrawlFailed(
                     f"scrapy crawl {site.kind} for site {site.name!r} region {self.region!r} "
                     f"{trading_date} ended with exit code {returncode}, finish reason "
@@ -256,7 +309,7 @@ class ScrapeOperator(BaseOperator):
             "bytes": size,
             "sha256": sha256,
             "finish_reason": finish_reason,
-            "complete": not stopped_by_window,
+            "complete": not stopped_by_window and not sample.partial,
             "crawl_started_at": started.isoformat(timespec="seconds"),
             "stats": {k: stats[v] for k, v in KEY_STATS.items() if v in stats},
             "checks": quality.summary(checks),
@@ -273,6 +326,7 @@ class ScrapeOperator(BaseOperator):
         stats_file: Path,
         cwd: str,
         timeout: float | None = None,
+        sample: CrawlSample | None = None,
     ) -> int:
         cmd = [
             sys.executable, "-m", "scrapy", "crawl", site.kind,
@@ -281,7 +335,11 @@ class ScrapeOperator(BaseOperator):
             "-a", f"trading_date={trading_date.isoformat()}",
             "-a", f"base_url={base_url}",
         ]  # fmt: skip
-        for key, value in scrapy_settings(site, feed, stats_file, timeout).items():
+        settings = scrapy_settings(site, feed, stats_file, timeout)
+        if sample is not None:
+            cmd += sample.spider_args()
+            settings.update(sample.settings())
+        for key, value in settings.items():
             cmd += ["-s", f"{key}={value}"]
         env = {
             **os.environ,

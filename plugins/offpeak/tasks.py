@@ -39,17 +39,25 @@ def transform(site: str, region: str, **context: Any) -> dict[str, Any]:
 
 
 def load(site: str, region: str, **context: Any) -> dict[str, Any]:
-    """Replace the warehouse partition (site, region, trading date) with the clean file."""
+    """Replace the warehouse partition (site, region, trading date) with the clean file, and
+    record an event on the site table's Asset with the partition's row counts."""
     from airflow.providers.postgres.hooks.postgres import PostgresHook
+    from airflow.sdk.exceptions import AirflowSkipException
 
     from offpeak import storage
     from offpeak.config import get_site
+    from offpeak.lineage import table_asset
+    from offpeak.params import run_param
     from offpeak.warehouse import load_partition
 
     cfg, _ = get_site(site)
     ti = context["ti"]
     scraped = ti.xcom_pull(task_ids="scrape")
     cleaned = ti.xcom_pull(task_ids="transform")
+    if run_param(context, "dry_run", False):
+        raise AirflowSkipException(
+            f"dry run: {cleaned['clean']} clean rows in {cleaned['clean_uri']} were not loaded"
+        )
     conn = PostgresHook(postgres_conn_id=warehouse_conn_id()).get_conn()
     if not hasattr(conn, "pgconn"):
         raise RuntimeError("the load needs psycopg 3; install psycopg and SQLAlchemy 2")
@@ -71,4 +79,11 @@ def load(site: str, region: str, **context: Any) -> dict[str, Any]:
     finally:
         conn.close()
     log.info("Loaded into %s: %s", result["table"], result)
+    counts = ("partition_rows", "rows_inserted", "rows_updated", "rows_deleted")
+    context["outlet_events"][table_asset(site)].extra = {
+        "region": region,
+        "trading_date": cleaned["trading_date"],
+        **{k: result[k] for k in counts},
+        "complete": result["complete"],
+    }
     return result

@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -40,7 +41,7 @@ class AirflowStack:
 
     DATABASE = "airflow_stack"
 
-    def __init__(self, pg, home: Path) -> None:
+    def __init__(self, pg, home: Path, alerts_url: str | None = None) -> None:
         self.pg = pg
         self.home = home
         self.config_dir = home / "config"
@@ -49,7 +50,12 @@ class AirflowStack:
             **os.environ,
             "OFFPEAK_CONFIG_DIR": str(self.config_dir),
             "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": pg.uri(self.DATABASE, "postgresql+psycopg2"),
+            "OFFPEAK_DEADLINE_ALERTS": "true",
         }
+        if alerts_url:  # the webhook of regions.yaml's alerts.http_conn_id (offpeak_alerts)
+            self.env["AIRFLOW_CONN_OFFPEAK_ALERTS"] = json.dumps(
+                {"conn_type": "http", "host": alerts_url}
+            )
         self.env.pop("OFFPEAK_IGNORE_WINDOWS", None)  # windows are enforced, as in production
         self.procs = Processes(home / "logs")
         self.started_at = time.time()
@@ -59,6 +65,7 @@ class AirflowStack:
     def start(self) -> AirflowStack:
         self.pg.create_databases(self.DATABASE)
         self.run_module("airflow", "db", "migrate")
+        self.run_module("offpeak.pools")
         for name in COMPONENTS:
             self.procs.start(name, [sys.executable, "-m", "airflow", name], self.env)
         port = self.env["AIRFLOW__API__PORT"]
@@ -135,17 +142,33 @@ class AirflowStack:
         with psycopg.connect(self.pg.uri(self.DATABASE)) as conn:
             return conn.execute(sql, params).fetchall()
 
-    def wait_parsed(self, dag_ids: list[str], timeout: float = 180) -> None:
-        """Until the dag-processor of this stack has parsed (with its config) every DAG."""
+    def wait_parsed(self, dag_ids: list[str], timeout: float = 180, since: float = 0) -> None:
+        """Until the dag-processor of this stack has parsed every DAG (after ``since``, a
+        time.time(), when given: after a config edit)."""
 
         def parsed() -> bool:
             rows = self.query(
                 "SELECT dag_id FROM dag WHERE last_parsed_time > to_timestamp(%s)",
-                self.started_at,
+                max(since, self.started_at),
             )
             return set(dag_ids) <= {r[0] for r in rows}
 
         self.wait(parsed, timeout, f"the dag-processor to parse {dag_ids}")
+
+    def rest(self, method: str, path: str, body: dict | None = None) -> tuple[int, dict]:
+        """A public REST API call (``/api/v2`` + path) as admin: (HTTP status, JSON body)."""
+        request = urllib.request.Request(
+            f"{self.api_url}/api/v2{path}",
+            data=None if body is None else json.dumps(body).encode(),
+            method=method,
+            headers={"Authorization": f"Bearer {self.token()}", "Content-Type": "application/json"},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                raw = response.read()
+                return response.status, json.loads(raw) if raw else {}
+        except urllib.error.HTTPError as err:
+            return err.code, json.loads(err.read() or b"{}")
 
     def xcom(self, dag_id: str, run_id: str, task_id: str) -> dict:
         rows = self.query(
@@ -185,12 +208,49 @@ class AirflowStack:
 CLOSED_FOR = timedelta(hours=6)
 
 
+class AlertReceiver:
+    """A local stand-in for Slack's incoming webhook (the outside world: Slack cannot be
+    reached from tests): records every JSON body POSTed to it."""
+
+    def __init__(self) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        received = self.received = []
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                received.append({"path": self.path, "json": json.loads(body)})
+                self.send_response(200)
+                self.end_headers()
+                self.wfile.write(b"ok")
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        # The path stands for Slack's secret part of the URL: it must never reach a log.
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/services/T0/B0/s3cretHookPath"
+
+    def messages(self, containing: str) -> list[dict]:
+        return [m["json"] for m in list(self.received) if containing in m["json"].get("text", "")]
+
+
 @pytest.fixture(scope="session")
-def stack(pg, tmp_path_factory):
+def alerts():
+    receiver = AlertReceiver()
+    yield receiver
+    receiver.server.shutdown()
+
+
+@pytest.fixture(scope="session")
+def stack(pg, alerts, tmp_path_factory):
     """One Airflow stack for the session's scheduler tests, with this config copy:
     windows closed (opening in 6 h), rollup sensors checking every 5 s, and no retries for
     the funds site (tests make it fail on purpose)."""
-    stack = AirflowStack(pg, tmp_path_factory.mktemp("stack"))
+    stack = AirflowStack(pg, tmp_path_factory.mktemp("stack"), alerts_url=alerts.url)
     later = datetime.now(tz=UTC) + CLOSED_FOR
     regions = load_project(stack.config_dir).regions
     stack.edit_regions(**dict.fromkeys(regions, (later, later + timedelta(hours=1))))

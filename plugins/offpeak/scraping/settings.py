@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 BOT_NAME = "offpeak"
 SPIDER_MODULES = ["offpeak.scraping.spiders"]
 NEWSPIDER_MODULE = "offpeak.scraping.spiders"
@@ -23,11 +25,14 @@ TELNETCONSOLE_ENABLED = False
 COOKIES_ENABLED = False
 FEED_EXPORT_ENCODING = "utf-8"
 FEED_STORE_EMPTY = True
-LOGSTATS_INTERVAL = 15.0
+# Progress lines in the task log (offpeak.scraping.progress) replace Scrapy's LogStats.
+OFFPEAK_PROGRESS_INTERVAL = float(os.environ.get("OFFPEAK_PROGRESS_INTERVAL", "30"))
 LOG_LEVEL = "INFO"
 LOG_FORMAT = "%(levelname)s %(name)s: %(message)s"
 
 EXTENSIONS = {
     "offpeak.scraping.extensions.FieldCoverage": 500,
     "offpeak.scraping.extensions.StatsFile": 500,
+    "offpeak.scraping.progress.Progress": 510,
+    "scrapy.extensions.logstats.LogStats": None,
 }

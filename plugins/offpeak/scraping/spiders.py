@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 from urllib.parse import urljoin
@@ -40,6 +41,7 @@ class ConfiguredSpider(scrapy.Spider):
         trading_date: str,
         base_url: str,
         *args: Any,
+        start_urls: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
@@ -49,11 +51,14 @@ class ConfiguredSpider(scrapy.Spider):
         self.region = region
         self.trading_date = trading_date
         self.base_url = base_url.rstrip("/") + "/"
+        # A subset of the site's start URL templates (JSON list), from the run's params.
+        self.only_start_urls = json.loads(start_urls) if start_urls else None
 
     def start_urls_for_run(self) -> list[str]:
         return [
             urljoin(self.base_url, t.format(region=self.region, trading_date=self.trading_date))
             for t in self.site.start_urls
+            if self.only_start_urls is None or t in self.only_start_urls
         ]
 
     async def start(self) -> AsyncIterator[scrapy.Request]:

@@ -1,0 +1,183 @@
+"""Alerts to a Slack-compatible webhook: a task's final failure, and a run past its deadline.
+
+The webhook URL is a secret: it lives in an Airflow HTTP connection (``alerts.http_conn_id``
+of regions.yaml, ``offpeak_alerts`` by default), is masked in logs and never logged. Without
+that connection no alert is sent and a warning says so. A failed post is logged, never
+raised: an alert must not hide the failure it reports.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import urllib.request
+from datetime import datetime
+from typing import Any
+
+from airflow.sdk import BaseNotifier
+
+log = logging.getLogger(__name__)
+TIMEOUT_SECONDS = 10
+MAX_EXCEPTION_CHARS = 1500
+
+
+def webhook_url(conn: Any) -> str:
+    """The URL from an HTTP connection: its host when that is a whole URL (the JSON form
+    ``{"conn_type": "http", "host": "https://hooks.slack.com/services/..."}``), else
+    ``scheme://host[:port][/schema]`` (the URI form puts the path in ``schema``)."""
+    host = (conn.host or "").strip()
+    if "://" in host:
+        return host
+    scheme = "https" if conn.conn_type == "https" else "http"
+    port = f":{conn.port}" if conn.port else ""
+    path = f"/{conn.schema.lstrip('/')}" if conn.schema else ""
+    return f"{scheme}://{host}{port}{path}"
+
+
+def post(http_conn_id: str, payload: dict[str, Any]) -> bool:
+    """POST ``payload`` as JSON to the connection's webhook; True when it answered 2xx."""
+    from airflow.sdk import BaseHook
+    from airflow.sdk.log import mask_secret
+
+    try:
+        conn = BaseHook.get_connection(http_conn_id)
+    except Exception:  # AirflowNotFoundException, or a secrets backend error
+        log.warning("No alert sent: Airflow connection %r is not defined", http_conn_id)
+        return False
+    url = webhook_url(conn)
+    mask_secret(url)
+    request = urllib.request.Request(
+        url,
+        data=json.dumps(payload).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=TIMEOUT_SECONDS) as response:
+            ok = 200 <= response.status < 300
+    except OSError as exc:
+        log.error("Alert to connection %r failed: %s", http_conn_id, exc)
+        return False
+    log.info("Alert posted to connection %r (HTTP %s)", http_conn_id, response.status)
+    return ok
+
+
+def slack_message(title: str, facts: dict[str, Any], detail: str | None = None) -> dict:
+    """Slack's webhook format: ``text`` (the notification line) and ``blocks``; other chat
+    tools that take Slack-compatible JSON read ``text``."""
+    fields = [
+        {"type": "mrkdwn", "text": f"*{name}*\n{value}"}
+        for name, value in facts.items()
+        if value not in (None, "")
+    ]
+    blocks: list[dict] = [
+        {"type": "section", "text": {"type": "mrkdwn", "text": title}},
+        {"type": "section", "fields": fields[:10]},  # Slack's limit per section
+    ]
+    if detail:
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": f"```{detail}```"}})
+    return {"text": title, "blocks": blocks}
+
+
+def _trading_date(region: str | None, context: Any) -> str | None:
+    from offpeak.tradingtime import run_conf
+
+    conf = run_conf(context)
+    if conf.get("trading_date"):
+        return str(conf["trading_date"])
+    ti = context.get("ti")
+    for task_id in ("scrape", "summarize"):
+        try:
+            pointer = ti.xcom_pull(task_ids=task_id) if ti is not None else None
+        except Exception:  # no such task in this DAG
+            pointer = None
+        if isinstance(pointer, dict) and pointer.get("trading_date"):
+            return pointer["trading_date"]
+    start = context.get("data_interval_start")
+    if start is not None and region:
+        from offpeak.config import load_project
+        from offpeak.tradingtime import RegionClock
+
+        regions = load_project().regions
+        if region in regions:
+            return RegionClock.of(regions[region]).day_of_interval_start(start).isoformat()
+    return None
+
+
+class FailureNotifier(BaseNotifier):
+    """``on_failure_callback`` of every task: Airflow calls it once retries are exhausted.
+
+    Posts DAG, task, site, region, trading date, try number, the exception and the log URL.
+    """
+
+    template_fields = ()
+
+    def __init__(
+        self, *, http_conn_id: str, site: str | None = None, region: str | None = None
+    ) -> None:
+        super().__init__()
+        self.http_conn_id = http_conn_id
+        self.site = site
+        self.region = region
+
+    def payload(self, context: Any) -> dict:
+        ti = context["ti"]
+        exception = context.get("exception")
+        error = f"{type(exception).__name__}: {exception}" if exception else "(no exception)"
+        if len(error) > MAX_EXCEPTION_CHARS:
+            error = error[: MAX_EXCEPTION_CHARS - 1] + "…"
+        try:
+            trading_date = _trading_date(self.region, context)
+        except Exception as exc:  # the alert goes out even if the date cannot be told
+            trading_date = f"unknown ({exc})"
+        facts = {
+            "DAG": ti.dag_id,
+            "Task": ti.task_id,
+            "Site": self.site,
+            "Region": self.region,
+            "Trading date": trading_date,
+            "Try": ti.try_number,
+            "Run": ti.run_id,
+            "Log": f"<{ti.log_url}|open the log>",
+        }
+        title = f":red_circle: {ti.dag_id}.{ti.task_id} failed (try {ti.try_number})"
+        return slack_message(title, facts, error)
+
+    def notify(self, context: Any) -> None:
+        post(self.http_conn_id, self.payload(context))
+
+
+def deadline_missed(
+    context: dict, http_conn_id: str, region: str, window: str, timezone: str, grace: int = 0
+) -> None:
+    """Deadline Alert callback (run by the executor): a scrape run has not finished by the end
+    of its off-peak window (plus ``grace`` minutes). ``context`` holds the run, as the REST
+    API shows it, and the deadline."""
+    run = context.get("dag_run") or {}
+    deadline = (context.get("deadline") or {}).get("deadline_time")
+    if isinstance(deadline, datetime):
+        deadline = deadline.isoformat()
+    conf = run.get("conf") or {}
+    facts = {
+        "DAG": run.get("dag_id"),
+        "Run": run.get("dag_run_id"),
+        "Region": region,
+        "Trading date": conf.get("trading_date") or _interval_date(run, timezone),
+        "Window": f"{window} {timezone}",
+        "Deadline": deadline,
+        "State": run.get("state"),
+    }
+    title = f":warning: {run.get('dag_id')} has not finished by the end of its off-peak window" + (
+        f" (+{grace} min)" if grace else ""
+    )
+    post(http_conn_id, slack_message(title, facts))
+
+
+def _interval_date(run: dict, timezone: str) -> str | None:
+    from zoneinfo import ZoneInfo
+
+    start = run.get("data_interval_start")
+    if not start:
+        return None
+    moment = datetime.fromisoformat(str(start).replace("Z", "+00:00"))
+    return moment.astimezone(ZoneInfo(timezone)).date().isoformat()
