@@ -257,11 +257,11 @@ class Site(_Strict):
     @classmethod
     def _templates_known(cls, urls: list[str]) -> list[str]:
         for url in urls:
-            unknown = set(re.findall(r"{(\w+)}", url)) - {"region", "trading_date"}
+            unknown = set(re.findall(r"{(\w+)}", url)) - {"region", "trading_date", "api_key"}
             if unknown:
                 raise ValueError(
-                    f"{url!r} uses unknown placeholder(s) {sorted(unknown)}; "
-                    "only {region} and {trading_date} are filled in"
+                    f"{url!r} uses unknown placeholder(s) {sorted(unknown)}; only {{region}}, "
+                    "{trading_date} and {api_key} (the connection's password) are filled in"
                 )
         return urls
 

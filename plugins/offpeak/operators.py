@@ -16,6 +16,7 @@ from datetime import UTC, date, datetime, timedelta
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
+from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
 from airflow.sdk import BaseOperator
@@ -168,6 +169,7 @@ class ScrapeOperator(BaseOperator):
         self.region = region
         self.trading_date = trading_date
         self._proc: subprocess.Popen | None = None
+        self._api_key: str | None = None
         self._stopped_at_window_end = False
 
     @cached_property
@@ -240,10 +242,15 @@ class ScrapeOperator(BaseOperator):
                     "The window closes at %s: the crawl stops after %.0f s", window_closes, budget
                 )
         conn = BaseHook.get_connection(site.base_url_conn_id)
+        # The connection's password is the site's API key, for start URLs with {api_key}: it
+        # reaches Scrapy in its environment (never argv), and is masked in every log line,
+        # URL-quoted too.
+        self._api_key = conn.password or None
         if conn.password:
             from airflow.sdk.log import mask_secret
 
             mask_secret(conn.password)
+            mask_secret(quote(conn.password, safe=""))
         base_url = base_url_from_connection(conn)
         dest = storage.partition(
             "raw", site.name, self.region, trading_date, storage.run_key(context["run_id"])
@@ -348,6 +355,7 @@ class ScrapeOperator(BaseOperator):
                 filter(None, [str(PLUGINS_DIR), os.environ.get("PYTHONPATH")])
             ),
             "PYTHONUNBUFFERED": "1",
+            **({"OFFPEAK_API_KEY": self._api_key} if self._api_key else {}),
         }
         self._proc = subprocess.Popen(
             cmd,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import re
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
@@ -104,19 +103,6 @@ def _at_most(name: str, count: int, limit: int, what: str) -> Check:
 
 
 @cache
-def sql_sections() -> dict[str, str]:
-    """``include/sql/quality.sql`` split into its ``-- name:`` sections, one statement each."""
-    from offpeak.warehouse import SQL_DIR
-
-    text = (SQL_DIR / "quality.sql").read_text(encoding="utf-8")
-    sections: dict[str, str] = {}
-    for chunk in re.split(r"^-- name: ", text, flags=re.M)[1:]:
-        name, _, body = chunk.partition("\n")
-        body = "\n".join(line for line in body.splitlines() if not line.startswith("--"))
-        sections[name.strip()] = body.strip().rstrip(";")
-    return sections
-
-
 def check_partition(
     cur: Any,
     site: Site,
@@ -138,11 +124,15 @@ def check_partition(
     """
     from psycopg import sql
 
+    from offpeak.warehouse import sql_sections
+
+    sections = sql_sections("quality.sql")
     table = sql.Identifier(schema, site.name)
     params: dict[str, Any] = {"site": site.name, "region": region, "trading_date": trading_date}
 
     def run(section: str, extra: dict[str, Any] | None = None, **identifiers: Any) -> tuple:
-        statement = sql.SQL(sql_sections()[section]).format(
+        (statement,) = sections[section]
+        statement = sql.SQL(statement).format(
             schema=sql.Identifier(schema), site_table=table, **identifiers
         )
         cur.execute(statement, {**params, **(extra or {})})

@@ -4,7 +4,6 @@ region and global summaries built from include/sql/rollups.sql."""
 from __future__ import annotations
 
 import logging
-import re
 from datetime import date, datetime
 from functools import cache
 from typing import TYPE_CHECKING, Any
@@ -132,25 +131,12 @@ def check_inputs(**context: Any) -> dict[str, str]:
 
 
 @cache
-def sql_sections() -> dict[str, list[str]]:
-    """``include/sql/rollups.sql`` split into its ``-- name:`` sections, one statement each."""
-    from offpeak.warehouse import SQL_DIR
-
-    text = (SQL_DIR / "rollups.sql").read_text(encoding="utf-8")
-    sections: dict[str, list[str]] = {}
-    for chunk in re.split(r"^-- name: ", text, flags=re.M)[1:]:
-        name, _, body = chunk.partition("\n")
-        body = "\n".join(line for line in body.splitlines() if not line.startswith("--"))
-        sections[name.strip()] = [s.strip() for s in body.split(";") if s.strip()]
-    return sections
-
-
 def _run(cur: Any, section: str, params: dict, **identifiers: Any) -> None:
     from psycopg import sql
 
-    from offpeak.warehouse import _ident, schema_name
+    from offpeak.warehouse import _ident, schema_name, sql_sections
 
-    for statement in sql_sections()[section]:
+    for statement in sql_sections("rollups.sql")[section]:
         cur.execute(sql.SQL(statement).format(schema=_ident(schema_name()), **identifiers), params)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -16,6 +17,20 @@ if TYPE_CHECKING:
     from offpeak.config import Site
 
 SQL_DIR = Path(__file__).resolve().parents[2] / "include" / "sql"
+
+
+def sql_sections(filename: str) -> dict[str, list[str]]:
+    """``include/sql/<filename>`` split into its ``-- name:`` sections, each a list of
+    statements (comment lines dropped)."""
+    text = (SQL_DIR / filename).read_text(encoding="utf-8")
+    sections: dict[str, list[str]] = {}
+    for chunk in re.split(r"^-- name: ", text, flags=re.M)[1:]:
+        name, _, body = chunk.partition("\n")
+        body = "\n".join(line for line in body.splitlines() if not line.startswith("--"))
+        sections[name.strip()] = [s.strip() for s in body.split(";") if s.strip()]
+    return sections
+
+
 COPY_BLOCK = 1 << 20
 
 

@@ -203,6 +203,9 @@ class AirflowStack:
         self.edit_yaml("regions.yaml", change)
 
 
+FUNDS_API_KEY = "s3cr3t/key+42"  # URL-quoted: s3cr3t%2Fkey%2B42
+FUNDS_KEYED_URL = "/funds/{region}/{trading_date}/?page=1&api_key={api_key}"
+
 # While the session runs, every region's window opens this far ahead: a scheduled crawl can
 # only wait, so tests decide what runs (backfills with ignore_window, edited windows).
 CLOSED_FOR = timedelta(hours=6)
@@ -248,14 +251,20 @@ def alerts():
 @pytest.fixture(scope="session")
 def stack(pg, alerts, tmp_path_factory):
     """One Airflow stack for the session's scheduler tests, with this config copy:
-    windows closed (opening in 6 h), rollup sensors checking every 5 s, and no retries for
-    the funds site (tests make it fail on purpose)."""
+    windows closed (opening in 6 h), rollup sensors checking every 5 s, and for the funds site
+    no retries (tests make it fail on purpose) and an API key in its start URL."""
     stack = AirflowStack(pg, tmp_path_factory.mktemp("stack"), alerts_url=alerts.url)
     later = datetime.now(tz=UTC) + CLOSED_FOR
     regions = load_project(stack.config_dir).regions
     stack.edit_regions(**dict.fromkeys(regions, (later, later + timedelta(hours=1))))
     stack.edit_yaml("regions.yaml", lambda d: d["rollups"].update(poke_interval_seconds=5))
     stack.edit_yaml("sites/funds.yaml", lambda d: d.setdefault("dag", {}).update(retries=0))
+    # funds sits behind an API key: the connection's password, sent in the start URL.
+    stack.edit_yaml("sites/funds.yaml", lambda d: d.update(start_urls=[FUNDS_KEYED_URL]))
+    host, port = stack.env["AIRFLOW_CONN_SITE_FUNDS"].removeprefix("http://").split(":")
+    stack.env["AIRFLOW_CONN_SITE_FUNDS"] = json.dumps(
+        {"conn_type": "http", "host": host, "port": int(port), "password": FUNDS_API_KEY}
+    )
     stack.windows_open_at = later
     from offpeak.factory import dag_ids  # imports Airflow: not before the session's env is set
 

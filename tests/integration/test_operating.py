@@ -4,9 +4,11 @@ after failed runs, and the warehouse tables as assets."""
 
 from __future__ import annotations
 
+import json
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 
@@ -129,6 +131,30 @@ def test_a_site_never_runs_more_crawls_than_its_pool_allows(stack):
     assert [s[1] for s in spans] == ["site_equities", "site_equities"]
     (_, _, _, first_end), (_, _, second_start, _) = spans
     assert second_start >= first_end, f"the two crawls overlapped: {spans}"
+
+
+# ------------------------------------------------------------------------------------ logs
+
+
+def task_log(stack, dag_id: str, run_id: str, task_id: str) -> str:
+    status, body = stack.rest(
+        "GET", f"/dags/{dag_id}/dagRuns/{quote(run_id)}/taskInstances/{task_id}/logs/1"
+    )
+    assert status == 200, body
+    return "\n".join(e.get("event", "") for e in body["content"] if isinstance(e, dict))
+
+
+def test_task_log_shows_the_crawl_and_masks_the_sites_api_key(stack):
+    """The stack's funds connection has an API key (its password) that the start URL carries:
+    the crawl works and the task log, as the UI shows it, never shows the key."""
+    unpause_for_manual_runs(stack, FAILING)
+    run_id = trigger(stack, FAILING, {"trading_date": "2026-10-06", "ignore_window": True})
+    assert wait_run(stack, FAILING, run_id) == "success"
+    log = task_log(stack, FAILING, run_id, "scrape")
+    assert "Start URL: " in log and "&api_key=***" in log
+    key = json.loads(stack.env["AIRFLOW_CONN_SITE_FUNDS"])["password"]
+    assert key not in log and quote(key, safe="") not in log
+    assert "finished (finished): " in log and "Crawl published" in log
 
 
 # ---------------------------------------------------------------------------------- alerts

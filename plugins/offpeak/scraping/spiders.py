@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
-from urllib.parse import urljoin
+from urllib.parse import quote, urljoin
 
 import scrapy
 from w3lib.url import add_or_replace_parameter
@@ -55,14 +56,19 @@ class ConfiguredSpider(scrapy.Spider):
         self.only_start_urls = json.loads(start_urls) if start_urls else None
 
     def start_urls_for_run(self) -> list[str]:
+        api_key = quote(os.environ.get("OFFPEAK_API_KEY", ""), safe="")
         return [
-            urljoin(self.base_url, t.format(region=self.region, trading_date=self.trading_date))
+            urljoin(
+                self.base_url,
+                t.format(region=self.region, trading_date=self.trading_date, api_key=api_key),
+            )
             for t in self.site.start_urls
             if self.only_start_urls is None or t in self.only_start_urls
         ]
 
     async def start(self) -> AsyncIterator[scrapy.Request]:
         for url in self.start_urls_for_run():
+            self.logger.info("Start URL: %s", url)
             yield scrapy.Request(url, callback=self.parse)
 
     def item_from(self, selector: scrapy.Selector, url: str) -> dict[str, Any] | None:
