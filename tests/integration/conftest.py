@@ -40,6 +40,7 @@ class AirflowStack:
     """
 
     DATABASE = "airflow_stack"
+    WAREHOUSE = "warehouse_stack"  # and its own warehouse: dag.test() tests count rows too
 
     def __init__(self, pg, home: Path, alerts_url: str | None = None) -> None:
         self.pg = pg
@@ -51,6 +52,7 @@ class AirflowStack:
             "OFFPEAK_CONFIG_DIR": str(self.config_dir),
             "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": pg.uri(self.DATABASE, "postgresql+psycopg2"),
             "OFFPEAK_DEADLINE_ALERTS": "true",
+            "AIRFLOW_CONN_WAREHOUSE": pg.uri(self.WAREHOUSE),
         }
         if alerts_url:  # the webhook of regions.yaml's alerts.http_conn_id (offpeak_alerts)
             self.env["AIRFLOW_CONN_OFFPEAK_ALERTS"] = json.dumps(
@@ -63,7 +65,7 @@ class AirflowStack:
     # ------------------------------------------------------------------ processes
 
     def start(self) -> AirflowStack:
-        self.pg.create_databases(self.DATABASE)
+        self.pg.create_databases(self.DATABASE, self.WAREHOUSE)
         self.run_module("airflow", "db", "migrate")
         self.run_module("offpeak.pools")
         for name in COMPONENTS:
@@ -241,6 +243,15 @@ class AlertReceiver:
         return [m["json"] for m in list(self.received) if containing in m["json"].get("text", "")]
 
 
+@pytest.fixture
+def stack_warehouse(stack):
+    """A psycopg connection (autocommit) to the warehouse the stack's runs load."""
+    import psycopg
+
+    with psycopg.connect(stack.pg.uri(stack.WAREHOUSE), autocommit=True) as conn:
+        yield conn
+
+
 @pytest.fixture(scope="session")
 def alerts():
     receiver = AlertReceiver()
@@ -251,14 +262,21 @@ def alerts():
 @pytest.fixture(scope="session")
 def stack(pg, alerts, tmp_path_factory):
     """One Airflow stack for the session's scheduler tests, with this config copy:
-    windows closed (opening in 6 h), rollup sensors checking every 5 s, and for the funds site
-    no retries (tests make it fail on purpose) and an API key in its start URL."""
+    windows closed (opening in 6 h), rollup sensors checking every 5 s, 4 active runs for
+    funds and equities, and for funds no retries (tests make it fail on purpose) and an API
+    key in its start URL."""
     stack = AirflowStack(pg, tmp_path_factory.mktemp("stack"), alerts_url=alerts.url)
     later = datetime.now(tz=UTC) + CLOSED_FOR
     regions = load_project(stack.config_dir).regions
     stack.edit_regions(**dict.fromkeys(regions, (later, later + timedelta(hours=1))))
     stack.edit_yaml("regions.yaml", lambda d: d["rollups"].update(poke_interval_seconds=5))
     stack.edit_yaml("sites/funds.yaml", lambda d: d.setdefault("dag", {}).update(retries=0))
+    # Unpausing a DAG makes a scheduled run that waits (deferred) for the closed window; with
+    # 4 active runs allowed, manual runs of funds and equities do not queue behind it.
+    for site in ("funds", "equities"):
+        stack.edit_yaml(
+            f"sites/{site}.yaml", lambda d: d.setdefault("dag", {}).update(max_active_runs=4)
+        )
     # funds sits behind an API key: the connection's password, sent in the start URL.
     stack.edit_yaml("sites/funds.yaml", lambda d: d.update(start_urls=[FUNDS_KEYED_URL]))
     host, port = stack.env["AIRFLOW_CONN_SITE_FUNDS"].removeprefix("http://").split(":")

@@ -38,26 +38,6 @@ def set_paused(stack, dag_id: str, paused: bool) -> None:
     assert status == 200 and body["is_paused"] is paused, body
 
 
-def unpause_for_manual_runs(stack, dag_id: str) -> None:
-    """Unpause ``dag_id`` and delete the scheduled run that unpausing creates: its crawl waits
-    for a window hours away and, with max_active_runs 1, would hold back the manual runs."""
-    set_paused(stack, dag_id, False)
-
-    def scheduled():
-        return stack.query(
-            "SELECT run_id FROM dag_run WHERE dag_id = %s AND run_type = 'scheduled' "
-            "AND state IN ('queued', 'running')",
-            dag_id,
-        )
-
-    for (run_id,) in stack.wait(scheduled, 60, f"the scheduled run of {dag_id}"):
-        path = f"/dags/{dag_id}/dagRuns/{run_id}"
-        status, body = stack.rest("PATCH", path, {"state": "failed"})  # running: not deletable
-        assert status == 200, body
-        status, body = stack.rest("DELETE", path)
-        assert status == 204, body
-
-
 # ---------------------------------------------------------------------------------- params
 
 
@@ -112,7 +92,7 @@ def test_a_site_never_runs_more_crawls_than_its_pool_allows(stack):
     try:
         runs = {}
         for dag_id in ("scrape__equities__asia_pacific", "scrape__equities__india"):
-            unpause_for_manual_runs(stack, dag_id)
+            set_paused(stack, dag_id, False)
             runs[dag_id] = trigger(
                 stack, dag_id, {"trading_date": "2026-08-04", "ignore_window": True}
             )
@@ -147,7 +127,7 @@ def task_log(stack, dag_id: str, run_id: str, task_id: str) -> str:
 def test_task_log_shows_the_crawl_and_masks_the_sites_api_key(stack):
     """The stack's funds connection has an API key (its password) that the start URL carries:
     the crawl works and the task log, as the UI shows it, never shows the key."""
-    unpause_for_manual_runs(stack, FAILING)
+    set_paused(stack, FAILING, False)
     run_id = trigger(stack, FAILING, {"trading_date": "2026-10-06", "ignore_window": True})
     assert wait_run(stack, FAILING, run_id) == "success"
     log = task_log(stack, FAILING, run_id, "scrape")
@@ -164,7 +144,7 @@ def test_final_failures_alert_the_webhook_and_pause_the_dag_after_three(stack, a
     """Three runs for days the ASX is closed fail (funds has no retries here): each posts a
     Slack-compatible message with the run's facts, and the third pauses the DAG
     (dag.max_consecutive_failed_runs: 3)."""
-    unpause_for_manual_runs(stack, FAILING)
+    set_paused(stack, FAILING, False)
     days = ["2026-10-03", "2026-10-04", "2026-12-25"]
     try:
         for day in days:

@@ -14,6 +14,14 @@ from offpeak.factory import dag_id_for
 from offpeak.rollups import GLOBAL, rollup_dag_id
 
 pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def warehouse(stack_warehouse):
+    """In this module, runs are the scheduler stack's: they load its warehouse."""
+    return stack_warehouse
+
+
 PROJECT = load_project()
 # Tuesday 2026-11-03: Culture Day in Japan (XTKS closed), the others trade. (Not a recent
 # day: unpausing a DAG makes a scheduled run for its latest due day, and a backfill skips

@@ -10,6 +10,14 @@ from zoneinfo import ZoneInfo
 import pytest
 
 pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def warehouse(stack_warehouse):
+    """In this module, runs are the scheduler stack's: they load its warehouse."""
+    return stack_warehouse
+
+
 BACKFILL_DAG = "scrape__equities__americas"
 LATE_DAG = "scrape__fx_rates__asia_pacific"  # no other test unpauses it
 
