@@ -6,7 +6,6 @@ import logging
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
-from functools import cache
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -102,7 +101,6 @@ def _at_most(name: str, count: int, limit: int, what: str) -> Check:
 # ----------------------------------------------------------------------------- partition
 
 
-@cache
 def check_partition(
     cur: Any,
     site: Site,

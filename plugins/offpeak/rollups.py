@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 from datetime import date, datetime
-from functools import cache
 from typing import TYPE_CHECKING, Any
 
 from airflow.providers.standard.sensors.external_task import ExternalTaskSensor
@@ -130,7 +129,6 @@ def check_inputs(**context: Any) -> dict[str, str]:
 # ---------------------------------------------------------------------------- summaries
 
 
-@cache
 def _run(cur: Any, section: str, params: dict, **identifiers: Any) -> None:
     from psycopg import sql
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 from datetime import date
+from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -19,6 +20,7 @@ if TYPE_CHECKING:
 SQL_DIR = Path(__file__).resolve().parents[2] / "include" / "sql"
 
 
+@cache
 def sql_sections(filename: str) -> dict[str, list[str]]:
     """``include/sql/<filename>`` split into its ``-- name:`` sections, each a list of
     statements (comment lines dropped)."""

@@ -160,3 +160,16 @@ def test_task_log_shows_the_crawl(stack, page, europe_run):
     expect(line).to_be_visible()
     expect(line).to_contain_text(f"'trading_date': '{TRADING_DATE}'")
     screenshot(page, "05-task-log.png")
+
+
+def test_assets_view_shows_the_site_table_and_its_load(stack, page, europe_run):
+    """Lineage: the load of the run above is an event on the asset of scraped.fx_rates."""
+    asset = "warehouse.scraped.fx_rates"
+    page.goto(f"{stack.api_url}/assets")
+    link = page.get_by_role("link", name=asset, exact=True)
+    expect(link).to_be_visible()
+    screenshot(page, "06-assets.png")
+    link.click()
+    expect(page.get_by_role("heading", name=asset).first).to_be_visible()
+    expect(page.get_by_text(DAG).first).to_be_visible()  # the event's source run
+    screenshot(page, "07-asset-events.png")
