@@ -173,3 +173,16 @@ def test_assets_view_shows_the_site_table_and_its_load(stack, page, europe_run):
     expect(page.get_by_role("heading", name=asset).first).to_be_visible()
     expect(page.get_by_text(DAG).first).to_be_visible()  # the event's source run
     screenshot(page, "07-asset-events.png")
+
+
+def test_trigger_form_shows_the_typed_params_with_descriptions(stack, page):
+    page.goto(f"{stack.api_url}/dags/{DAG}")
+    page.get_by_role("button", name="Trigger").first.click()
+    form = page.get_by_role("dialog")
+    expect(form.get_by_text("Trigger Dag").first).to_be_visible()
+    for title in ("Trading date", "Ignore the off-peak window", "Max pages", "Start URLs",
+                  "Dry run"):  # fmt: skip
+        expect(form.get_by_text(title).first).to_be_visible()  # required ones end with "*"
+    expect(form.get_by_text("Stop the crawl after this many pages", exact=False)).to_be_visible()
+    screenshot(page, "08-trigger-form.png")
+    page.keyboard.press("Escape")
