@@ -42,12 +42,13 @@ def load(site: str, region: str, **context: Any) -> dict[str, Any]:
     """Replace the warehouse partition (site, region, trading date) with the clean file, and
     record an event on the site table's Asset with the partition's row counts."""
     from airflow.providers.postgres.hooks.postgres import PostgresHook
-    from airflow.sdk.exceptions import AirflowSkipException
+    from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
     from offpeak import storage
     from offpeak.config import get_site
     from offpeak.lineage import table_asset
     from offpeak.params import run_param
+    from offpeak.quality import QualityCheckFailed
     from offpeak.warehouse import load_partition
 
     cfg, _ = get_site(site)
@@ -76,6 +77,9 @@ def load(site: str, region: str, **context: Any) -> dict[str, Any]:
             raw_sha256=scraped["sha256"],
             complete=scraped.get("complete", True),
         )
+    except QualityCheckFailed as failed:
+        # The same file fails the same checks on every try: fail now, without retries.
+        raise AirflowFailException(str(failed)) from failed
     finally:
         conn.close()
     log.info("Loaded into %s: %s", result["table"], result)
