@@ -21,30 +21,19 @@ TIMEOUT_SECONDS = 10
 MAX_EXCEPTION_CHARS = 1500
 
 
-def webhook_url(conn: Any) -> str:
-    """The URL from an HTTP connection: its host when that is a whole URL (the JSON form
-    ``{"conn_type": "http", "host": "https://hooks.slack.com/services/..."}``), else
-    ``scheme://host[:port][/schema]`` (the URI form puts the path in ``schema``)."""
-    host = (conn.host or "").strip()
-    if "://" in host:
-        return host
-    scheme = "https" if conn.conn_type == "https" else "http"
-    port = f":{conn.port}" if conn.port else ""
-    path = f"/{conn.schema.lstrip('/')}" if conn.schema else ""
-    return f"{scheme}://{host}{port}{path}"
-
-
 def post(http_conn_id: str, payload: dict[str, Any]) -> bool:
     """POST ``payload`` as JSON to the connection's webhook; True when it answered 2xx."""
     from airflow.sdk import BaseHook
     from airflow.sdk.log import mask_secret
+
+    from offpeak.operators import base_url_from_connection
 
     try:
         conn = BaseHook.get_connection(http_conn_id)
     except Exception:  # AirflowNotFoundException, or a secrets backend error
         log.warning("No alert sent: Airflow connection %r is not defined", http_conn_id)
         return False
-    url = webhook_url(conn)
+    url = base_url_from_connection(conn)
     mask_secret(url)
     request = urllib.request.Request(
         url,

@@ -79,19 +79,22 @@ def scrapy_settings(
 
 
 def base_url_from_connection(conn) -> str:
-    """``http[s]://host[:port][/path]`` from an Airflow HTTP connection."""
-    host = (conn.host or "").rstrip("/")
+    """``http[s]://host[:port][/path]`` from an Airflow HTTP connection (a site's base URL, the
+    alerts webhook): its host when that is a whole URL (the JSON form
+    ``{"conn_type": "http", "host": "https://hooks.slack.com/services/..."}``), else built
+    from its parts. ``schema`` is the scheme when it is ``http``/``https``, else the path: the
+    URI form ``https://host/path`` puts the path there."""
+    host = (conn.host or "").strip().rstrip("/")
     if "://" in host:
         return host
-    scheme = (
-        conn.schema
-        if conn.schema in ("http", "https")
-        else "https"
-        if conn.conn_type == "https"
-        else "http"
-    )
+    schema = (conn.schema or "").strip("/")
+    if schema in ("http", "https"):
+        scheme, path = schema, ""
+    else:
+        scheme = "https" if conn.conn_type == "https" else "http"
+        path = f"/{schema}" if schema else ""
     port = f":{conn.port}" if conn.port else ""
-    return f"{scheme}://{host}{port}"
+    return f"{scheme}://{host}{port}{path}"
 
 
 @dataclass(frozen=True)

@@ -69,9 +69,9 @@ def rollup_params() -> dict[str, Any]:
 
 def run_param(context: Any, key: str, default: Any = None) -> Any:
     """A run's parameter: the validated Params (conf merged in), else the raw conf."""
+    from offpeak.tradingtime import run_conf
+
     params = context.get("params") or {}
     if key in params and params[key] is not None:
         return params[key]
-    dag_run = context.get("dag_run")
-    conf = (getattr(dag_run, "conf", None) or {}) if dag_run is not None else {}
-    return conf.get(key, default)
+    return run_conf(context).get(key, default)

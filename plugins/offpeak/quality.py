@@ -66,12 +66,7 @@ def check_crawl(site: Site, stats: dict[str, Any], items: int) -> list[Check]:
     errors = int(stats.get("log_count/ERROR", 0))
     what = f"{errors} errors in the crawl log (log_count/ERROR)"
     checks.append(_at_most("error_count", errors, q.max_error_count, what))
-    by_status = {
-        int(key.removeprefix(STATUS_STAT)): int(count)
-        for key, count in stats.items()
-        if key.startswith(STATUS_STAT) and key.removeprefix(STATUS_STAT).isdigit()
-    }
-    bad = {c: n for c, n in sorted(by_status.items()) if c >= 400 and c not in HTTP_IGNORED}
+    bad = http_errors(stats)
     total = sum(bad.values())
     codes = f" ({', '.join(f'{c}: {n}' for c, n in bad.items())})" if bad else ""
     what = f"{total} responses with status >= 400 other than 404{codes}"
@@ -91,6 +86,16 @@ def check_crawl(site: Site, stats: dict[str, Any], items: int) -> list[Check]:
         )
         checks.append(Check("field_coverage", ok, detail, name))
     return checks
+
+
+def http_errors(stats: dict[str, Any]) -> dict[int, int]:
+    """``{status: responses}`` for statuses >= 400 other than 404, from Scrapy's stats."""
+    by_status = {
+        int(key.removeprefix(STATUS_STAT)): int(count)
+        for key, count in stats.items()
+        if key.startswith(STATUS_STAT) and key.removeprefix(STATUS_STAT).isdigit()
+    }
+    return {c: n for c, n in sorted(by_status.items()) if c >= 400 and c not in HTTP_IGNORED}
 
 
 def _at_most(name: str, count: int, limit: int, what: str) -> Check:

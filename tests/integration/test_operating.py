@@ -33,6 +33,12 @@ def wait_run(stack, dag_id: str, run_id: str, states=("success", "failed"), time
     return stack.wait(state, timeout, f"{dag_id} {run_id} to reach {states}", every=2)
 
 
+def slack_facts(message: dict) -> dict[str, str]:
+    """The ``*Name*\nvalue`` fields of a Slack message's second block, as a dict."""
+    pairs = (f["text"].split("\n", 1) for f in message["blocks"][1]["fields"])
+    return {name.strip("*"): value for name, value in pairs}
+
+
 def set_paused(stack, dag_id: str, paused: bool) -> None:
     status, body = stack.rest("PATCH", f"/dags/{dag_id}", {"is_paused": paused})
     assert status == 200 and body["is_paused"] is paused, body
@@ -161,10 +167,7 @@ def test_final_failures_alert_the_webhook_and_pause_the_dag_after_three(stack, a
         set_paused(stack, FAILING, False)
     message = alerts.messages(f"{FAILING}.scrape failed")[-1]
     assert message["text"] == f":red_circle: {FAILING}.scrape failed (try 1)"
-    facts = {
-        f["text"].split("\n", 1)[0].strip("*"): f["text"].split("\n", 1)[1]
-        for f in message["blocks"][1]["fields"]
-    }
+    facts = slack_facts(message)
     assert facts["DAG"] == FAILING and facts["Task"] == "scrape"
     assert (facts["Site"], facts["Region"], facts["Trading date"]) == ("funds", "oceania", days[-1])
     assert facts["Try"] == "1"
@@ -205,10 +208,7 @@ def test_a_run_not_finished_when_its_window_closes_raises_a_deadline_alert(stack
         edited = time.time()
         stack.edit_regions(india=(window, window + timedelta(hours=1)))
         stack.wait_parsed([dag_id], since=edited)
-    facts = {
-        f["text"].split("\n", 1)[0].strip("*"): f["text"].split("\n", 1)[1]
-        for f in message["blocks"][1]["fields"]
-    }
+    facts = slack_facts(message)
     assert facts["Run"] == run_id and facts["Region"] == "india"
     assert facts["Trading date"] == "2026-08-05"
     assert facts["Window"].endswith("Asia/Kolkata")

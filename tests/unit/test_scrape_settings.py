@@ -32,6 +32,14 @@ def test_politeness_comes_from_the_site_file(tmp_path: Path):
         ("http", "data.example.com", None, "https", "https://data.example.com"),
         ("https", "data.example.com", 8443, None, "https://data.example.com:8443"),
         ("http", "https://api.example.com/v2/", None, None, "https://api.example.com/v2"),
+        # The URI form of a webhook puts its path in schema (the alerts connection).
+        (
+            "https",
+            "hooks.slack.com",
+            None,
+            "services/T0/B0/x",
+            "https://hooks.slack.com/services/T0/B0/x",
+        ),
     ],
 )
 def test_base_url_from_http_connection(conn_type, host, port, schema, url):

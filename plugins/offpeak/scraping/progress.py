@@ -14,6 +14,8 @@ from scrapy import signals
 from scrapy.exceptions import NotConfigured
 from twisted.internet import task
 
+from offpeak.quality import http_errors
+
 log = logging.getLogger("offpeak.progress")
 
 
@@ -36,15 +38,10 @@ class Progress:
 
     def numbers(self) -> str:
         get = self.stats.get_value
-        http_errors = sum(
-            value
-            for key, value in self.stats.get_stats().items()
-            if key.startswith("downloader/response_status_count/")
-            and int(key.rsplit("/", 1)[1]) >= 400
-        )
+        http = sum(http_errors(self.stats.get_stats()).values())  # as quality.max_http_errors
         return (
             f"{get('response_received_count', 0)} pages, {get('item_scraped_count', 0)} items, "
-            f"{get('log_count/ERROR', 0)} errors, {http_errors} HTTP errors, "
+            f"{get('log_count/ERROR', 0)} errors, {http} HTTP errors, "
             f"{time.monotonic() - self.started:.0f} s"
         )
 
