@@ -117,3 +117,20 @@ def dagbag(airflow_db):
     from airflow.dag_processing.dagbag import DagBag
 
     return DagBag(dag_folder=str(REPO / "dags"))
+
+
+@pytest.fixture(autouse=True)
+def _task_state_restored(request):
+    """Undo what a test's dag.test() runs leave on the session DagBag's tasks: Airflow 3.3.2's
+    dag.test() merges the run's conf into each task's params in place (a dry_run or
+    trading_date would carry over to the next run of that DAG), and tests set retries to 0."""
+    if "dagbag" not in request.fixturenames:
+        yield
+        return
+    import copy
+
+    tasks = [t for dag in request.getfixturevalue("dagbag").dags.values() for t in dag.tasks]
+    saved = [(t, copy.deepcopy(t.params), t.retries) for t in tasks]
+    yield
+    for task, params, retries in saved:
+        task.params, task.retries = params, retries

@@ -27,13 +27,13 @@ def audit(warehouse, site: str, region: str, day: date) -> list[tuple]:
 def test_max_pages_crawls_a_sample_and_the_load_deletes_nothing(dagbag, warehouse):
     """equities spreads 100 quotes over 5 pages; max_pages 1 stops after the first."""
     day = date(2026, 6, 2)
-    run_dag(dagbag, "scrape__equities__india", day)
-    assert len(partition(warehouse, "equities", "india", day)) == 90
-    run = run_dag(dagbag, "scrape__equities__india", day, {"max_pages": 1})
+    run_dag(dagbag, "scrape__equities__asia_pacific", day)
+    assert len(partition(warehouse, "equities", "asia_pacific", day)) == 90
+    run = run_dag(dagbag, "scrape__equities__asia_pacific", day, {"max_pages": 1})
     assert run.state == "success"
     # The sample updated what it saw and deleted none of the 90 rows it did not reach.
-    assert len(partition(warehouse, "equities", "india", day)) == 90
-    full, sample = audit(warehouse, "equities", "india", day)
+    assert len(partition(warehouse, "equities", "asia_pacific", day)) == 90
+    full, sample = audit(warehouse, "equities", "asia_pacific", day)
     assert full == (90, 0, True)
     assert sample[1:] == (0, False)
 
@@ -70,12 +70,12 @@ def test_task_log_shows_crawl_progress_and_final_stats(dagbag, warehouse, slow_f
     """(That the log masks connection secrets is shown on real task logs, in
     test_operating.py: dag.test() does not run the log redaction of a real task.)"""
     day = date(2026, 6, 4)
-    run = run_dag(dagbag, "scrape__fx_rates__europe", day)
+    run = run_dag(dagbag, "scrape__fx_rates__asia_pacific", day)
     log = capfd.readouterr()
     text = log.out + log.err
     assert run.state == "success"
-    assert len(partition(warehouse, "fx_rates", "europe", day)) == 57
-    assert "Start URL: " in text and "/api/fx/europe/2026-06-04" in text
+    assert len(partition(warehouse, "fx_rates", "asia_pacific", day)) == 57
+    assert "Start URL: " in text and "/api/fx/asia_pacific/2026-06-04" in text
     progress = [line for line in text.splitlines() if "progress: " in line]
     assert len(progress) >= 2, "expected a progress line each second of a 3-page crawl"
     assert all(" pages, " in p and " items, " in p and " errors, " in p for p in progress)
