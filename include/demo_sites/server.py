@@ -12,10 +12,17 @@ import math
 import random
 import re
 import signal
+import socket
 import string
+import struct
 import sys
+import threading
+import time
+from collections.abc import Callable
+from email.utils import formatdate
 from functools import lru_cache
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import NamedTuple
 from urllib.parse import parse_qs, urlsplit
 
 # --------------------------------------------------------------------------------------------
@@ -273,7 +280,13 @@ def _pad(rng: random.Random, text: str, prob: float) -> str:
     return text
 
 
-def render_equities(region: str, date: str, page: int) -> str:
+def render_equities(
+    region: str, date: str, page: int, next_prefix: str = "", na_rows: int = 0
+) -> str:
+    """One quotes page; next_prefix goes before the next link's path, na_rows forces `n/a` prices.
+
+    The defaults give the normal page; fault routes pass the others.
+    """
     rng = rng_for("equities", region, date, page)
     symbol = region_currency_symbol(region)
     malformed = equities_malformed(region, date, page)
@@ -306,6 +319,9 @@ def render_equities(region: str, date: str, page: int) -> str:
             sym_s = ""
         elif kind == "change_abc":
             change_s = "abc"
+        if i < na_rows:
+            # The record is rejected but its key stays readable (a blanked symbol is restored).
+            last_s, sym_s = "n/a", sym
         name_s = _pad(rng, html.escape(name, quote=False), 0.2)
         last_s = _pad(rng, html.escape(last_s, quote=False), 0.1)
         volume_s = _pad(rng, volume_s, 0.05) if volume_s else ""
@@ -318,7 +334,8 @@ def render_equities(region: str, date: str, page: int) -> str:
     parts.append("</tbody></table>\n")
     if page < EQUITY_PAGES:
         parts.append(
-            f'<a class="next" href="/equities/{region}/{date}/quotes?page={page + 1}">Next</a>\n'
+            f'<a class="next" href="{next_prefix}/equities/{region}/{date}/quotes?page={page + 1}">'
+            "Next</a>\n"
         )
     parts.append("</body></html>\n")
     return "".join(parts)
@@ -537,7 +554,7 @@ def render_fund_detail(region: str, date: str, fund_id: str) -> str | None:
 # --------------------------------------------------------------------------------------------
 # HTTP
 # --------------------------------------------------------------------------------------------
-ROBOTS = "User-agent: *\nDisallow: /private/\n"
+ROBOTS = "User-agent: *\nDisallow: /private/\nDisallow: /faults/robots/\n"
 INDEX = (
     "demo sites\n"
     "/robots.txt\n"
@@ -545,6 +562,7 @@ INDEX = (
     "/api/fx/{region}/{date}[?cursor=...]\n"
     "/funds/{region}/{date}/?page=1..3\n"
     "/funds/{region}/{date}/{fund_id}\n"
+    "/faults/{fault}/equities/{region}/{date}/quotes?page=1..5\n"
 )
 HTML = "text/html; charset=utf-8"
 TEXT = "text/plain; charset=utf-8"
@@ -628,6 +646,144 @@ def route(raw_path: str) -> Response:
     raise HttpError(404, "not found\n")
 
 
+# --------------------------------------------------------------------------------------------
+# Fault routes: /faults/<fault>/equities/... is the whole equities site with one misbehaviour
+# --------------------------------------------------------------------------------------------
+FAULT_DOCS: dict[str, str] = {
+    "truncated": "page 3 stops mid-tag inside its 8th row: 7 whole rows, no `</table>`, "
+    "no next link, no `</html>` (Content-Length matches the short body)",
+    "last_page_500": "page 5 always answers 500 (text/plain)",
+    "offsite_next": "page 2's next link is an absolute URL of page 3 on another host name of "
+    "this server (`localhost` <-> `127.0.0.1`)",
+    "offsite_redirect": "page 2 answers 302 to the normal `/equities/...?page=2` on another host "
+    "name of this server (`localhost` <-> `127.0.0.1`)",
+    "malformed_keys": "page 1 rows 0-7 have `last` = `n/a` but a normal symbol (rejected records "
+    "with readable keys); all else as normal",
+    "latin1_as_utf8": "body encoded latin-1 (other characters as `&#N;`) while Content-Type says "
+    "`charset=utf-8`",
+    "utf8_as_latin1": "body is UTF-8 but Content-Type and `<meta charset>` say `iso-8859-1`",
+    "retry_after": "the first request of each page N >= 2 answers 429 with `Retry-After: 2`; "
+    "later ones succeed",
+    "retry_after_date": "the first request of each page N >= 2 answers 503 with an HTTP-date "
+    "`Retry-After` 2 s ahead; later ones succeed",
+    "retry_after_long": "page 2 always answers 429 with `Retry-After: 3600`",
+    "flaky_503": "the first 2 requests of each page N >= 2 answer 503 without `Retry-After`; "
+    "later ones succeed",
+    "reset": "page 3 resets the TCP connection (RST, no response) on every request",
+    "flaky_reset": "the first request of page 3 resets the TCP connection; later ones succeed",
+    "redirect_loop": "page 2 answers 302 to itself with `hop=<n+1>`, forever",
+    "huge": "page 2 answers 200 with `Content-Length: 62914560` (60 MiB) and streams filler HTML",
+    "slow": "every page waits 2 s before answering",
+    "robots": "normal pages, but `/robots.txt` disallows `/faults/robots/`",
+}
+FAULTS = tuple(FAULT_DOCS)
+
+FAULT_PATH = re.compile(r"/faults/([^/]*)(/.*)?")
+FAULT_ROW_START = '<tr class="quote">'
+TRUNCATED_ROWS = 7
+MALFORMED_KEY_ROWS = 8
+RETRY_AFTER_SECONDS = 2
+RETRY_AFTER_LONG_SECONDS = 3600
+FLAKY_503_FAILURES = 2
+SLOW_SECONDS = 2.0
+HUGE_BYTES = 60 * 1024 * 1024
+HUGE_FILLER = (b"<p>" + b"filler " * 8 + b"</p>\n") * 1024  # 64 KiB of 64-byte lines
+HUGE_HEAD = b'<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>huge</title></head><body>\n'
+LATIN1_HTML = "text/html; charset=iso-8859-1"
+
+
+# A NamedTuple, not a dataclass: tests load this file without registering it in sys.modules.
+class Reply(NamedTuple):
+    """A whole response to send, or (action) a special way to answer instead."""
+
+    status: int
+    content_type: str = TEXT
+    body: bytes = b""
+    headers: tuple[tuple[str, str], ...] = ()
+    action: str = ""  # "reset": RST the connection, no response; "huge": stream HUGE_BYTES
+
+
+def _text_reply(status: int, message: str, *headers: tuple[str, str]) -> Reply:
+    return Reply(status, TEXT, message.encode(), headers)
+
+
+def _without_hop(query: str) -> str:
+    return "&".join(p for p in query.split("&") if p and p.split("=", 1)[0] != "hop")
+
+
+def _truncate(text: str) -> str:
+    start = -1
+    for _ in range(TRUNCATED_ROWS + 1):
+        start = text.index(FAULT_ROW_START, start + 1)
+    # Stop inside the first tag of the next row, like a template that crashed mid-render.
+    return text[: start + len(FAULT_ROW_START) + len("<td cla")]
+
+
+def fault_reply(raw_path: str, count: Callable[[str], int], host_header: str, port: int) -> Reply:
+    """Answer a /faults/<fault>/equities/... request; count(key) returns the key's request number.
+
+    The key is the path and query without `hop`, so stateful faults progress per page.
+    """
+    parts = urlsplit(raw_path)
+    m = FAULT_PATH.fullmatch(parts.path)
+    if m is None or m[1] not in FAULT_DOCS:
+        raise HttpError(404, "unknown fault\n")
+    fault = m[1]
+    equities = EQUITIES_PATH.fullmatch(m[2] or "")
+    if equities is None:
+        raise HttpError(404, "not found\n")
+    region = equities[1]
+    date = _check_region_date(region, equities[2])
+    query = parse_qs(parts.query, keep_blank_values=True)
+    page = _page_param(query, EQUITY_PAGES)
+    n = count(f"{parts.path}?{_without_hop(parts.query)}")
+    # Another name for this very server, so "offsite" tests never leave the machine.
+    other = "127.0.0.1" if host_header.lower().startswith("localhost") else "localhost"
+    other_origin = f"http://{other}:{port}"
+
+    if fault == "slow":
+        time.sleep(SLOW_SECONDS)
+    if fault == "last_page_500" and page == EQUITY_PAGES:
+        return _text_reply(500, "internal server error\n")
+    if fault == "offsite_redirect" and page == 2:
+        location = f"{other_origin}/equities/{region}/{date}/quotes?page=2"
+        return _text_reply(302, "found\n", ("Location", location))
+    if fault == "retry_after" and page >= 2 and n == 1:
+        retry = ("Retry-After", str(RETRY_AFTER_SECONDS))
+        return _text_reply(429, "too many requests\n", retry)
+    if fault == "retry_after_date" and page >= 2 and n == 1:
+        retry = ("Retry-After", formatdate(time.time() + RETRY_AFTER_SECONDS, usegmt=True))
+        return _text_reply(503, "service unavailable\n", retry)
+    if fault == "retry_after_long" and page == 2:
+        retry = ("Retry-After", str(RETRY_AFTER_LONG_SECONDS))
+        return _text_reply(429, "too many requests\n", retry)
+    if fault == "flaky_503" and page >= 2 and n <= FLAKY_503_FAILURES:
+        return _text_reply(503, "service unavailable\n")
+    if page == 3 and (fault == "reset" or (fault == "flaky_reset" and n == 1)):
+        return Reply(0, action="reset")
+    if fault == "redirect_loop" and page == 2:
+        raw_hop = query.get("hop", ["0"])[0]
+        hop = int(raw_hop) if re.fullmatch(r"[0-9]{1,9}", raw_hop) else 0
+        kept = _without_hop(parts.query)
+        location = f"{parts.path}?{kept + '&' if kept else ''}hop={hop + 1}"
+        return _text_reply(302, "found\n", ("Location", location))
+    if fault == "huge" and page == 2:
+        return Reply(200, HTML, action="huge")
+
+    prefix = f"/faults/{fault}"
+    next_prefix = other_origin + prefix if fault == "offsite_next" and page == 2 else prefix
+    na_rows = MALFORMED_KEY_ROWS if fault == "malformed_keys" and page == 1 else 0
+    text = render_equities(region, date, page, next_prefix, na_rows)
+    if fault == "truncated" and page == 3:
+        text = _truncate(text)
+    if fault == "latin1_as_utf8":
+        return Reply(200, HTML, text.encode("latin-1", errors="xmlcharrefreplace"))
+    if fault == "utf8_as_latin1":
+        text = text.replace('<meta charset="utf-8">', '<meta charset="iso-8859-1">', 1)
+        return Reply(200, LATIN1_HTML, text.encode("utf-8"))
+    return Reply(200, HTML, text.encode("utf-8"))
+
+
 class DemoHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "DemoSites/1.0"
@@ -636,21 +792,60 @@ class DemoHandler(BaseHTTPRequestHandler):
     # otherwise keep-alive clients stall ~40 ms per request on delayed ACKs.
     wbufsize = 1 << 16
     disable_nagle_algorithm = True
+    server: DemoServer
+
+    def _reply(self) -> Reply:
+        try:
+            if urlsplit(self.path).path.startswith("/faults/"):
+                host = self.headers.get("Host", "")
+                port = self.server.server_address[1]
+                return fault_reply(self.path, self.server.count_fault_request, host, port)
+            status, ctype, text = route(self.path)
+            return Reply(status, ctype, text.encode("utf-8"))
+        except HttpError as exc:
+            return Reply(exc.status, exc.content_type, exc.message.encode("utf-8"))
 
     def _respond(self, with_body: bool) -> None:
-        try:
-            status, ctype, text = route(self.path)
-        except HttpError as exc:
-            status, ctype, text = exc.status, exc.content_type, exc.message
-        data = text.encode("utf-8")
-        self.send_response(status)
-        self.send_header("Content-Type", ctype)
-        self.send_header("Content-Length", str(len(data)))
-        if status == 200:
-            self.send_header("ETag", f'"{hashlib.sha256(data).hexdigest()[:16]}"')
+        reply = self._reply()
+        if reply.action == "reset":
+            self._reset_connection()
+            return
+        huge = reply.action == "huge"
+        self.send_response(reply.status)
+        self.send_header("Content-Type", reply.content_type)
+        self.send_header("Content-Length", str(HUGE_BYTES if huge else len(reply.body)))
+        if reply.status == 200 and not huge:
+            self.send_header("ETag", f'"{hashlib.sha256(reply.body).hexdigest()[:16]}"')
+        for name, value in reply.headers:
+            self.send_header(name, value)
         self.end_headers()
-        if with_body:
-            self.wfile.write(data)
+        if with_body and huge:
+            self._stream_huge()
+        elif with_body:
+            self.wfile.write(reply.body)
+
+    def _reset_connection(self) -> None:
+        # Linger on with a 0 s timeout makes close() send RST, so the client gets ECONNRESET.
+        self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.close_connection = True
+        # rfile/wfile still hold the socket: the descriptor really closes when finish() closes
+        # them, before the server's shutdown_request() could send a FIN. Nothing is written.
+        self.connection.close()
+
+    def _stream_huge(self) -> None:
+        sent, chunk = 0, HUGE_HEAD + HUGE_FILLER[len(HUGE_HEAD) :]
+        try:
+            # Headers first; the body bypasses wfile so a failed send leaves nothing buffered
+            # for handle_one_request's final flush to trip over.
+            self.wfile.flush()
+            while sent < HUGE_BYTES:
+                piece = chunk[: HUGE_BYTES - sent]
+                self.connection.sendall(piece)
+                sent += len(piece)
+                chunk = HUGE_FILLER
+        except (ConnectionError, TimeoutError):
+            # Clients are expected to give up on this body; that is not a server error.
+            self.close_connection = True
 
     def do_GET(self) -> None:
         self._respond(with_body=True)
@@ -667,13 +862,33 @@ class DemoServer(ThreadingHTTPServer):
     daemon_threads = True
     verbose = False
 
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)
+        self._fault_lock = threading.Lock()
+        self.fault_counts: dict[str, int] = {}
+        # key -> time.monotonic() of each request: tests measure how long a client waited.
+        self.fault_times: dict[str, list[float]] = {}
+
+    def count_fault_request(self, key: str) -> int:
+        """Count one more request of key (path and query without `hop`); return the new count."""
+        with self._fault_lock:
+            self.fault_counts[key] = self.fault_counts.get(key, 0) + 1
+            self.fault_times.setdefault(key, []).append(time.monotonic())
+            return self.fault_counts[key]
+
+    def reset_faults(self) -> None:
+        """Forget all fault request counts, so stateful faults start over."""
+        with self._fault_lock:
+            self.fault_counts.clear()
+            self.fault_times.clear()
+
     def handle_error(self, request: object, client_address: object) -> None:
         # Clients dropping keep-alive connections is normal; only report other errors.
         if self.verbose or not isinstance(sys.exc_info()[1], ConnectionError):
             super().handle_error(request, client_address)
 
 
-def make_server(host: str = "127.0.0.1", port: int = 0) -> ThreadingHTTPServer:
+def make_server(host: str = "127.0.0.1", port: int = 0) -> DemoServer:
     server = DemoServer((host, port), DemoHandler)
     server.daemon_threads = True
     return server

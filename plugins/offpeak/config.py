@@ -6,7 +6,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from datetime import time
-from functools import cached_property
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -17,6 +17,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -128,6 +129,40 @@ class RegionsFile(_Strict):
 # --------------------------------------------------------------------------- sites
 
 
+@lru_cache(maxsize=1024)
+def _selector_error(kind: Literal["css", "xpath"], expr: str) -> str | None:
+    """Why ``expr`` does not compile as a parsel CSS selector or an XPath, or None if it does.
+
+    CSS goes through parsel's translator, so its pseudo-elements ``::text`` and
+    ``::attr(name)`` are allowed, and then lxml compiles the XPath it produced. Cached: the
+    config is parsed on every DAG file parse."""
+    # Imported here: DAG files import this module and lxml is too heavy to load at parse time.
+    from cssselect import SelectorError
+    from lxml import etree
+    from parsel.csstranslator import HTMLTranslator
+
+    try:
+        etree.XPath(HTMLTranslator().css_to_xpath(expr) if kind == "css" else expr)
+    except (SelectorError, etree.XPathError, ValueError) as exc:
+        # XPathSyntaxError is an XPathError; SelectorSyntaxError and ExpressionError are
+        # SelectorErrors.
+        return f"invalid {'CSS selector' if kind == 'css' else 'XPath'} {expr!r}: {exc}"
+    return None
+
+
+def _check_selector(
+    kind: Literal["css", "xpath"], expr: str | None, *, empty_ok: bool = True
+) -> str | None:
+    """Raise ValueError (pydantic reports it with the field's location) if ``expr`` does not
+    compile. None, and "" where ``empty_ok`` (an empty next_page means none, an empty field
+    locator counts as not given), are left to the model's own checks."""
+    if expr or (expr is not None and not empty_ok):
+        error = _selector_error(kind, expr)
+        if error:
+            raise ValueError(error)
+    return expr
+
+
 class FieldSpec(_Strict):
     """One typed output field and where to find it on the page or in the JSON record."""
 
@@ -137,6 +172,12 @@ class FieldSpec(_Strict):
     path: str | None = None
     required: bool = False
     measure: bool = False
+
+    # An invalid selector would otherwise pass the config check and fail every crawl.
+    @field_validator("css", "xpath")
+    @classmethod
+    def _compiles(cls, value: str | None, info: ValidationInfo) -> str | None:
+        return _check_selector("css" if info.field_name == "css" else "xpath", value)
 
     @model_validator(mode="after")
     def _one_locator(self) -> FieldSpec:
@@ -152,6 +193,11 @@ class HtmlTable(_Strict):
     rows: str = Field(description="CSS selector of one table row")
     next_page: str | None = Field(None, description="CSS selector of the next page's href")
 
+    @field_validator("rows", "next_page")
+    @classmethod
+    def _compiles(cls, value: str | None, info: ValidationInfo) -> str | None:
+        return _check_selector("css", value, empty_ok=info.field_name == "next_page")
+
 
 class JsonApi(_Strict):
     records: str = Field(description="dotted path to the list of records")
@@ -164,6 +210,11 @@ class JsonApi(_Strict):
 class ListingDetail(_Strict):
     links: str = Field(description="CSS selector of each detail page's href")
     next_page: str | None = None
+
+    @field_validator("links", "next_page")
+    @classmethod
+    def _compiles(cls, value: str | None, info: ValidationInfo) -> str | None:
+        return _check_selector("css", value, empty_ok=info.field_name == "next_page")
 
 
 class Politeness(_Strict):
@@ -179,6 +230,25 @@ class Politeness(_Strict):
     # across its regions, scheduled runs and backfills (a crawl waiting for its window is not
     # counted).
     max_concurrent_crawls: Annotated[int, Field(ge=1, le=64)] = 2
+    # Host names a crawl may fetch from besides the host of base_url_conn_id (a CDN, an API
+    # host): each a bare lower-case host name or IPv4 address, no scheme, port or path.
+    allowed_hosts: list[str] = Field(default_factory=list)
+    # The longest Retry-After (429/503) a crawl waits for; a site asking longer ends the crawl
+    # rather than holding its window and pool slot.
+    max_retry_after_seconds: Annotated[int, Field(ge=0, le=86400)] = 60
+    # How many times one request is retried after a 429/503 with Retry-After.
+    max_retry_after_times: Annotated[int, Field(ge=0, le=20)] = 3
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _bare_hosts(cls, hosts: list[str]) -> list[str]:
+        bad = [h for h in hosts if not re.fullmatch(r"[a-z0-9.-]+", h)]
+        if bad:
+            raise ValueError(
+                f"allowed_hosts: {', '.join(map(repr, bad))} must be bare lower-case host "
+                "names or IPv4 addresses (no scheme, port or path), e.g. 'cdn.example.com'"
+            )
+        return hosts
 
 
 class Range(_Strict):
@@ -222,6 +292,22 @@ class Quality(_Strict):
     row_count_tolerance: Annotated[float, Field(ge=0)] | None = 0.5
     # Numeric field -> inclusive {min, max} every loaded value must lie in.
     ranges: dict[str, Range] = Field(default_factory=dict)
+    # Largest share of an existing partition's keys a complete load may delete (keys the new
+    # crawl no longer has): a site that suddenly lists far fewer rows must not wipe the table.
+    max_delete_ratio: Annotated[float, Field(ge=0, le=1)] = 0.1
+    # A load that would delete more: "fail" fails it (nothing changes), "warn" loads the new
+    # rows without deleting anything and alerts.
+    on_excess_delete: Literal["fail", "warn"] = "fail"
+
+
+class CircuitBreaker(_Strict):
+    """Stops crawling a site that keeps failing, so a broken or blocking site is not hammered
+    by every region's runs; it closes again after the cooldown."""
+
+    # Consecutive failed crawls of the site, in any region, that open the breaker (0: never).
+    failures: Annotated[int, Field(ge=0, le=100)] = 3
+    # How long an open breaker skips the site's crawls before it lets one through again.
+    cooldown_minutes: Annotated[int, Field(ge=1, le=7 * 24 * 60)] = 60
 
 
 class DagSettings(_Strict):
@@ -252,6 +338,7 @@ class Site(_Strict):
     politeness: Politeness = Politeness()
     quality: Quality = Quality()
     dag: DagSettings = DagSettings()
+    circuit_breaker: CircuitBreaker = CircuitBreaker()
 
     @field_validator("start_urls")
     @classmethod

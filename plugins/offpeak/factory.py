@@ -44,7 +44,8 @@ def _doc_md(site: Site, region: Region, alerts: Alerts) -> str:
         f"webhook of connection `{alerts.http_conn_id}`; the DAG pauses after "
         f"{site.dag.max_consecutive_failed_runs or 'no'} failed run(s) in a row\n"
         "* trigger form / REST conf: `trading_date` (YYYY-MM-DD), `ignore_window`, "
-        "`max_pages`, `start_urls`, `dry_run` (see each field's description)\n\n"
+        "`max_pages`, `start_urls`, `dry_run`, `ignore_breaker` (see each field's "
+        "description)\n\n"
         f"Resolved config (from `include/config`):\n\n```yaml\n{resolved}```\n"
     )
 

@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -16,12 +15,13 @@ from datetime import UTC, date, datetime, timedelta
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
-from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
 from airflow.sdk import BaseOperator
 
 from offpeak.config import Site
+from offpeak.scraping import contract
+from offpeak.scraping.contract import redact, secret_forms
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -34,7 +34,8 @@ KEY_STATS = {
     "errors": "log_count/ERROR",
     "retries": "retry/count",
     "robots_forbidden": "robotstxt/forbidden",
-    "unreadable_pages": "offpeak/unreadable_pages",
+    "unreadable_pages": contract.UNREADABLE_PAGES,
+    "dead_letters": contract.DEAD_LETTERS,
     "elapsed_seconds": "elapsed_time_seconds",
 }
 
@@ -53,8 +54,21 @@ def ignore_windows_everywhere() -> bool:
     return os.environ.get("OFFPEAK_IGNORE_WINDOWS", "").lower() in ("1", "true", "yes")
 
 
+def allowed_hosts(site: Site, base_url: str) -> list[str]:
+    """The hosts a crawl of ``site`` may fetch from: its base URL's, plus
+    ``politeness.allowed_hosts``."""
+    from urllib.parse import urlsplit
+
+    hosts = {(urlsplit(base_url).hostname or "").lower(), *site.politeness.allowed_hosts}
+    return sorted(h for h in hosts if h)
+
+
 def scrapy_settings(
-    site: Site, feed_path: Path, stats_path: Path, timeout: float | None = None
+    site: Site,
+    feed_path: Path,
+    stats_path: Path,
+    timeout: float | None = None,
+    base_url: str = "",
 ) -> dict[str, Any]:
     """The per-run Scrapy settings: the site's politeness section plus where to write.
 
@@ -72,9 +86,13 @@ def scrapy_settings(
         "CLOSESPIDER_TIMEOUT": p.closespider_timeout if timeout is None else timeout,
         "USER_AGENT": p.user_agent,
         "FEEDS": json.dumps({feed_path.as_uri(): {"format": "jsonlines", "encoding": "utf8"}}),
-        "OFFPEAK_STATS_FILE": str(stats_path),
+        contract.STATS_FILE: str(stats_path),
+        contract.DEAD_LETTERS_FILE: str(stats_path.with_name("dead_letters.jsonl")),
         # Fields whose coverage the FieldCoverage extension counts (quality.min_field_coverage).
-        "OFFPEAK_COVERAGE_FIELDS": ",".join(site.fields),
+        contract.COVERAGE_FIELDS: ",".join(site.fields),
+        contract.ALLOWED_HOSTS: ",".join(allowed_hosts(site, base_url)),
+        contract.MAX_RETRY_AFTER: p.max_retry_after_seconds,
+        contract.MAX_RETRY_AFTER_TIMES: p.max_retry_after_times,
     }
 
 
@@ -190,10 +208,12 @@ class ScrapeOperator(BaseOperator):
         return trading_date_from_context(self.site_config[1], context)
 
     def execute(self, context: Context) -> dict[str, Any]:
+        from offpeak import breaker
         from offpeak.tradingtime import RegionClock, ignore_window
 
-        region = self.site_config[1]
+        site, region = self.site_config
         trading_date = self.resolve_trading_date(context)
+        breaker.gate(site, self.region, context, self.log)  # skips the run while it is open
         if ignore_window(context) or ignore_windows_everywhere():
             self.log.info("Window guard off for this run: crawling now")
             return self.crawl(context, trading_date, window_closes=None)
@@ -227,9 +247,38 @@ class ScrapeOperator(BaseOperator):
     def crawl(
         self, context: Context, trading_date: date, window_closes: datetime | None
     ) -> dict[str, Any]:
+        """One crawl, recorded by the site's circuit breaker (a deferral is not an outcome)."""
+        from airflow.sdk.exceptions import TaskDeferred
+
+        from offpeak import breaker
+
+        site = self.site_config[0]
+        try:
+            pointer = self._crawl(context, trading_date, window_closes)
+        except TaskDeferred:
+            raise
+        except Exception as exc:
+            breaker.record(site, self.region, ok=False, reason=_first_line(exc), log=self.log)
+            raise
+        breaker.record(site, self.region, ok=True, log=self.log)
+        return pointer
+
+    def fail_after_retry_after(
+        self, context: Context, event: Any = None, message: str = ""
+    ) -> NoReturn:
+        """Resumed once the time a throttling site asked for has passed: fail this try, so the
+        task's retry starts no earlier than the site allows."""
+        from offpeak import breaker
+
+        breaker.record(self.site_config[0], self.region, ok=False, reason=message, log=self.log)
+        raise CrawlFailed(message)
+
+    def _crawl(
+        self, context: Context, trading_date: date, window_closes: datetime | None
+    ) -> dict[str, Any]:
         from airflow.sdk import BaseHook
 
-        from offpeak import quality, storage
+        from offpeak import quality, storage, verdict
 
         site, region = self.site_config
         started = datetime.now(tz=UTC)
@@ -246,69 +295,71 @@ class ScrapeOperator(BaseOperator):
                 )
         conn = BaseHook.get_connection(site.base_url_conn_id)
         # The connection's password is the site's API key, for start URLs with {api_key}: it
-        # reaches Scrapy in its environment (never argv), and is masked in every log line,
-        # URL-quoted too.
+        # reaches Scrapy in its environment (never argv), is masked in every log line in each
+        # spelling a URL gives it, and is stripped from every stored URL.
         self._api_key = conn.password or None
         if conn.password:
             from airflow.sdk.log import mask_secret
 
-            mask_secret(conn.password)
-            mask_secret(quote(conn.password, safe=""))
+            for form in secret_forms(conn.password):
+                mask_secret(form)
         base_url = base_url_from_connection(conn)
         dest = storage.partition(
             "raw", site.name, self.region, trading_date, storage.run_key(context["run_id"])
         )
+        dead_dest = storage.dead_letters_path(dest)
+        where = f"site {site.name!r} region {self.region!r} {trading_date}"
         self.log.info(
             "Crawling site %s (%s) region %s trading date %s from %s into %s",
-            site.name,
-            site.kind,
-            self.region,
-            trading_date,
-            base_url,
-            dest,
-        )
+            site.name, site.kind, self.region, trading_date, base_url, dest,
+        )  # fmt: skip
         sample = CrawlSample.from_context(site, context)
         if sample.partial:
             self.log.info("Partial crawl requested: %s", sample)
-        with tempfile.TemporaryDirectory(prefix="offpeak-crawl-") as tmp:
-            feed, stats_file = Path(tmp, "items.jsonl"), Path(tmp, "stats.json")
+        with storage.crawl_workdir() as tmp:
+            feed, stats_file = tmp / "items.jsonl", tmp / "stats.json"
+            dead_file = tmp / "dead_letters.jsonl"
             returncode = self.run_crawl(
-                site, trading_date, base_url, feed, stats_file, tmp, timeout=budget,
+                site, trading_date, base_url, feed, stats_file, str(tmp), timeout=budget,
                 sample=sample,
             )  # fmt: skip
             stats = json.loads(stats_file.read_text()) if stats_file.exists() else {}
-            finish_reason = stats.get("finish_reason", "unknown")
-            stopped_by_window = budget is not None and (
-                finish_reason == "closespider_timeout" or self._stopped_at_window_end
-            )
-            if stopped_by_window:
-                pages = stats.get("response_received_count", 0)
-                closed = window_closes.astimezone(ZoneInfo(region.timezone))
-                message = (
-                    f"site {site.name!r} region {self.region!r} {trading_date}: the off-peak "
-                    f"window closed at {closed:%H:%M:%S} {region.timezone} and stopped the "
-                    f"crawl after {pages} pages"
-                )
-                if site.quality.on_window_end == "fail":
-                    raise CrawlFailed(
-                        f"{message}; quality.on_window_end is 'fail', so nothing is published"
-                    )
-                self.log.warning(
-                    "%s; publishing the partial feed (on_window_end: partial)", message
-                )
-            elif returncode != 0 or finish_reason not in (
-                *site.quality.finish_reasons,
-                *sample.finish_reasons,
+            letters = _read_dead_letters(dead_file)
+            window_stop = None
+            if budget is not None and (
+                stats.get("finish_reason") == "closespider_timeout" or self._stopped_at_window_end
             ):
-                raise CrawlFailed(
-                    f"scrapy crawl {site.kind} for site {site.name!r} region {self.region!r} "
-                    f"{trading_date} ended with exit code {returncode}, finish reason "
-                    f"{finish_reason!r}; see the crawl log above"
+                closed = window_closes.astimezone(ZoneInfo(region.timezone))
+                window_stop = (
+                    f"the off-peak window closed at {closed:%H:%M:%S} {region.timezone} and "
+                    f"stopped the crawl after {stats.get('response_received_count', 0)} pages"
                 )
+            judged = verdict.judge(site, stats, returncode, sample=sample, window_stop=window_stop)
+            if letters:
+                self.log.warning("%d dead letter(s), listed in %s:", len(letters), dead_dest)
+                for letter in letters:
+                    self.log.warning("  dead letter: %s", letter["reason"])
+                storage.publish(dead_file, dead_dest)
+            note = _dead_letter_note(letters)
+            if judged.outcome == "partial":
+                note = f"; the crawl was incomplete: {'; '.join(judged.reasons)}{note}"
+            if judged.outcome == "failed":
+                message = f"{where}: {'; '.join(judged.reasons)}{note}"
+                if judged.retry_not_before is not None:
+                    self.wait_out_retry_after(context, judged.retry_not_before, message)
+                raise CrawlFailed(f"{message}; see the crawl log above")
             items, size, sha256 = _count_and_hash(feed)
             checks = quality.check_crawl(site, stats, items)
             quality.log_checks(checks, self.log)
-            quality.raise_failures(checks, site, self.region, trading_date)
+            try:
+                quality.raise_failures(checks, site, self.region, trading_date)
+            except quality.QualityCheckFailed as failed:
+                raise quality.QualityCheckFailed(f"{failed}{note}") from None
+            if judged.outcome == "partial":
+                self.log.warning(
+                    "The crawl of %s is partial, so its load will add and update rows but delete "
+                    "none: %s", where, "; ".join(judged.reasons),
+                )  # fmt: skip
             storage.publish(feed, dest)
         pointer = {
             "uri": str(dest),
@@ -318,14 +369,37 @@ class ScrapeOperator(BaseOperator):
             "items": items,
             "bytes": size,
             "sha256": sha256,
-            "finish_reason": finish_reason,
-            "complete": not stopped_by_window and not sample.partial,
+            "finish_reason": stats.get("finish_reason", "unknown"),
+            "complete": judged.complete,
+            "incomplete": contract.incomplete_causes(stats) or None,
+            "dead_letters": len(letters),
             "crawl_started_at": started.isoformat(timespec="seconds"),
             "stats": {k: stats[v] for k, v in KEY_STATS.items() if v in stats},
             "checks": quality.summary(checks),
         }
+        if letters:
+            pointer["dead_letters_uri"] = str(dead_dest)
         self.log.info("Crawl published: %s", pointer)
         return pointer
+
+    def wait_out_retry_after(self, context: Context, until: datetime, message: str) -> None:
+        """A site that asked for a longer pause than the cap: when the task has a retry left,
+        wait (deferred, no worker slot held) until the site's time, then fail this try."""
+        from airflow.providers.standard.triggers.temporal import DateTimeTrigger
+
+        ti = context["ti"]
+        if ti.try_number > self.retries or until <= datetime.now(tz=UTC):
+            return
+        message = (
+            f"{message}; this try ends at {until.isoformat(timespec='seconds')}, when the site "
+            "allows, and the task's retry follows"
+        )
+        self.log.warning("%s", message)
+        self.defer(
+            trigger=DateTimeTrigger(moment=until),
+            method_name="fail_after_retry_after",
+            kwargs={"message": message},
+        )
 
     def run_crawl(
         self,
@@ -345,7 +419,7 @@ class ScrapeOperator(BaseOperator):
             "-a", f"trading_date={trading_date.isoformat()}",
             "-a", f"base_url={base_url}",
         ]  # fmt: skip
-        settings = scrapy_settings(site, feed, stats_file, timeout)
+        settings = scrapy_settings(site, feed, stats_file, timeout, base_url)
         if sample is not None:
             cmd += sample.spider_args()
             settings.update(sample.settings())
@@ -358,7 +432,7 @@ class ScrapeOperator(BaseOperator):
                 filter(None, [str(PLUGINS_DIR), os.environ.get("PYTHONPATH")])
             ),
             "PYTHONUNBUFFERED": "1",
-            **({"OFFPEAK_API_KEY": self._api_key} if self._api_key else {}),
+            **({contract.API_KEY_ENV: self._api_key} if self._api_key else {}),
         }
         self._proc = subprocess.Popen(
             cmd,
@@ -370,6 +444,7 @@ class ScrapeOperator(BaseOperator):
             encoding="utf-8",
             errors="replace",
             start_new_session=True,  # on_kill signals the whole group
+            preexec_fn=_die_with_parent(os.getpid()),
         )
         watchdog = None
         if timeout is not None:
@@ -379,7 +454,7 @@ class ScrapeOperator(BaseOperator):
         try:
             assert self._proc.stdout is not None
             for line in self._proc.stdout:
-                self.log.info("[scrapy] %s", line.rstrip())
+                self.log.info("[scrapy] %s", redact(line.rstrip(), self._api_key))
             return self._proc.wait()
         finally:
             if watchdog is not None:
@@ -410,6 +485,45 @@ class ScrapeOperator(BaseOperator):
                 continue
             except ProcessLookupError:
                 return
+
+
+def _die_with_parent(parent: int):
+    """A preexec_fn: the crawl gets SIGKILL when the task process dies, by any signal (Linux's
+    PR_SET_PDEATHSIG); its own session still lets on_kill signal the whole group. Nothing is
+    lost: an orphaned crawl's feed is never published."""
+    import ctypes
+
+    try:
+        prctl = ctypes.CDLL("libc.so.6", use_errno=True).prctl
+    except OSError:  # not Linux: on_kill still stops the crawl when the task is stopped
+        return None
+
+    def preexec() -> None:
+        prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        if os.getppid() != parent:  # the task died before prctl took effect
+            os._exit(1)
+
+    return preexec
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+
+
+def _read_dead_letters(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    with open(path, encoding="utf-8") as lines:
+        return [json.loads(line) for line in lines if line.strip()]
+
+
+def _dead_letter_note(letters: list[dict[str, Any]], shown: int = 3) -> str:
+    """``; dead letters: <reason>; <reason> (and N more)`` for a failure message."""
+    if not letters:
+        return ""
+    reasons = "; ".join(letter["reason"] for letter in letters[:shown])
+    more = f" (and {len(letters) - shown} more)" if len(letters) > shown else ""
+    return f"; {len(letters)} dead letter(s): {reasons}{more}"
 
 
 def _count_and_hash(path: Path) -> tuple[int, int, str]:

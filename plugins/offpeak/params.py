@@ -59,6 +59,14 @@ def scrape_params(site: Any) -> dict[str, Any]:
             description="Crawl and transform (files and rejects are written), but skip the "
             "load: the warehouse is not touched.",
         ),
+        "ignore_breaker": Param(
+            False,
+            type="boolean",
+            title="Ignore the circuit breaker",
+            description="Crawl even while the site's circuit breaker is open (after "
+            "repeated failed crawls its runs are skipped for a cooldown). A successful crawl "
+            "closes the breaker; a failed one counts as usual.",
+        ),
     }
 
 

@@ -59,7 +59,11 @@ def check_crawl(site: Site, stats: dict[str, Any], items: int) -> list[Check]:
     ScrapeOperator has already judged how the crawl ended (its exit code, a finish reason in
     ``quality.finish_reasons``, a stop at the window's end); these are the monitors after it.
     """
+    from offpeak.scraping.contract import UNREADABLE_PAGES
+
     q = site.quality
+    # A record standing for an unreadable page is in the feed, but it is not data.
+    items -= int(stats.get(UNREADABLE_PAGES, 0))
     ok = items >= q.min_items
     detail = f"scraped {items} items, {'min' if ok else 'fewer than min'} {q.min_items}"
     checks = [Check("min_items", ok, detail)]
@@ -89,13 +93,18 @@ def check_crawl(site: Site, stats: dict[str, Any], items: int) -> list[Check]:
 
 
 def http_errors(stats: dict[str, Any]) -> dict[int, int]:
-    """``{status: responses}`` for statuses >= 400 other than 404, from Scrapy's stats."""
+    """``{status: responses}`` for statuses >= 400 other than 404, from Scrapy's stats. A 429
+    or 503 with Retry-After that was waited out is throttling, not an error: not counted."""
+    from offpeak.scraping.contract import throttled
+
+    waited = throttled(stats)
     by_status = {
         int(key.removeprefix(STATUS_STAT)): int(count)
         for key, count in stats.items()
         if key.startswith(STATUS_STAT) and key.removeprefix(STATUS_STAT).isdigit()
     }
-    return {c: n for c, n in sorted(by_status.items()) if c >= 400 and c not in HTTP_IGNORED}
+    errors = {c: n - waited.get(c, 0) for c, n in sorted(by_status.items())}
+    return {c: n for c, n in errors.items() if c >= 400 and c not in HTTP_IGNORED and n > 0}
 
 
 def _at_most(name: str, count: int, limit: int, what: str) -> Check:

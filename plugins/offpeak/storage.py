@@ -48,6 +48,51 @@ def partition(stage: str, site: str, region: str, trading_date: date, key: str):
     )
 
 
+def dead_letters_path(raw: ObjectStoragePath) -> ObjectStoragePath:
+    """Beside the raw feed: ``<key>.dead_letters.jsonl``, every failed or refused request."""
+    return raw.parent / (raw.name.removesuffix(STAGES["raw"]) + ".dead_letters.jsonl")
+
+
+def temp_area() -> Path:
+    """Local scratch space for files on their way to the data root: ``<root>/tmp`` when the
+    data root is local (a publish is then a rename), else ``offpeak-tmp`` in the system's
+    temporary folder."""
+    root = data_root()
+    if root.protocol in ("file", "local", ""):
+        area = Path(root.path) / "tmp"
+    else:
+        area = Path(tempfile.gettempdir()) / "offpeak-tmp"
+    area.mkdir(parents=True, exist_ok=True)
+    return area
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@contextmanager
+def crawl_workdir() -> Iterator[Path]:
+    """A folder for one crawl's feed, stats and dead letters, in the temp area, named by the
+    task's pid; removed afterwards. Folders left by a task that was killed (its pid gone) are
+    removed when the next crawl starts, so a partial feed never lingers."""
+    area = temp_area()
+    for old in area.glob("crawl-*"):
+        pid = old.name.split("-")[1]
+        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            shutil.rmtree(old, ignore_errors=True)
+    work = Path(tempfile.mkdtemp(prefix=f"crawl-{os.getpid()}-", dir=area))
+    try:
+        yield work
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def from_uri(uri: str) -> ObjectStoragePath:
     from airflow.sdk import ObjectStoragePath
 
@@ -74,7 +119,13 @@ def publish(local_file: Path, dest: ObjectStoragePath) -> None:
 @contextmanager
 def atomic_writer(dest: ObjectStoragePath, mode: str = "w") -> Iterator[IO]:
     """Write to a local temporary file, then publish it to ``dest``; nothing on failure."""
-    fd, name = tempfile.mkstemp(prefix="offpeak-", suffix=dest.suffix)
+    # Beside a local destination (the publish is then a rename, and a killed task leaves its
+    # partial file there, hidden, never in the system's temp folder); else the system's.
+    local_dest = dest.protocol in ("file", "local", "")
+    folder = Path(dest.path).parent if local_dest else None
+    if folder is not None:
+        folder.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=".offpeak-", suffix=dest.suffix, dir=folder)
     os.close(fd)
     local = Path(name)
     try:

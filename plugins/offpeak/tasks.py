@@ -76,6 +76,9 @@ def load(site: str, region: str, **context: Any) -> dict[str, Any]:
             raw_uri=scraped["uri"],
             raw_sha256=scraped["sha256"],
             complete=scraped.get("complete", True),
+            kept_keys=storage.from_uri(cleaned["rejected_keys_uri"])
+            if cleaned.get("rejected_keys_uri")
+            else None,
         )
     except QualityCheckFailed as failed:
         # The same file fails the same checks on every try: fail now, without retries.

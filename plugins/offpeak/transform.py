@@ -55,22 +55,46 @@ def normalize_record(
     return row, None
 
 
+def rejected_key(site: Site, record: dict[str, Any]) -> list[Any] | None:
+    """The natural key of a rejected record when every key field still reads cleanly: the
+    load keeps that key's earlier good row instead of deleting it. None when it cannot."""
+    key = []
+    for name in site.natural_key:
+        try:
+            value = CONVERTERS[site.fields[name].type](record.get(name))
+        except FieldError:
+            return None
+        if value is None:
+            return None
+        key.append(_csv_value(value))
+    return key
+
+
+def kept_keys_path(rejects):
+    """Beside the rejects file: the natural keys of rejected records (CSV), for the load."""
+    return rejects.parent / (rejects.name.removesuffix(".jsonl") + ".keys.csv")
+
+
 def transform_file(site: Site, raw, clean, rejects) -> dict[str, Any]:
-    """Read ``raw`` line by line (memory stays flat), write ``clean`` and ``rejects``.
+    """Read ``raw`` line by line (memory stays flat), write ``clean`` and ``rejects``, and
+    beside the rejects the natural keys of rejected records that still have one.
 
     ``raw`` is an ObjectStoragePath; ``clean``/``rejects`` are published atomically.
     Returns counts; raises RejectRatioExceeded after writing both files when too many fail.
     """
     from offpeak.storage import atomic_writer
 
-    counts = {"records": 0, "clean": 0, "rejected": 0}
+    counts = {"records": 0, "clean": 0, "rejected": 0, "rejected_keys": 0}
     reasons: dict[str, int] = {}
+    keys_path = kept_keys_path(rejects)
     with (
         raw.open("r", encoding="utf-8") as src,
         atomic_writer(clean) as out,
         atomic_writer(rejects) as bad,
+        atomic_writer(keys_path) as keys_out,
     ):
         writer = csv.writer(out, lineterminator="\n")
+        keys = csv.writer(keys_out, lineterminator="\n")
         for line_no, line in enumerate(src, start=1):
             if not line.strip():
                 continue
@@ -88,6 +112,9 @@ def transform_file(site: Site, raw, clean, rejects) -> dict[str, Any]:
             if reason is not None:
                 _reject(bad, line_no, reason, record, reasons)
                 counts["rejected"] += 1
+                if not record.get("_error") and (key := rejected_key(site, record)):
+                    keys.writerow(key)
+                    counts["rejected_keys"] += 1
                 continue
             writer.writerow([*(_csv_value(v) for v in row), record.get("_url"), line_no])
             counts["clean"] += 1
@@ -97,6 +124,7 @@ def transform_file(site: Site, raw, clean, rejects) -> dict[str, Any]:
         "reject_ratio": round(ratio, 4),
         "clean_uri": str(clean),
         "rejects_uri": str(rejects),
+        "rejected_keys_uri": str(keys_path),
         # The five most frequent reasons, so the XCom stays small whatever the file size.
         "top_reject_reasons": dict(sorted(reasons.items(), key=lambda kv: -kv[1])[:5]),
     }

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from offpeak.normalize import SQL_TYPES
+from offpeak.quality import QualityCheckFailed
 from offpeak.transform import clean_columns
 
 if TYPE_CHECKING:
@@ -42,6 +43,10 @@ class SchemaMismatch(Exception):
 
 class LoadCountMismatch(Exception):
     """COPY staged a different number of rows than transform wrote."""
+
+
+class DeletionGuardTripped(QualityCheckFailed):
+    """A complete load would delete more of the partition than quality.max_delete_ratio."""
 
 
 def schema_name() -> str:
@@ -161,6 +166,7 @@ def load_partition(
     raw_uri: str | None = None,
     raw_sha256: str | None = None,
     complete: bool = True,
+    kept_keys=None,
 ) -> dict[str, Any]:
     """Replace one (site, region, trading_date) partition with the clean file, atomically.
 
@@ -169,8 +175,15 @@ def load_partition(
     transaction: a killed load leaves the previous partition exactly as it was. Schema changes
     (a new table or column) are committed just before, in a short transaction of their own.
 
-    An incomplete crawl (stopped by the end of its window, ``complete=False``) only upserts:
-    keys it did not reach are kept, and the audit row says ``complete = false``.
+    An incomplete crawl (``complete=False``: a page lost, cut short or refused, a window stop,
+    a sample) only upserts: keys it did not reach are kept, and the audit row says
+    ``complete = false``. ``kept_keys`` (a CSV of natural keys: transform's rejected records)
+    are never deleted either: a record rejected today keeps its key's earlier good row.
+
+    Deletion guard: a complete load that would delete more than the site's
+    ``quality.max_delete_ratio`` of the partition's existing keys deletes nothing; with
+    ``quality.on_excess_delete: fail`` it raises (the partition stays exactly as it was), with
+    ``warn`` it adds and updates, logs the numbers and is audited ``complete = false``.
 
     The site's post-load quality checks (offpeak.quality.check_partition) run on the new
     partition before the audit row: a failed check raises QualityCheckFailed and rolls the
@@ -211,6 +224,40 @@ def load_partition(
                 f"{clean}: COPY staged {staged} rows but transform wrote {expected_rows}; "
                 "nothing was loaded"
             )
+        keep = sql.SQL("")
+        if kept_keys is not None and kept_keys.exists():
+            key_types = [
+                sql.SQL("{} {}").format(_ident(k), sql.SQL(SQL_TYPES[site.fields[k].type]))
+                for k in keys
+            ]
+            cur.execute(
+                sql.SQL("CREATE TEMP TABLE offpeak_keep ({}) ON COMMIT DROP").format(
+                    sql.SQL(", ").join(key_types)
+                )
+            )
+            with (
+                kept_keys.open("rb") as src,
+                cur.copy(
+                    sql.SQL("COPY offpeak_keep ({}) FROM STDIN (FORMAT csv)").format(key_cols)
+                ) as copy,
+            ):
+                while block := src.read(COPY_BLOCK):
+                    copy.write(block)
+            keep = sql.SQL(
+                " AND NOT EXISTS (SELECT 1 FROM offpeak_keep k WHERE ({kkeys}) = ({tkeys}))"
+            ).format(
+                kkeys=sql.SQL(", ").join(sql.SQL("k.{}").format(_ident(k)) for k in keys),
+                tkeys=sql.SQL(", ").join(sql.SQL("t.{}").format(_ident(k)) for k in keys),
+            )
+        params = {"region": region, "trading_date": trading_date, "run_id": run_id}
+        cur.execute(
+            sql.SQL(
+                "SELECT count(*) FROM {}"
+                " WHERE region = %(region)s AND trading_date = %(trading_date)s"
+            ).format(target),
+            params,
+        )
+        (existing,) = cur.fetchone()
         all_cols = [*fields, "source_url"]
         non_key = [c for c in all_cols if c not in keys]
         data_cols = [c for c in fields if c not in keys]
@@ -237,24 +284,30 @@ def load_partition(
             ),
             changed=changed,
         )
-        params = {"region": region, "trading_date": trading_date, "run_id": run_id}
         cur.execute(upsert, params)
         inserted, updated = cur.fetchone()
         deleted = 0
         if complete:
-            cur.execute(
-                sql.SQL(
-                    "DELETE FROM {target} t"
-                    " WHERE t.region = %(region)s AND t.trading_date = %(trading_date)s"
-                    " AND NOT EXISTS (SELECT 1 FROM offpeak_stage s WHERE ({skeys}) = ({tkeys}))"
-                ).format(
-                    target=target,
-                    skeys=sql.SQL(", ").join(sql.SQL("s.{}").format(_ident(k)) for k in keys),
-                    tkeys=sql.SQL(", ").join(sql.SQL("t.{}").format(_ident(k)) for k in keys),
-                ),
-                params,
+            gone = sql.SQL(
+                " FROM {target} t"
+                " WHERE t.region = %(region)s AND t.trading_date = %(trading_date)s"
+                " AND NOT EXISTS (SELECT 1 FROM offpeak_stage s WHERE ({skeys}) = ({tkeys})){keep}"
+            ).format(
+                target=target,
+                skeys=sql.SQL(", ").join(sql.SQL("s.{}").format(_ident(k)) for k in keys),
+                tkeys=sql.SQL(", ").join(sql.SQL("t.{}").format(_ident(k)) for k in keys),
+                keep=keep,
             )
-            deleted = cur.rowcount
+            cur.execute(sql.SQL("SELECT count(*)") + gone, params)
+            (doomed,) = cur.fetchone()
+            limit = site.quality.max_delete_ratio
+            if existing and doomed / existing > limit:
+                complete = _excess_delete(
+                    cur, site, region, trading_date, doomed, existing, gone, params
+                )
+            else:
+                cur.execute(sql.SQL("DELETE") + gone, params)
+                deleted = cur.rowcount
         cur.execute(
             sql.SQL(
                 "SELECT count(*) FROM {}"
@@ -303,3 +356,41 @@ def load_partition(
         "complete": complete,
         "checks": quality.summary(checks),
     }
+
+
+def _excess_delete(cur, site, region, trading_date, doomed, existing, gone, params) -> bool:
+    """A load that would delete more than max_delete_ratio: raise (on_excess_delete: fail),
+    or keep every row and return complete=False (warn)."""
+    import logging
+
+    from psycopg import sql
+
+    cur.execute(
+        sql.SQL("SELECT {}").format(
+            sql.SQL(" || ', ' || ").join(
+                sql.SQL("t.{}::text").format(_ident(k)) for k in site.natural_key
+            )
+        )
+        + gone
+        + sql.SQL(" ORDER BY 1 LIMIT 5"),
+        params,
+    )
+    sample = ", ".join(r[0] for r in cur.fetchall())
+    limit = site.quality.max_delete_ratio
+    share = doomed / existing
+    what = (
+        f"the load of site {site.name} region {region} {trading_date} would delete {doomed} of "
+        f"the partition's {existing} rows ({share:.0%}; keys the new file lacks, e.g. {sample}), "
+        f"above quality.max_delete_ratio {limit:.0%}"
+    )
+    if site.quality.on_excess_delete == "fail":
+        raise DeletionGuardTripped(
+            f"{what}: nothing was changed, the previous rows stay (on_excess_delete: fail). If "
+            f"the site really dropped them, raise quality.max_delete_ratio in sites/"
+            f"{site.name}.yaml and clear this load task"
+        )
+    logging.getLogger(__name__).warning(
+        "%s: no row deleted, new and changed rows loaded, audited complete=false "
+        "(on_excess_delete: warn)", what,
+    )  # fmt: skip
+    return False

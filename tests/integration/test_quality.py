@@ -159,7 +159,11 @@ def test_a_value_out_of_range_rolls_the_load_back(
     assert len(before) == 5
 
     # The demo's bids run from about 0.5 to about 1,700: a max of 2 cannot be met.
-    config_copy("fx_rates", ranges={"bid": {"min": 0.1, "max": 2}, "ask": {"min": 0}})
+    # max_delete_ratio 1: the 5 keys loaded above are not the demo's, and the range check,
+    # not the deletion guard, is what this test is about.
+    config_copy(
+        "fx_rates", ranges={"bid": {"min": 0.1, "max": 2}, "ask": {"min": 0}}, max_delete_ratio=1
+    )
     # With the site's 2 retries: a load check fails the same way on the same file, so the
     # task fails at once instead of retrying.
     result = run(dagbag, monkeypatch, "scrape__fx_rates__americas", day, retries=None)

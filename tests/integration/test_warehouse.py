@@ -53,14 +53,77 @@ def clean_file(tmp_path: Path, lines: list[str]):
     return ObjectStoragePath(path.as_uri())
 
 
-def load(pg, site, clean, expected, run_id="run1"):
+def load(pg, site, clean, expected, run_id="run1", **kwargs):
     import psycopg
 
     with psycopg.connect(pg.uri("warehouse")) as conn:
         return load_partition(
             conn, site, clean, region="europe", trading_date=DAY, dag_id="d", run_id=run_id,
-            expected_rows=expected, rows_rejected=0,
+            expected_rows=expected, rows_rejected=0, **kwargs,
         )  # fmt: skip
+
+
+def audit_rows(warehouse, schema):
+    return warehouse.execute(
+        f"SELECT run_id, rows_deleted, complete FROM {schema}.load_audit ORDER BY id"
+    ).fetchall()
+
+
+TEN = [f"K{i},{i},u,{i}" for i in range(10)]
+
+
+def test_a_load_that_would_delete_too_much_changes_nothing(pg, warehouse, schema, tmp_path):
+    from offpeak.quality import QualityCheckFailed
+
+    site = make_site(tmp_path)  # max_delete_ratio 10% by default, on_excess_delete: fail
+    load(pg, site, clean_file(tmp_path, TEN), 10)
+    before = rows(warehouse, schema)
+    # A source that lists 7 of the 10 keys, one of them with a new price: 3 deletes is 30%.
+    seven = ["K0,100,u,1", *TEN[1:7]]
+    with pytest.raises(QualityCheckFailed) as err:
+        load(pg, site, clean_file(tmp_path, seven), 7, run_id="run2")
+    assert str(err.value) == (
+        f"the load of site prices region europe {DAY} would delete 3 of the partition's 10 rows "
+        "(30%; keys the new file lacks, e.g. K7, K8, K9), above quality.max_delete_ratio 10%: "
+        "nothing was changed, the previous rows stay (on_excess_delete: fail). If the site "
+        "really dropped them, raise quality.max_delete_ratio in sites/prices.yaml and clear "
+        "this load task"
+    )
+    assert rows(warehouse, schema) == before  # not even K0's new price
+    assert audit_rows(warehouse, schema) == [("run1", 0, True)]
+    # One delete in ten is within the limit.
+    result = load(pg, site, clean_file(tmp_path, TEN[:9]), 9, run_id="run3")
+    assert result["rows_deleted"] == 1
+
+
+def test_on_excess_delete_warn_loads_without_deleting(pg, warehouse, schema, tmp_path, caplog):
+    site = make_site(tmp_path, quality={"on_excess_delete": "warn"})
+    load(pg, site, clean_file(tmp_path, TEN), 10)
+    result = load(pg, site, clean_file(tmp_path, ["K0,100,u,1", *TEN[1:5]]), 5, run_id="run2")
+    assert (result["rows_updated"], result["rows_deleted"], result["complete"]) == (1, 0, False)
+    assert len(rows(warehouse, schema)) == 10
+    assert rows(warehouse, schema)[0] == ("K0", Decimal("100"))
+    assert "would delete 5 of the partition's 10 rows (50%" in caplog.text
+    assert "no row deleted, new and changed rows loaded, audited complete=false" in caplog.text
+    assert audit_rows(warehouse, schema)[-1] == ("run2", 0, False)
+
+
+def test_a_rejected_record_keeps_its_keys_earlier_row(pg, warehouse, schema, tmp_path):
+    from airflow.sdk import ObjectStoragePath
+
+    site = make_site(tmp_path, quality={"max_delete_ratio": 0.5})
+    load(pg, site, clean_file(tmp_path, TEN), 10)
+    # Today K3 and K4 were rejected (their price unreadable) and K9 is gone from the source.
+    keys = tmp_path / "rejected.keys.csv"
+    keys.write_text("K3\nK4\n")
+    today = [line for line in TEN if line.split(",")[0] not in ("K3", "K4", "K9")]
+    result = load(
+        pg, site, clean_file(tmp_path, today), 7, run_id="run2",
+        kept_keys=ObjectStoragePath(keys.as_uri()),
+    )  # fmt: skip
+    assert result["rows_deleted"] == 1
+    assert [r[0] for r in rows(warehouse, schema)] == [f"K{i}" for i in range(9)]
+    assert rows(warehouse, schema)[3] == ("K3", Decimal("3"))  # yesterday's good value
 
 
 def rows(warehouse, schema, cols="code, price"):
@@ -75,7 +138,8 @@ def test_duplicate_keys_in_one_file_keep_the_last(pg, warehouse, schema, tmp_pat
 
 
 def test_reload_replaces_the_partition(pg, warehouse, schema, tmp_path):
-    site = make_site(tmp_path)
+    # Deleting 1 of 3 keys is 33%: this site allows it (the default allows 10%).
+    site = make_site(tmp_path, quality={"max_delete_ratio": 0.5})
     load(pg, site, clean_file(tmp_path, ["A,1,u,1", "B,2,u,2", "C,3,u,3"]), 3)
     result = load(pg, site, clean_file(tmp_path, ["A,1,u,1", "B,2.5,u,2"]), 2, run_id="run2")
     assert (result["rows_unchanged"], result["rows_updated"], result["rows_deleted"]) == (1, 1, 1)

@@ -9,7 +9,14 @@ import pytest
 import yaml
 
 from offpeak import factory
-from offpeak.config import ConfigError, get_site, load_project
+from offpeak.config import (
+    CircuitBreaker,
+    ConfigError,
+    Politeness,
+    Quality,
+    get_site,
+    load_project,
+)
 
 SHIPPED = Path(__file__).resolve().parents[2] / "include" / "config"
 SHIPPED_SITES = {"equities", "funds", "fx_rates"}
@@ -206,6 +213,236 @@ def test_broken_shipped_site_does_not_hide_the_others(config_dir):
     assert "fields.aum.type" in project.errors["funds.yaml"]
     assert set(project.sites) == {"equities", "fx_rates"}
     assert len(project.pairs()) == 8
+
+
+# --------------------------------------------------------------------------- selectors
+
+# A valid html_table site; the selector tests break one selector in a copy of it.
+HTML_SITE = {
+    "kind": "html_table",
+    "base_url_conn_id": "site_quotes",
+    "start_urls": ["/quotes/{region}/{trading_date}"],
+    "regions": ["americas"],
+    "natural_key": ["symbol"],
+    "html_table": {"rows": "table#quotes tbody tr", "next_page": "a.next::attr(href)"},
+    "fields": {
+        "symbol": {"type": "text", "css": "td.symbol::text"},
+        "last_price": {"type": "decimal", "css": "td.last::text"},
+        "volume": {"type": "int", "xpath": "./td[@class='volume']/text()"},
+    },
+}
+
+
+def html_site(**sections) -> dict:
+    data = yaml.safe_load(yaml.safe_dump(HTML_SITE))  # deep copy
+    for section, changes in sections.items():
+        data[section] = {**data.get(section, {}), **changes}
+    return data
+
+
+def test_valid_selectors_with_pseudo_elements_pass(config_dir):
+    fields = {
+        **HTML_SITE["fields"],
+        "link": {"type": "text", "css": "td.name a::attr(href)"},
+        "title": {"type": "text", "xpath": "./td[contains(@class, 'name')]/a/@title"},
+    }
+    write_site(config_dir, "quotes", html_site(fields=fields))
+    write_site(
+        config_dir,
+        "funds2",
+        {
+            **html_site(),
+            "kind": "listing_detail",
+            "html_table": None,
+            "listing_detail": {"links": "ul li a::attr(href)", "next_page": "a.next::attr(href)"},
+        },
+    )
+    project = load_project(config_dir)
+    assert project.errors == {}
+    assert project.sites["quotes"].fields["link"].css == "td.name a::attr(href)"
+    assert project.sites["funds2"].listing_detail.links == "ul li a::attr(href)"
+
+
+def test_invalid_css_selector_in_field(config_dir):
+    path = write_site(
+        config_dir,
+        "quotes",
+        html_site(fields={"last_price": {"type": "decimal", "css": "td.last:::text"}}),
+    )
+    assert_only_error(
+        load_project(config_dir),
+        path,
+        "fields.last_price.css",
+        "invalid CSS selector 'td.last:::text'",
+        "Expected ident, got <DELIM ':' at 9>",  # cssselect's own message
+    )
+
+
+def test_invalid_xpath_in_field(config_dir):
+    bad = "./td[@class='x'"
+    path = write_site(
+        config_dir, "quotes", html_site(fields={"volume": {"type": "int", "xpath": bad}})
+    )
+    assert_only_error(
+        load_project(config_dir),
+        path,
+        "fields.volume.xpath",
+        f"invalid XPath {bad!r}",
+        "Invalid predicate",  # lxml's own message
+    )
+
+
+def test_invalid_html_table_rows(config_dir):
+    path = write_site(config_dir, "quotes", html_site(html_table={"rows": "table#quotes tr["}))
+    message = assert_only_error(
+        load_project(config_dir),
+        path,
+        "html_table.rows",
+        "invalid CSS selector 'table#quotes tr['",
+        "Expected ident or '*'",
+    )
+    assert "html_table.next_page" not in message  # the valid one is not blamed
+
+
+def test_empty_rows_is_invalid_but_empty_next_page_means_none(config_dir):
+    path = write_site(config_dir, "quotes", html_site(html_table={"rows": ""}))
+    assert_only_error(load_project(config_dir), path, "html_table.rows", "Expected selector")
+    write_site(config_dir, "quotes", html_site(html_table={"next_page": ""}))
+    assert load_project(config_dir).errors == {}
+
+
+def test_invalid_next_page_and_unknown_pseudo_element(config_dir):
+    path = write_site(config_dir, "quotes", html_site(html_table={"next_page": "a.next::href"}))
+    assert_only_error(
+        load_project(config_dir),
+        path,
+        "html_table.next_page",
+        "invalid CSS selector 'a.next::href'",
+        "The pseudo-element ::href is unknown",
+    )
+
+
+def test_invalid_listing_detail_links(config_dir):
+    data = {**html_site(), "kind": "listing_detail", "listing_detail": {"links": "ul > > a"}}
+    del data["html_table"]
+    path = write_site(config_dir, "quotes", data)
+    assert_only_error(
+        load_project(config_dir), path, "listing_detail.links", "invalid CSS selector 'ul > > a'"
+    )
+
+
+def test_every_broken_selector_of_a_file_is_named(config_dir):
+    fields = {
+        **HTML_SITE["fields"],
+        "last_price": {"type": "decimal", "css": "td.last:::text"},
+        "volume": {"type": "int", "xpath": "./td[@class='x'"},
+    }
+    path = write_site(config_dir, "quotes", html_site(fields=fields, html_table={"rows": "tr["}))
+    assert_only_error(
+        load_project(config_dir),
+        path,
+        "fields.last_price.css",
+        "fields.volume.xpath",
+        "html_table.rows",
+    )
+
+
+def test_broken_selector_in_shipped_site_does_not_hide_the_others(config_dir):
+    path = config_dir / "sites" / "equities.yaml"
+    text = path.read_text()
+    assert 'css: "td.last::text"' in text
+    path.write_text(text.replace('css: "td.last::text"', 'css: "td.last:::text"'), "utf-8")
+    project = load_project(config_dir)
+    assert set(project.errors) == {"equities.yaml"}
+    message = project.errors["equities.yaml"]
+    assert str(path) in message and "site 'equities'" in message
+    assert "fields.last_price.css" in message
+    assert "invalid CSS selector 'td.last:::text'" in message
+    assert set(project.sites) == {"funds", "fx_rates"}
+    with pytest.raises(ConfigError, match="invalid CSS selector"):
+        get_site("equities", config_dir)
+
+
+def test_shipped_selectors_all_compile():
+    project = load_project(SHIPPED)
+    assert project.errors == {}
+    selectors = [
+        f.css or f.xpath for s in project.sites.values() for f in s.fields.values() if not f.path
+    ]
+    assert len(selectors) == 14  # equities' 7 fields and funds' 7
+
+
+# --------------------------------------------------------------------------- new settings
+
+
+def test_new_settings_defaults():
+    politeness, quality, breaker = Politeness(), Quality(), CircuitBreaker()
+    assert politeness.allowed_hosts == []
+    assert politeness.max_retry_after_seconds == 60
+    assert politeness.max_retry_after_times == 3
+    assert quality.max_delete_ratio == 0.1
+    assert quality.on_excess_delete == "fail"
+    assert (breaker.failures, breaker.cooldown_minutes) == (3, 60)
+    for site in load_project(SHIPPED).sites.values():
+        assert site.circuit_breaker == CircuitBreaker()
+        assert site.politeness.allowed_hosts == []
+
+
+def test_new_settings_are_read(config_dir):
+    write_site(
+        config_dir,
+        "prices",
+        site_with(
+            politeness={
+                "allowed_hosts": ["cdn.example.com", "10.1.2.3"],
+                "max_retry_after_seconds": 0,
+                "max_retry_after_times": 20,
+            },
+            quality={"max_delete_ratio": 1, "on_excess_delete": "warn"},
+            circuit_breaker={"failures": 0, "cooldown_minutes": 10080},
+        ),
+    )
+    project = load_project(config_dir)
+    assert project.errors == {}
+    site = project.sites["prices"]
+    assert site.politeness.allowed_hosts == ["cdn.example.com", "10.1.2.3"]
+    assert site.quality.on_excess_delete == "warn"
+    assert site.circuit_breaker.failures == 0
+
+
+def test_bad_allowed_hosts_entry_is_named(config_dir):
+    path = write_site(
+        config_dir,
+        "prices",
+        site_with(politeness={"allowed_hosts": ["cdn.example.com", "https://x.com/"]}),
+    )
+    message = assert_only_error(
+        load_project(config_dir), path, "politeness.allowed_hosts", "'https://x.com/'"
+    )
+    assert "'cdn.example.com' must" not in message  # the good entry is not blamed
+
+
+@pytest.mark.parametrize("host", ["X.com", "x.com:8080", "x.com/path", "", "two words"])
+def test_allowed_hosts_must_be_bare_lower_case(config_dir, host):
+    path = write_site(config_dir, "prices", site_with(politeness={"allowed_hosts": [host]}))
+    assert_only_error(load_project(config_dir), path, "politeness.allowed_hosts", repr(host))
+
+
+@pytest.mark.parametrize(
+    ("section", "key", "value", "words"),
+    [
+        ("politeness", "max_retry_after_seconds", 86401, "less than or equal to 86400"),
+        ("politeness", "max_retry_after_times", -1, "greater than or equal to 0"),
+        ("quality", "max_delete_ratio", 1.5, "less than or equal to 1"),
+        ("quality", "on_excess_delete", "ignore", "'warn'"),
+        ("circuit_breaker", "failures", 101, "less than or equal to 100"),
+        ("circuit_breaker", "cooldown_minutes", 0, "greater than or equal to 1"),
+        ("circuit_breaker", "threshold", 3, "Extra inputs"),
+    ],
+)
+def test_new_settings_bounds(config_dir, section, key, value, words):
+    path = write_site(config_dir, "prices", site_with(**{section: {key: value}}))
+    assert_only_error(load_project(config_dir), path, f"{section}.{key}", words)
 
 
 # --------------------------------------------------------------------------- broken regions.yaml

@@ -13,12 +13,14 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from datetime import datetime
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 
 import pytest
 
 SERVER_PATH = Path(__file__).parents[2] / "include/demo_sites/server.py"
+README_PATH = SERVER_PATH.with_name("README.md")
 
 ROW_RE = re.compile(r'<tr class="quote">(.*?)</tr>', re.DOTALL)
 CELL_RE = re.compile(r'<td class="([a-z-]+)">(.*?)</td>', re.DOTALL)
@@ -34,14 +36,19 @@ def _load():
 
 
 @pytest.fixture(scope="module")
-def base_url():
+def demo_server():
     server = _load().make_server("127.0.0.1", 0)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    host, port = server.server_address[:2]
-    yield f"http://{host}:{port}"
+    yield server
     server.shutdown()
     server.server_close()
+
+
+@pytest.fixture(scope="module")
+def base_url(demo_server):
+    host, port = demo_server.server_address[:2]
+    return f"http://{host}:{port}"
 
 
 def fetch(url: str) -> tuple[int, str, bytes]:
@@ -198,7 +205,7 @@ def test_funds_listing_and_details(base_url):
 def test_robots_errors_and_unknown_paths(base_url):
     status, ctype, body = fetch(base_url + "/robots.txt")
     assert status == 200 and ctype.startswith("text/plain")
-    assert body == b"User-agent: *\nDisallow: /private/\n"
+    assert body == b"User-agent: *\nDisallow: /private/\nDisallow: /faults/robots/\n"
     assert fetch(base_url + "/private/secret")[0] == 403
     assert fetch(base_url + "/equities/europe/2024-13-45/quotes")[0] == 400
     assert fetch(base_url + "/equities/europe/yesterday/quotes")[0] == 400
@@ -236,6 +243,262 @@ def test_keep_alive_is_fast_and_head_has_no_body(base_url):
     assert time.monotonic() - started < 1.0  # no per-request delayed-ACK stalls
     conn.request("HEAD", "/robots.txt")
     resp = conn.getresponse()
-    assert resp.status == 200 and resp.headers["Content-Length"] == "34"
+    assert resp.status == 200 and resp.headers["Content-Length"] == "60"
     assert resp.read() == b""
     conn.close()
+
+
+# --------------------------------------------------------------------------------------------
+# Fault routes. Each test uses its own date: the server counts requests per path and query.
+# --------------------------------------------------------------------------------------------
+def quotes(date: str, page: int, fault: str | None = None, region: str = "europe") -> str:
+    prefix = f"/faults/{fault}" if fault else ""
+    return f"{prefix}/equities/{region}/{date}/quotes?page={page}"
+
+
+def request(base_url: str, path: str, headers: dict | None = None, method: str = "GET"):
+    """(status, headers, body) over a fresh connection, redirects not followed."""
+    host, port = base_url.rsplit("/", 1)[1].split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=5)
+    try:
+        conn.request(method, path, headers=headers or {})
+        resp = conn.getresponse()
+        return resp.status, resp.headers, resp.read()
+    finally:
+        conn.close()
+
+
+def with_prefix(body: bytes, fault: str) -> bytes:
+    """The normal page as its fault route serves it: next links keep the /faults prefix."""
+    return body.replace(b'href="/equities/', f'href="/faults/{fault}/equities/'.encode())
+
+
+def test_fault_names_docs_and_unknown_fault(base_url):
+    server = _load()
+    assert server.FAULTS == (
+        "truncated",
+        "last_page_500",
+        "offsite_next",
+        "offsite_redirect",
+        "malformed_keys",
+        "latin1_as_utf8",
+        "utf8_as_latin1",
+        "retry_after",
+        "retry_after_date",
+        "retry_after_long",
+        "flaky_503",
+        "reset",
+        "flaky_reset",
+        "redirect_loop",
+        "huge",
+        "slow",
+        "robots",
+    )
+    assert tuple(server.FAULT_DOCS) == server.FAULTS
+    readme = README_PATH.read_text()
+    for name, doc in server.FAULT_DOCS.items():
+        assert f"| `{name}` | {doc} |" in readme
+    assert b"/faults/{fault}/equities/" in fetch(base_url + "/")[2]
+    assert fetch(base_url + quotes("2031-01-01", 1, "nope")) == (
+        404,
+        "text/plain; charset=utf-8",
+        b"unknown fault\n",
+    )
+    assert fetch(base_url + "/faults/truncated/api/fx/europe/2031-01-01")[0] == 404
+    assert fetch(base_url + quotes("2031-01-01", 6, "truncated"))[0] == 404
+    assert fetch(base_url + quotes("2031-13-01", 1, "truncated"))[0] == 400
+
+
+def test_fault_route_is_the_normal_site_with_prefixed_next_links(base_url):
+    path, pages = quotes("2031-01-02", 1, "robots"), 0
+    while path:
+        status, ctype, body = fetch(base_url + path)
+        pages += 1
+        assert status == 200 and ctype == "text/html; charset=utf-8"
+        normal = fetch(base_url + path.removeprefix("/faults/robots"))[2]
+        assert body == with_prefix(normal, "robots")
+        found = NEXT_RE.search(body.decode())
+        path = found.group(1) if found else None
+        assert path is None or path.startswith("/faults/robots/equities/europe/2031-01-02/")
+    assert pages == 5
+    robots = fetch(base_url + "/robots.txt")[2].decode()
+    assert "Disallow: /faults/robots/" in robots.splitlines()
+
+
+def test_truncated_page_3(base_url):
+    date = "2031-01-03"
+    normal = fetch(base_url + quotes(date, 1))[2]
+    assert fetch(base_url + quotes(date, 1, "truncated"))[2] == with_prefix(normal, "truncated")
+    status, headers, body = request(base_url, quotes(date, 3, "truncated"))
+    assert status == 200 and int(headers["Content-Length"]) == len(body)
+    assert len(ROW_RE.findall(body.decode())) == 7
+    assert body.count(b'<tr class="quote">') == 8  # the 8th row is cut off mid-tag
+    assert body.endswith(b"<td cla")
+    assert b"</tbody>" not in body and b"</table>" not in body and b"</html>" not in body
+    assert NEXT_RE.search(body.decode()) is None
+    full = fetch(base_url + quotes(date, 3))[2]
+    assert full.startswith(body)
+
+
+def test_last_page_500(base_url):
+    date = "2031-01-04"
+    assert fetch(base_url + quotes(date, 4, "last_page_500"))[0] == 200
+    for _ in range(2):
+        status, ctype, _ = fetch(base_url + quotes(date, 5, "last_page_500"))
+        assert status == 500 and ctype.startswith("text/plain")
+
+
+def test_offsite_next_links_to_another_name_of_this_server(base_url):
+    date, port = "2031-01-05", base_url.rsplit(":", 1)[1]
+    body = fetch(base_url + quotes(date, 2, "offsite_next"))[2].decode()
+    link = NEXT_RE.search(body).group(1)
+    assert link == f"http://localhost:{port}" + quotes(date, 3, "offsite_next")
+    other = request(base_url, quotes(date, 2, "offsite_next"), {"Host": f"localhost:{port}"})
+    link = NEXT_RE.search(other[2].decode()).group(1)
+    assert link == f"http://127.0.0.1:{port}" + quotes(date, 3, "offsite_next")
+    page_1 = fetch(base_url + quotes(date, 1, "offsite_next"))[2].decode()
+    assert NEXT_RE.search(page_1).group(1) == quotes(date, 2, "offsite_next")
+    status, _, page_3 = fetch(link)
+    assert status == 200 and len(ROW_RE.findall(page_3.decode())) == 20
+
+
+def test_offsite_redirect(base_url):
+    date, port = "2031-01-06", base_url.rsplit(":", 1)[1]
+    status, headers, _ = request(base_url, quotes(date, 2, "offsite_redirect"))
+    assert status == 302
+    assert headers["Location"] == f"http://localhost:{port}" + quotes(date, 2)
+    headers = request(base_url, quotes(date, 2, "offsite_redirect"), {"Host": "localhost"})[1]
+    assert headers["Location"] == f"http://127.0.0.1:{port}" + quotes(date, 2)
+    assert fetch(base_url + quotes(date, 1, "offsite_redirect"))[0] == 200
+
+
+def test_malformed_keys(base_url):
+    # On this date the normal page 1 blanks row 4's symbol; the fault restores it.
+    date = "2031-02-11"
+    fault_rows = rows(fetch(base_url + quotes(date, 1, "malformed_keys"))[2])
+    normal_rows = rows(fetch(base_url + quotes(date, 1))[2])
+    assert normal_rows[4]["symbol"] == ""
+    universe = [u[0] for u in _load().equities_universe("europe")[:8]]
+    assert [r["symbol"] for r in fault_rows[:8]] == universe
+    assert all(r["last"] == "n/a" for r in fault_rows[:8])
+    for fault_row, normal_row in zip(fault_rows[:8], normal_rows[:8], strict=True):
+        assert {**fault_row, "last": "", "symbol": ""} == {
+            **normal_row,
+            "last": "",
+            "symbol": "",
+        }
+    assert fault_rows[8:] == normal_rows[8:]
+    page_2 = fetch(base_url + quotes(date, 2, "malformed_keys"))[2]
+    assert page_2 == with_prefix(fetch(base_url + quotes(date, 2))[2], "malformed_keys")
+
+
+def test_latin1_body_labelled_utf8(base_url):
+    date = "2031-01-08"
+    status, ctype, body = fetch(base_url + quotes(date, 1, "latin1_as_utf8"))
+    assert status == 200 and ctype == "text/html; charset=utf-8"
+    with pytest.raises(UnicodeDecodeError):
+        body.decode("utf-8")
+    assert b'<meta charset="utf-8">' in body
+    normal = with_prefix(fetch(base_url + quotes(date, 1))[2], "latin1_as_utf8").decode()
+    assert body == normal.encode("latin-1", errors="xmlcharrefreplace")
+
+
+def test_utf8_body_labelled_latin1(base_url):
+    date = "2031-01-09"
+    status, ctype, body = fetch(base_url + quotes(date, 1, "utf8_as_latin1"))
+    assert status == 200 and ctype == "text/html; charset=iso-8859-1"
+    text = body.decode("utf-8")
+    assert '<meta charset="iso-8859-1">' in text and 'charset="utf-8"' not in text
+    normal = with_prefix(fetch(base_url + quotes(date, 1))[2], "utf8_as_latin1").decode()
+    assert text == normal.replace('charset="utf-8"', 'charset="iso-8859-1"')
+
+
+def test_retry_after_seconds_then_success_and_reset_faults(base_url, demo_server):
+    date = "2031-01-10"
+    assert fetch(base_url + quotes(date, 1, "retry_after"))[0] == 200
+    for page in (2, 3):
+        status, headers, body = request(base_url, quotes(date, page, "retry_after"))
+        assert status == 429 and headers["Retry-After"] == "2"
+        status, _, body = request(base_url, quotes(date, page, "retry_after"))
+        assert status == 200 and len(ROW_RE.findall(body.decode())) == 20
+    demo_server.reset_faults()
+    assert demo_server.fault_counts == {}
+    assert request(base_url, quotes(date, 2, "retry_after"))[0] == 429
+
+
+def test_retry_after_http_date(base_url):
+    date = "2031-01-11"
+    status, headers, _ = request(base_url, quotes(date, 2, "retry_after_date"))
+    assert status == 503
+    retry_at = parsedate_to_datetime(headers["Retry-After"])
+    delay = (retry_at - datetime.now(UTC)).total_seconds()
+    assert -1.0 <= delay <= 2.5
+    assert request(base_url, quotes(date, 2, "retry_after_date"))[0] == 200
+
+
+def test_retry_after_long(base_url):
+    date = "2031-01-12"
+    for _ in range(2):
+        status, headers, _ = request(base_url, quotes(date, 2, "retry_after_long"))
+        assert status == 429 and headers["Retry-After"] == "3600"
+    assert request(base_url, quotes(date, 3, "retry_after_long"))[0] == 200
+
+
+def test_flaky_503(base_url):
+    date = "2031-01-13"
+    assert request(base_url, quotes(date, 1, "flaky_503"))[0] == 200
+    answers = [request(base_url, quotes(date, 2, "flaky_503")) for _ in range(3)]
+    assert [a[0] for a in answers] == [503, 503, 200]
+    assert all("Retry-After" not in a[1] for a in answers)
+
+
+def test_reset_every_time(base_url):
+    date = "2031-01-14"
+    for _ in range(2):
+        with pytest.raises((ConnectionResetError, http.client.RemoteDisconnected)):
+            request(base_url, quotes(date, 3, "reset"))
+    assert request(base_url, quotes(date, 2, "reset"))[0] == 200
+
+
+def test_flaky_reset_once(base_url):
+    date = "2031-01-15"
+    with pytest.raises((ConnectionResetError, http.client.RemoteDisconnected)):
+        request(base_url, quotes(date, 3, "flaky_reset"))
+    status, _, body = request(base_url, quotes(date, 3, "flaky_reset"))
+    assert status == 200 and len(ROW_RE.findall(body.decode())) == 20
+
+
+def test_redirect_loop(base_url):
+    date = "2031-01-16"
+    path = quotes(date, 2, "redirect_loop")
+    for hop in range(1, 4):
+        status, headers, _ = request(base_url, path)
+        assert status == 302
+        path = headers["Location"]
+        assert path == quotes(date, 2, "redirect_loop") + f"&hop={hop}"
+    with pytest.raises(urllib.error.HTTPError) as caught:
+        urllib.request.urlopen(base_url + path, timeout=5)
+    assert caught.value.code == 302
+
+
+def test_huge_announces_60_mib(base_url):
+    date = "2031-01-17"
+    host, port = base_url.rsplit("/", 1)[1].split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=5)
+    try:
+        conn.request("GET", quotes(date, 2, "huge"))
+        resp = conn.getresponse()
+        assert resp.status == 200 and resp.headers["Content-Length"] == "62914560"
+        assert resp.read(64 * 1024).startswith(b"<!DOCTYPE html>")
+    finally:
+        conn.close()
+    status, headers, body = request(base_url, quotes(date, 2, "huge"), method="HEAD")
+    assert status == 200 and headers["Content-Length"] == "62914560" and body == b""
+    assert request(base_url, quotes(date, 1, "huge"))[0] == 200
+
+
+def test_slow(base_url):
+    started = time.monotonic()
+    status, _, body = request(base_url, quotes("2031-01-18", 1, "slow"))
+    assert time.monotonic() - started >= 1.9
+    assert status == 200 and len(ROW_RE.findall(body.decode())) == 20

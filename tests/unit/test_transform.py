@@ -275,4 +275,4 @@ def test_transform_needs_no_airflow_home(site, tmp_path, monkeypatch):
     assert not home.exists()
     # Only the published files remain: no temporary or partial files next to them.
     assert sorted(p.name for p in clean.parent.iterdir()) == ["run.csv"]
-    assert sorted(p.name for p in rejects.parent.iterdir()) == ["run.jsonl"]
+    assert sorted(p.name for p in rejects.parent.iterdir()) == ["run.jsonl", "run.keys.csv"]

@@ -9,6 +9,8 @@ from pathlib import Path
 from scrapy import signals
 from scrapy.exceptions import NotConfigured
 
+from offpeak.scraping import contract
+
 
 class StatsFile:
     """Write the crawl stats and finish reason to ``OFFPEAK_STATS_FILE`` when the spider closes."""
@@ -19,9 +21,9 @@ class StatsFile:
 
     @classmethod
     def from_crawler(cls, crawler):
-        path = crawler.settings.get("OFFPEAK_STATS_FILE")
+        path = crawler.settings.get(contract.STATS_FILE)
         if not path:
-            raise NotConfigured("OFFPEAK_STATS_FILE is not set")
+            raise NotConfigured(f"{contract.STATS_FILE} is not set")
         ext = cls(path, crawler.stats)
         crawler.signals.connect(ext.spider_closed, signal=signals.spider_closed)
         return ext
@@ -59,9 +61,9 @@ class FieldCoverage:
 
     @classmethod
     def from_crawler(cls, crawler):
-        fields = crawler.settings.getlist("OFFPEAK_COVERAGE_FIELDS")
+        fields = crawler.settings.getlist(contract.COVERAGE_FIELDS)
         if not fields:
-            raise NotConfigured("OFFPEAK_COVERAGE_FIELDS is not set")
+            raise NotConfigured(f"{contract.COVERAGE_FIELDS} is not set")
         ext = cls(fields, crawler.stats)
         crawler.signals.connect(ext.spider_opened, signal=signals.spider_opened)
         crawler.signals.connect(ext.item_scraped, signal=signals.item_scraped)
@@ -72,6 +74,8 @@ class FieldCoverage:
             self.stats.set_value(key, 0)
 
     def item_scraped(self, item, spider) -> None:
+        if item.get("_error"):  # stands for an unreadable page, not a record
+            return
         for name, key in self.keys.items():
             if has_value(item.get(name)):
                 self.stats.inc_value(key)

@@ -31,8 +31,18 @@ LOG_LEVEL = "INFO"
 LOG_FORMAT = "%(levelname)s %(name)s: %(message)s"
 
 EXTENSIONS = {
+    "offpeak.scraping.guards.DeadLetters": 400,
     "offpeak.scraping.extensions.FieldCoverage": 500,
     "offpeak.scraping.extensions.StatsFile": 500,
     "offpeak.scraping.progress.Progress": 510,
     "scrapy.extensions.logstats.LogStats": None,
 }
+DOWNLOADER_MIDDLEWARES = {
+    # Ours refuses and names off-site requests (Scrapy's filters them quietly, by domain).
+    "scrapy.downloadermiddlewares.offsite.OffsiteMiddleware": None,
+    "offpeak.scraping.guards.OnSite": 50,
+    # Before RetryMiddleware (550) sees a 429/503, so Retry-After is waited out first.
+    "offpeak.scraping.guards.RetryAfter": 560,
+}
+# A truncated transfer (fewer bytes than Content-Length) is an error, never a short page.
+DOWNLOAD_FAIL_ON_DATALOSS = True

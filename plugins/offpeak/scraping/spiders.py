@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import json
 import os
 from collections.abc import AsyncIterator, Iterator
@@ -9,9 +10,23 @@ from typing import Any
 from urllib.parse import quote, urljoin
 
 import scrapy
+from scrapy.http import HtmlResponse, TextResponse
 from w3lib.url import add_or_replace_parameter
 
 from offpeak.config import FieldSpec, Site, get_site
+from offpeak.scraping import contract
+from offpeak.scraping.guards import stored_url
+
+# Codecs that decode any byte string: text in them cannot fail to decode, only be wrong.
+SINGLE_BYTE = frozenset({"cp1252", "latin-1", "iso8859-1", "iso8859-15", "cp1250"})
+
+
+def _is_utf8(body: bytes) -> bool:
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def dig(data: Any, path: str) -> Any:
@@ -56,7 +71,7 @@ class ConfiguredSpider(scrapy.Spider):
         self.only_start_urls = json.loads(start_urls) if start_urls else None
 
     def start_urls_for_run(self) -> list[str]:
-        api_key = quote(os.environ.get("OFFPEAK_API_KEY", ""), safe="")
+        api_key = quote(os.environ.get(contract.API_KEY_ENV, ""), safe="")
         return [
             urljoin(
                 self.base_url,
@@ -68,21 +83,95 @@ class ConfiguredSpider(scrapy.Spider):
 
     async def start(self) -> AsyncIterator[scrapy.Request]:
         for url in self.start_urls_for_run():
-            self.logger.info("Start URL: %s", url)
-            yield scrapy.Request(url, callback=self.parse)
+            self.logger.info("Start URL: %s", stored_url(url))
+            yield self.request(url, callback=self.parse)
+
+    def request(self, url: str, **kwargs: Any) -> scrapy.Request:
+        """Every request names what became of it: a failure is a dead letter."""
+        return scrapy.Request(url, errback=self.failed, **kwargs)
+
+    def follow(self, response: scrapy.http.Response, href: str, **kwargs: Any) -> scrapy.Request:
+        return response.follow(href, errback=self.failed, **kwargs)
+
+    def failed(self, failure) -> None:
+        from scrapy.spidermiddlewares.httperror import HttpError
+
+        exc = failure.value
+        speculative = failure.request.meta.get("offpeak_speculative")
+        if speculative and isinstance(exc, HttpError) and exc.response.status == 404:
+            return  # a page past the last of a page-numbered API: the end, not a loss
+        dead_letters = getattr(self.crawler, "dead_letters", None)
+        if dead_letters is not None:
+            dead_letters.failure(failure)
+        else:
+            self.logger.error("Request failed: %s", failure.getErrorMessage())
+
+    def readable(self, response: scrapy.http.Response) -> tuple[Any, str, str]:
+        """``(response, "", "")`` when the page decodes cleanly and is whole (UTF-8 bytes
+        mislabelled as a single-byte charset are re-read as UTF-8); else
+        ``(None, cause, why)``."""
+        if not isinstance(response, TextResponse):
+            return response, "", ""
+        url = stored_url(response.url)
+        name = codecs.lookup(response.encoding).name
+        body = response.body
+        source = (
+            "Content-Type header" if response._headers_encoding()
+            else "byte-order mark" if response._bom_encoding()
+            else "<meta> charset" if response._body_declared_encoding()
+            else "charset detection"
+        )  # fmt: skip
+        if name in SINGLE_BYTE and not body.isascii() and _is_utf8(body):
+            # Multi-byte UTF-8 sequences do not occur by chance in real single-byte text: the
+            # label is wrong, and reading the page as labelled would store mojibake.
+            self.crawler.stats.inc_value(contract.CHARSET_RECOVERED)
+            self.logger.warning(
+                "%s declares %s (%s) but its bytes are valid UTF-8: read as UTF-8",
+                url, name, source,
+            )  # fmt: skip
+            response = response.replace(encoding="utf-8")
+        else:
+            try:
+                body.decode(name)
+            except UnicodeDecodeError as exc:
+                why = (
+                    f"bytes {exc.start}-{exc.end} of {url} are not valid {name}, the charset "
+                    f"its {source} declares: the page is not stored rather than stored garbled"
+                )
+                return None, "charset", why
+        if isinstance(response, HtmlResponse):
+            tail = body[-4096:].lower()
+            if b"</html>" not in tail and b"</body>" not in tail:
+                return (
+                    None,
+                    "truncated",
+                    (
+                        f"{url} ends after {len(body):,} bytes without </body> or </html>: a "
+                        "truncated document; none of its rows are stored"
+                    ),
+                )
+        return response, "", ""
 
     def item_from(self, selector: scrapy.Selector, url: str) -> dict[str, Any] | None:
         item = {name: extract(selector, spec) for name, spec in self.site.fields.items()}
         if all(v is None for v in item.values()):
             return None  # header or spacer row, nothing to keep
-        item["_url"] = url
+        item["_url"] = stored_url(url)
         return item
 
-    def unreadable(self, response: scrapy.http.Response, why: str) -> dict[str, Any]:
-        """A record standing for a page we could not read; transform quarantines it."""
-        self.crawler.stats.inc_value("offpeak/unreadable_pages")
-        self.logger.warning("Unreadable page %s: %s", response.url, why)
-        return {"_url": response.url, "_error": why}
+    def unreadable(
+        self, response: scrapy.http.Response, why: str, cause: str = "unreadable_page"
+    ) -> dict[str, Any]:
+        """A record standing for a page we could not read; transform quarantines it, and the
+        crawl is incomplete."""
+        url = stored_url(response.url)
+        self.crawler.stats.inc_value(contract.UNREADABLE_PAGES)
+        dead_letters = getattr(self.crawler, "dead_letters", None)
+        if dead_letters is not None:  # counts the cause too: the crawl is incomplete
+            dead_letters.add(url, cause, f"unreadable page {url}: {why}", response.status)
+        else:
+            self.crawler.stats.inc_value(contract.INCOMPLETE_PREFIX + cause)
+        return {"_url": url, "_error": why}
 
 
 class HtmlTableSpider(ConfiguredSpider):
@@ -92,15 +181,27 @@ class HtmlTableSpider(ConfiguredSpider):
 
     def parse(self, response: scrapy.http.Response) -> Iterator[Any]:
         cfg = self.site.html_table
+        checked, cause, why = self.readable(response)
+        if checked is None:
+            yield self.unreadable(response, why, cause)
+            return
+        response = checked
         rows = response.css(cfg.rows)
         if not rows:
             yield self.unreadable(response, f"no rows match {cfg.rows!r}")
+        elif rows[-1].root.tag == "tr" and (after := rows[-1].xpath("following-sibling::tr")):
+            # The row selector stopped matching mid-table: what follows would be lost unseen.
+            self.crawler.stats.inc_value(contract.INCOMPLETE_PREFIX + "rows_unmatched")
+            self.logger.warning(
+                "%s: %d table rows after the last one %r matches are not read",
+                stored_url(response.url), len(after), cfg.rows,
+            )  # fmt: skip
         for row in rows:
             item = self.item_from(row, response.url)
             if item is not None:
                 yield item
         if cfg.next_page and (href := response.css(cfg.next_page).get()):
-            yield response.follow(href, callback=self.parse)
+            yield self.follow(response, href, callback=self.parse)
 
 
 class JsonApiSpider(ConfiguredSpider):
@@ -110,6 +211,11 @@ class JsonApiSpider(ConfiguredSpider):
 
     def parse(self, response: scrapy.http.Response, page: int = 1) -> Iterator[Any]:
         cfg = self.site.json_api
+        checked, cause, why = self.readable(response)
+        if checked is None:
+            yield self.unreadable(response, why, cause)
+            return
+        response = checked
         try:
             data = response.json()
         except ValueError as exc:
@@ -121,16 +227,19 @@ class JsonApiSpider(ConfiguredSpider):
             return
         for record in records:
             item = {name: dig(record, spec.path) for name, spec in self.site.fields.items()}
-            item["_url"] = response.url
+            item["_url"] = stored_url(response.url)
             yield item
         if cfg.pagination == "cursor":
             cursor = dig(data, cfg.cursor_path)
             if cursor:
                 url = add_or_replace_parameter(response.url, cfg.cursor_param, str(cursor))
-                yield scrapy.Request(url, callback=self.parse)
+                yield self.request(url, callback=self.parse)
         elif cfg.pagination == "page" and records:
             url = add_or_replace_parameter(response.url, cfg.page_param, str(page + 1))
-            yield scrapy.Request(url, callback=self.parse, cb_kwargs={"page": page + 1})
+            yield self.request(
+                url, callback=self.parse, cb_kwargs={"page": page + 1},
+                meta={"offpeak_speculative": True},  # a 404 here is the end of the list
+            )  # fmt: skip
 
 
 class ListingDetailSpider(ConfiguredSpider):
@@ -140,14 +249,24 @@ class ListingDetailSpider(ConfiguredSpider):
 
     def parse(self, response: scrapy.http.Response) -> Iterator[Any]:
         cfg = self.site.listing_detail
+        checked, cause, why = self.readable(response)
+        if checked is None:
+            yield self.unreadable(response, why, cause)
+            return
+        response = checked
         links = response.css(cfg.links).getall()
         if not links:
             yield self.unreadable(response, f"no detail links match {cfg.links!r}")
         for href in links:
-            yield response.follow(href, callback=self.parse_detail)
+            yield self.follow(response, href, callback=self.parse_detail)
         if cfg.next_page and (href := response.css(cfg.next_page).get()):
-            yield response.follow(href, callback=self.parse)
+            yield self.follow(response, href, callback=self.parse)
 
     def parse_detail(self, response: scrapy.http.Response) -> Iterator[Any]:
+        checked, cause, why = self.readable(response)
+        if checked is None:
+            yield self.unreadable(response, why, cause)
+            return
+        response = checked
         item = self.item_from(response, response.url)
         yield item if item is not None else self.unreadable(response, "no field matched")

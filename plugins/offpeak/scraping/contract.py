@@ -1,0 +1,74 @@
+"""What the crawl subprocess and ScrapeOperator agree on: setting names, stat keys, redaction."""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import parse_qsl, quote, quote_plus, urlencode, urlsplit, urlunsplit
+
+# Settings the operator passes with -s (and environment variables it sets for the subprocess).
+STATS_FILE = "OFFPEAK_STATS_FILE"
+DEAD_LETTERS_FILE = "OFFPEAK_DEAD_LETTERS_FILE"
+COVERAGE_FIELDS = "OFFPEAK_COVERAGE_FIELDS"
+ALLOWED_HOSTS = "OFFPEAK_ALLOWED_HOSTS"
+MAX_RETRY_AFTER = "OFFPEAK_MAX_RETRY_AFTER"
+MAX_RETRY_AFTER_TIMES = "OFFPEAK_MAX_RETRY_AFTER_TIMES"
+API_KEY_ENV = "OFFPEAK_API_KEY"  # the site's secret: environment only, never argv
+PARENT_PID_ENV = "OFFPEAK_PARENT_PID"
+
+# Stats the spiders and middlewares write; the operator and the quality checks read them.
+UNREADABLE_PAGES = "offpeak/unreadable_pages"
+DEAD_LETTERS = "offpeak/dead_letters"
+# offpeak/incomplete/<cause>: each way a crawl fell short of "every page fetched and read whole".
+INCOMPLETE_PREFIX = "offpeak/incomplete/"
+# offpeak/throttled/<status>: 429/503 answers with Retry-After that were waited out and retried.
+THROTTLED_PREFIX = "offpeak/throttled/"
+CHARSET_RECOVERED = "offpeak/charset_recovered"
+RETRY_AFTER_ASKED = "offpeak/retry_after_asked_seconds"
+RETRY_NOT_BEFORE = "offpeak/retry_not_before"
+FINISH_RETRY_AFTER = "retry_after_exceeds_cap"
+
+
+def incomplete_causes(stats: dict) -> dict[str, int]:
+    """``{cause: count}`` of the ways the crawl was incomplete, from its stats."""
+    return {
+        key.removeprefix(INCOMPLETE_PREFIX): int(n)
+        for key, n in sorted(stats.items())
+        if key.startswith(INCOMPLETE_PREFIX) and n
+    }
+
+
+def throttled(stats: dict) -> dict[int, int]:
+    """``{status: responses}`` that were throttling honoured with Retry-After, not errors."""
+    return {
+        int(key.removeprefix(THROTTLED_PREFIX)): int(n)
+        for key, n in stats.items()
+        if key.startswith(THROTTLED_PREFIX) and key.removeprefix(THROTTLED_PREFIX).isdigit()
+    }
+
+
+def secret_forms(secret: str | None) -> list[str]:
+    """The spellings a secret takes in URLs and logs: as is, percent-quoted (either case of
+    hex digits) and form-quoted; longest first so a replacement never leaves a tail."""
+    if not secret:
+        return []
+    forms = {secret, quote(secret, safe=""), quote_plus(secret, safe="")}
+    forms |= {re.sub(r"%[0-9A-F]{2}", lambda m: m[0].lower(), f) for f in list(forms)}
+    return sorted(forms, key=len, reverse=True)
+
+
+def redact(text: str, secret: str | None) -> str:
+    """``text`` with every spelling of ``secret`` replaced by ``***``."""
+    for form in secret_forms(secret):
+        text = text.replace(form, "***")
+    return text
+
+
+def strip_secret(url: str, secret: str | None) -> str:
+    """The URL to store: query parameters that carry the secret are removed, and any other
+    appearance of it (a path segment) is replaced by ``***``."""
+    if not secret or not url:
+        return url
+    parts = urlsplit(url)
+    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if v != secret]
+    kept = urlencode(query) if len(query) != len(parse_qsl(parts.query, True)) else parts.query
+    return redact(urlunsplit(parts._replace(query=kept)), secret)

@@ -1,0 +1,362 @@
+"""A hostile web, for real: each fault of the demo sites' fault switch is a site of its own,
+shaped like equities (5 pages x 20 rows), whose good rows of the trading date are already
+loaded. Each test runs the site's DAG with dag.test() and shows the outcome a user sees: exact
+rows, or the previous partition untouched and a message naming the cause."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from datetime import date
+from pathlib import Path
+
+import pytest
+import yaml
+
+from offpeak.devenv import REPO
+
+pytestmark = pytest.mark.integration
+DAY = date(2026, 3, 3)  # a Tuesday, a London trading day
+REGION = "europe"
+LOOSE = {"max_error_count": 2, "max_http_errors": 3}  # a site that tolerates a few errors
+
+# fault -> the site's quality/politeness overrides
+FAULT_SITES = {
+    "truncated": {},
+    "last_page_500": {"quality": LOOSE},
+    "offsite_next": {},
+    "offsite_redirect": {},
+    "malformed_keys": {},
+    "latin1_as_utf8": {},
+    "utf8_as_latin1": {},
+    "retry_after": {},
+    "retry_after_date": {},
+    "retry_after_long": {},
+    "reset": {},
+    "robots": {},
+    "redirect_loop": {},
+    "huge": {},
+    "flaky_503": {"quality": {"max_http_errors": 10}},
+    "flaky_reset": {"quality": {"max_error_count": 0}},
+}
+
+
+def site_name(fault: str) -> str:
+    return f"fault_{fault}"
+
+
+@pytest.fixture(scope="module")
+def fault_config(tmp_path_factory):
+    """A config copy with one site per fault (region europe only), read by the runs."""
+    config = tmp_path_factory.mktemp("faults") / "config"
+    shutil.copytree(REPO / "include/config", config)
+    equities = yaml.safe_load((config / "sites/equities.yaml").read_text())
+    for fault, overrides in FAULT_SITES.items():
+        data = {**equities, "regions": [REGION]}
+        data["start_urls"] = [f"/faults/{fault}/equities/{{region}}/{{trading_date}}/quotes?page=1"]
+        for section, values in overrides.items():
+            data[section] = {**data.get(section, {}), **values}
+        (config / "sites" / f"{site_name(fault)}.yaml").write_text(yaml.safe_dump(data))
+    return config
+
+
+@pytest.fixture(scope="module")
+def fault_dags(fault_config, airflow_db):
+    """The fault sites' DAGs, built by dags/scrape.py from the fault config."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    mp = pytest.MonkeyPatch()
+    mp.setenv("OFFPEAK_CONFIG_DIR", str(fault_config))
+    try:
+        bag = DagBag(dag_folder=str(REPO / "dags" / "scrape.py"))
+        assert not bag.import_errors, bag.import_errors
+        yield bag
+    finally:
+        mp.undo()
+
+
+@pytest.fixture(scope="module")
+def good_feed(fault_config, demo_url, tmp_path_factory):
+    """The equities pages of DAY crawled from the plain (fault-free) route: the good rows."""
+    from offpeak.config import get_site
+    from offpeak.operators import ScrapeOperator
+
+    site, _ = get_site("equities", fault_config)
+    work = tmp_path_factory.mktemp("good")
+    op = ScrapeOperator(task_id="scrape", site="equities", region=REGION)
+    feed = work / "items.jsonl"
+    rc = op.run_crawl(site, DAY, demo_url, feed, work / "stats.json", str(work))
+    assert rc == 0 and len(feed.read_text().splitlines()) == 100
+    return feed
+
+
+@pytest.fixture
+def fault_site(fault_config, fault_dags, good_feed, pg, warehouse, session_env, monkeypatch):
+    """``run(fault)``: load the good rows of DAY into the fault site's table, then run its DAG;
+    returns (dag run, the partition before, the partition after)."""
+    monkeypatch.setenv("OFFPEAK_CONFIG_DIR", str(fault_config))
+    session_env["server"].reset_faults()
+
+    def run(fault: str, retries: int = 0):
+        import psycopg
+        from airflow.sdk import ObjectStoragePath
+
+        from offpeak.config import get_site
+        from offpeak.transform import transform_file
+        from offpeak.warehouse import ensure_schema, load_partition
+
+        name = site_name(fault)
+        with psycopg.connect(pg.uri("warehouse")) as conn:
+            ensure_schema(conn)
+        warehouse.execute(f"DROP TABLE IF EXISTS scraped.{name}")
+        warehouse.execute("DELETE FROM scraped.load_audit WHERE site = %s", (name,))
+        site, _ = get_site(name)
+        work = good_feed.parent / name
+        work.mkdir(exist_ok=True)
+        paths = [ObjectStoragePath((work / f).as_uri()) for f in ("c.csv", "r.jsonl")]
+        good = transform_file(site, ObjectStoragePath(good_feed.as_uri()), *paths)
+        with psycopg.connect(pg.uri("warehouse")) as conn:
+            load_partition(
+                conn, site, paths[0], region=REGION, trading_date=DAY, dag_id="good",
+                run_id="good", expected_rows=good["clean"], rows_rejected=good["rejected"],
+            )  # fmt: skip
+        before = partition(warehouse, name)
+        assert len(before) == 90
+        dag = fault_dags.get_dag(f"scrape__{name}__{REGION}")
+        for task in dag.tasks:
+            monkeypatch.setattr(task, "retries", retries)
+        result = dag.test(run_conf={"trading_date": DAY.isoformat(), "ignore_window": True})
+        return result, before, partition(warehouse, name)
+
+    return run
+
+
+def partition(warehouse, table: str) -> list[tuple]:
+    """The partition's rows, without loaded_at and run_id (a rewrite of equal values)."""
+    return warehouse.execute(
+        f"SELECT symbol, name, last_price, change, change_pct, volume, listed_on, source_url "
+        f"FROM scraped.{table} WHERE region = %s AND trading_date = %s ORDER BY symbol",
+        (REGION, DAY),
+    ).fetchall()
+
+
+def states(run) -> dict[str, str]:
+    return {ti.task_id: ti.state for ti in run.get_task_instances()}
+
+
+def xcom(pg, run, task_id: str) -> dict:
+    import psycopg
+
+    with psycopg.connect(pg.uri("airflow")) as conn:
+        row = conn.execute(
+            "SELECT value::text FROM xcom WHERE dag_id = %s AND run_id = %s AND task_id = %s "
+            "AND key = 'return_value'",
+            (run.dag_id, run.run_id, task_id),
+        ).fetchone()
+    return json.loads(row[0]) if row else {}
+
+
+def last_audit(warehouse, fault: str) -> tuple:
+    return warehouse.execute(
+        "SELECT run_id, rows_deleted, complete FROM scraped.load_audit WHERE site = %s "
+        "ORDER BY id DESC LIMIT 1",
+        (site_name(fault),),
+    ).fetchone()
+
+
+def output(capfd, caplog) -> str:
+    captured = capfd.readouterr()
+    return captured.out + captured.err + caplog.text
+
+
+def dead_letters(pg, run) -> list[dict]:
+    uri = xcom(pg, run, "scrape")["dead_letters_uri"]
+    text = Path(uri.removeprefix("file://")).read_text()
+    return [json.loads(line) for line in text.splitlines()]
+
+
+def assert_partial_and_kept(pg, warehouse, fault, run, before, after, cause: str) -> dict:
+    """The run is green, its crawl partial for ``cause``, and the partition exactly as it
+    was: the pages it did read had the same values, and nothing was deleted."""
+    assert run.state == "success", states(run)
+    scraped = xcom(pg, run, "scrape")
+    assert scraped["complete"] is False
+    assert cause in scraped["incomplete"]
+    assert after == before
+    run_id, deleted, complete = last_audit(warehouse, fault)
+    assert (run_id, deleted, complete) == (run.run_id, 0, False)
+    return scraped
+
+
+# ------------------------------------------------------------------ lost pages never delete
+
+
+def test_a_page_cut_off_mid_table_is_partial_and_deletes_nothing(
+    fault_site, pg, warehouse, capfd, caplog
+):
+    run, before, after = fault_site("truncated")
+    scraped = assert_partial_and_kept(pg, warehouse, "truncated", run, before, after, "truncated")
+    assert scraped["items"] == 41  # pages 1-2, and the record standing for page 3
+    (letter,) = dead_letters(pg, run)
+    assert letter["cause"] == "truncated"
+    assert "quotes?page=3 ends after" in letter["reason"]
+    assert "without </body> or </html>: a truncated document" in letter["reason"]
+    text = output(capfd, caplog)
+    assert "partial, so its load will add and update rows but delete none" in text
+    assert "1 pages were cut short (no closing </body> or </html>)" in text
+
+
+def test_a_last_page_that_fails_is_partial_and_keeps_its_rows(
+    fault_site, pg, warehouse, capfd, caplog
+):
+    run, before, after = fault_site("last_page_500")
+    assert_partial_and_kept(pg, warehouse, "last_page_500", run, before, after, "http_error")
+    (letter,) = dead_letters(pg, run)
+    assert letter["status"] == 500 and letter["retries"] == 2
+    assert letter["reason"].endswith("/equities/europe/2026-03-03/quotes?page=5 after 2 retries")
+    assert "dead letter: HTTP 500 from http://127.0.0.1:" in output(capfd, caplog)
+
+
+def test_rejected_records_keep_their_keys_earlier_rows(fault_site, pg, warehouse):
+    run, before, after = fault_site("malformed_keys")
+    assert run.state == "success", states(run)
+    assert xcom(pg, run, "scrape")["complete"] is True
+    cleaned = xcom(pg, run, "transform")
+    assert cleaned["rejected_keys"] >= 8
+    assert after == before  # the 8 keys rejected today keep yesterday's good values
+    assert last_audit(warehouse, "malformed_keys")[1:] == (0, True)
+
+
+# ------------------------------------------------------------------------- stay on the site
+
+
+@pytest.mark.parametrize("fault", ["offsite_next", "offsite_redirect"])
+def test_links_and_redirects_to_another_host_are_refused(
+    fault_site, pg, warehouse, session_env, fault
+):
+    run, before, after = fault_site(fault)
+    assert_partial_and_kept(pg, warehouse, fault, run, before, after, "offsite")
+    (letter,) = dead_letters(pg, run)
+    how = "a redirect from" if fault == "offsite_redirect" else "a link"
+    assert letter["reason"].startswith(f"off-site request refused: {how} ")
+    assert "to host 'localhost'" in letter["reason"]
+    assert "the site's hosts are ['127.0.0.1']" in letter["reason"]
+    # Nothing was fetched from the other host: no foreign rows, no request for page 3.
+    counts = session_env["server"].fault_counts
+    assert not [k for k in counts if "page=3" in k]
+    assert all(row[-1].startswith("http://127.0.0.1:") for row in after)
+
+
+# ------------------------------------------------------------------------------ charsets
+
+
+def test_latin1_bytes_declared_utf8_are_refused_not_stored_garbled(
+    fault_site, pg, warehouse, capfd, caplog
+):
+    run, before, after = fault_site("latin1_as_utf8")
+    assert run.state == "failed"
+    assert states(run)["scrape"] == "failed"
+    assert after == before
+    text = output(capfd, caplog)
+    assert "scraped 0 items, fewer than min 10" in text
+    assert "quotes?page=1 are not valid utf-8, the charset its Content-Type header" in text
+    assert "declares: the page is not stored rather than stored garbled" in text
+
+
+def test_utf8_bytes_declared_latin1_are_read_as_utf8(fault_site, pg, warehouse, capfd, caplog):
+    run, before, after = fault_site("utf8_as_latin1")
+    assert run.state == "success", states(run)
+    assert xcom(pg, run, "scrape")["complete"] is True
+    assert after == before  # the same names as the correctly labelled pages: no mojibake
+    names = [row[1] for row in after]
+    assert not [n for n in names if "\ufffd" in n or "Ã" in n]
+    assert "declares cp1252 (Content-Type header) but its bytes are valid UTF-8" in output(
+        capfd, caplog
+    )
+
+
+# ------------------------------------------------------------------------- Retry-After
+
+
+# An HTTP-date has whole seconds: "now + 2 s" written as a date is 1 to 2 s away.
+@pytest.mark.parametrize(("fault", "least"), [("retry_after", 1.9), ("retry_after_date", 0.9)])
+def test_retry_after_is_honoured_and_is_not_an_http_error(
+    fault_site, pg, warehouse, session_env, fault, least
+):
+    run, before, after = fault_site(fault)
+    assert run.state == "success", states(run)
+    scraped = xcom(pg, run, "scrape")
+    assert scraped["complete"] is True and scraped["checks"]["http_errors"] == "passed"
+    assert after == before
+    times = session_env["server"].fault_times
+    for page in (2, 3, 4, 5):
+        (key,) = [k for k in times if k.endswith(f"page={page}")]
+        first, second = times[key]
+        assert second - first >= least, f"page {page} was retried after {second - first:.2f} s"
+
+
+def test_a_retry_after_above_the_cap_fails_with_the_time_asked(
+    fault_site, pg, warehouse, capfd, caplog
+):
+    run, before, after = fault_site("retry_after_long")
+    assert run.state == "failed"
+    assert after == before
+    text = output(capfd, caplog)
+    assert (
+        "site 'fault_retry_after_long' region 'europe' 2026-03-03: the site asked to wait "
+        "3,600 s (Retry-After), above politeness.max_retry_after_seconds 60"
+    ) in text
+    assert "answered 429 with Retry-After 3600" in text
+
+
+# ------------------------------------------------------------ failures that name their cause
+
+
+def test_a_connection_reset_on_every_try_names_the_page_and_retries(
+    fault_site, pg, warehouse, capfd, caplog
+):
+    run, before, after = fault_site("reset")
+    assert run.state == "failed"
+    assert after == before
+    text = output(capfd, caplog)
+    assert ("connection reset by peer before a whole response on http://127.0.0.1:") in text
+    assert "/faults/reset/equities/europe/2026-03-03/quotes?page=3 after 2 retries" in text
+
+
+def test_robots_txt_disallowing_the_path_is_named(fault_site, pg, warehouse, capfd, caplog):
+    run, before, after = fault_site("robots")
+    assert run.state == "failed"
+    assert after == before
+    text = output(capfd, caplog)
+    assert "scraped 0 items, fewer than min 10" in text
+    assert "robots.txt disallows /faults/robots/equities/europe/2026-03-03/quotes" in text
+
+
+def test_a_redirect_loop_is_named(fault_site, pg, warehouse):
+    run, before, after = fault_site("redirect_loop")
+    assert_partial_and_kept(pg, warehouse, "redirect_loop", run, before, after, "redirect_loop")
+    (letter,) = dead_letters(pg, run)
+    assert letter["reason"].startswith("redirect loop at http://127.0.0.1:")
+    assert letter["reason"].endswith(
+        "quotes?page=2: gave up after 20 redirects (REDIRECT_MAX_TIMES)"
+    )
+
+
+def test_a_response_above_the_size_limit_names_its_size(fault_site, pg, warehouse):
+    run, before, after = fault_site("huge")
+    assert_partial_and_kept(pg, warehouse, "huge", run, before, after, "too_large")
+    (letter,) = dead_letters(pg, run)
+    assert letter["reason"].startswith("response of 62,914,560 bytes from http://127.0.0.1:")
+    assert letter["reason"].endswith("exceeds politeness.download_maxsize 10 MiB")
+
+
+# ---------------------------------------------------------------------- what always held
+
+
+@pytest.mark.parametrize("fault", ["flaky_503", "flaky_reset"])
+def test_transient_errors_are_retried_and_load_exact_rows(fault_site, pg, warehouse, fault):
+    run, before, after = fault_site(fault)
+    assert run.state == "success", states(run)
+    assert xcom(pg, run, "scrape")["complete"] is True
+    assert after == before
+    assert last_audit(warehouse, fault)[1:] == (0, True)
