@@ -123,7 +123,8 @@ def dagbag(airflow_db):
 def _task_state_restored(request):
     """Undo what a test's dag.test() runs leave on the session DagBag's tasks: Airflow 3.3.2's
     dag.test() merges the run's conf into each task's params in place (a dry_run or
-    trading_date would carry over to the next run of that DAG), and tests set retries to 0."""
+    trading_date would carry over to the next run of that DAG), and tests set retries to 0;
+    and the circuit breakers' Variables their failed crawls wrote."""
     if "dagbag" not in request.fixturenames:
         yield
         return
@@ -134,3 +135,9 @@ def _task_state_restored(request):
     yield
     for task, params, retries in saved:
         task.params, task.retries = params, retries
+    # Failed crawls count towards each site's circuit breaker (an Airflow Variable): one
+    # test's failures must not skip another test's runs.
+    import psycopg
+
+    with psycopg.connect(_session["pg"].uri("airflow"), autocommit=True) as conn:
+        conn.execute("DELETE FROM variable WHERE key LIKE 'offpeak\\_breaker\\_\\_%'")

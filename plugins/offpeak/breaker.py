@@ -52,9 +52,13 @@ def _site_name(site: Any) -> str:
     return getattr(site, "name", None) or str(site)
 
 
-def read(site_name: str, log: Any) -> dict[str, Any] | None:
-    """The site's state, or None when there is none or it cannot be read (a warning then:
-    an unreadable breaker lets the crawl run rather than blocking the pipeline)."""
+class _Unreadable(Exception):
+    """The Variable could not be read (not: it is absent or invalid)."""
+
+
+def _load(site_name: str, log: Any) -> dict[str, Any] | None:
+    """The site's state; None when absent or not valid state (a warning then: the next
+    record() overwrites it). Raises _Unreadable when the Execution API call fails."""
     from airflow.sdk import Variable
 
     key = variable_key(site_name)
@@ -62,7 +66,7 @@ def read(site_name: str, log: Any) -> dict[str, Any] | None:
         raw = Variable.get(key, default=None)
     except Exception as err:
         log.warning("Circuit breaker: could not read Variable %s (%s); ignoring it", key, err)
-        return None
+        raise _Unreadable(key) from err
     if raw is None:
         return None
     try:
@@ -78,6 +82,15 @@ def read(site_name: str, log: Any) -> dict[str, Any] | None:
         )  # fmt: skip
         return None
     return state
+
+
+def read(site_name: str, log: Any) -> dict[str, Any] | None:
+    """The site's state, or None when there is none or it cannot be read: an unreadable
+    breaker lets the crawl run rather than blocking the pipeline."""
+    try:
+        return _load(site_name, log)
+    except _Unreadable:
+        return None
 
 
 def write(site_name: str, state: dict[str, Any], log: Any) -> bool:
@@ -153,7 +166,10 @@ def record(site: Any, region_name: str, *, ok: bool, reason: str = "", log: Any)
     name = _site_name(site)
     if settings.failures <= 0:
         return
-    state = read(name, log)
+    try:
+        state = _load(name, log)
+    except _Unreadable:
+        return  # writing blind could overwrite an open breaker with a fresh count
     if ok:
         if not state or (not state["failures"] and not state.get("opened_at")):
             return  # already closed: no write per healthy crawl
@@ -179,11 +195,10 @@ def record(site: Any, region_name: str, *, ok: bool, reason: str = "", log: Any)
     reason = lines[0][:MAX_REASON] if lines else ""
     state["last_failure"] = {"region": region_name, "at": _iso(now), "reason": reason}
     opened_at = _parse(state.get("opened_at"))
-    # Open when the count reaches N and the breaker is not open now; an expired opening is
-    # the half-open state, where one failure opens it again at once with a fresh cooldown.
-    opening = state["failures"] >= settings.failures and (
-        opened_at is None or now >= opened_at + settings.cooldown
-    )
+    # A closed breaker opens when the count reaches N. An expired opening is the half-open
+    # state: its one trial crawl failed, so it opens again at once with a fresh cooldown.
+    half_open = opened_at is not None and now >= opened_at + settings.cooldown
+    opening = half_open or (opened_at is None and state["failures"] >= settings.failures)
     if opening:
         state["opened_at"] = _iso(now)
     if not write(name, state, log):
@@ -196,8 +211,13 @@ def record(site: Any, region_name: str, *, ok: bool, reason: str = "", log: Any)
             name, state["failures"], settings.failures, _iso(now + settings.cooldown),
             settings.cooldown // timedelta(minutes=1), region_name, reason,
         )  # fmt: skip
+    elif opened_at is not None:  # a forced run (ignore_breaker) failed while it was open
+        log.warning(
+            "Circuit breaker for site %s stays open until %s: %d consecutive failed crawls",
+            name, _iso(opened_at + settings.cooldown), state["failures"],
+        )  # fmt: skip
     else:
         log.info(
-            "Circuit breaker for site %s: %d consecutive failed crawl(s) of %d allowed",
+            "Circuit breaker for site %s: %d consecutive failed crawl(s); it opens at %d",
             name, state["failures"], settings.failures,
         )  # fmt: skip

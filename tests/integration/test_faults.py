@@ -6,7 +6,12 @@ rows, or the previous partition untouched and a message naming the cause."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from datetime import date
 from pathlib import Path
 
@@ -38,6 +43,7 @@ FAULT_SITES = {
     "huge": {},
     "flaky_503": {"quality": {"max_http_errors": 10}},
     "flaky_reset": {"quality": {"max_error_count": 0}},
+    "slow": {},
 }
 
 
@@ -51,6 +57,9 @@ def fault_config(tmp_path_factory):
     config = tmp_path_factory.mktemp("faults") / "config"
     shutil.copytree(REPO / "include/config", config)
     equities = yaml.safe_load((config / "sites/equities.yaml").read_text())
+    # Only the fault sites: dag.test() parses and syncs every DAG of dags/scrape.py each run.
+    for shipped in (config / "sites").glob("*.yaml"):
+        shipped.unlink()
     for fault, overrides in FAULT_SITES.items():
         data = {**equities, "regions": [REGION]}
         data["start_urls"] = [f"/faults/{fault}/equities/{{region}}/{{trading_date}}/quotes?page=1"]
@@ -81,11 +90,14 @@ def good_feed(fault_config, demo_url, tmp_path_factory):
     from offpeak.config import get_site
     from offpeak.operators import ScrapeOperator
 
-    site, _ = get_site("equities", fault_config)
+    shipped = REPO / "include/config"
+    site, _ = get_site("equities", shipped)
     work = tmp_path_factory.mktemp("good")
     op = ScrapeOperator(task_id="scrape", site="equities", region=REGION)
     feed = work / "items.jsonl"
-    rc = op.run_crawl(site, DAY, demo_url, feed, work / "stats.json", str(work))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("OFFPEAK_CONFIG_DIR", str(shipped))  # the crawl reads the shipped equities
+        rc = op.run_crawl(site, DAY, demo_url, feed, work / "stats.json", str(work))
     assert rc == 0 and len(feed.read_text().splitlines()) == 100
     return feed
 
@@ -360,3 +372,74 @@ def test_transient_errors_are_retried_and_load_exact_rows(fault_site, pg, wareho
     assert xcom(pg, run, "scrape")["complete"] is True
     assert after == before
     assert last_audit(warehouse, fault)[1:] == (0, True)
+
+
+# --------------------------------------------------------------------------------- no orphans
+
+RUN_ONE = """
+import sys
+from airflow.dag_processing.dagbag import DagBag
+dag = DagBag(dag_folder=sys.argv[1]).get_dag(sys.argv[2])
+dag.test(run_conf={"trading_date": sys.argv[3], "ignore_window": True})
+"""
+
+
+def crawls_of(site: str) -> list[int]:
+    """Pids of running `scrapy crawl` processes of ``site``."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"scrapy" in argv and f"site={site}".encode() in argv:
+            found.append(int(proc.name))
+    return found
+
+
+def test_a_killed_task_takes_its_crawl_with_it(fault_config, fault_dags, session_env, tmp_path):
+    """The task process (here a dag.test() run in a process of its own) is SIGKILLed while
+    its crawl of a slow site (2 s a page) is under way: the crawl is gone within seconds, no
+    feed was published or left outside the data root's temp area, and the next crawl clears
+    the dead one's folder."""
+    from offpeak import storage
+
+    site = site_name("slow")
+    env = {**os.environ, "OFFPEAK_CONFIG_DIR": str(fault_config)}
+    started = time.time()
+    task = subprocess.Popen(
+        [sys.executable, "-c", RUN_ONE, str(REPO / "dags" / "scrape.py"),
+         f"scrape__{site}__{REGION}", "2026-03-04"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while not crawls_of(site) and time.monotonic() < deadline:
+            assert task.poll() is None, "the run ended before its crawl started"
+            time.sleep(0.2)
+        (crawl,) = crawls_of(site)
+        time.sleep(2.5)  # a page fetched, a partial feed on disk, 4 pages (8 s) to go
+        assert crawls_of(site) == [crawl]
+        os.kill(task.pid, signal.SIGKILL)
+        task.wait(timeout=10)
+        deadline = time.monotonic() + 3  # far less than the rest of the crawl would take
+        while crawls_of(site) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert crawls_of(site) == [], "the crawl outlived its task"
+    finally:
+        if task.poll() is None:
+            task.kill()
+        for pid in crawls_of(site):
+            os.kill(pid, signal.SIGKILL)
+    root = Path(session_env["env"]["OFFPEAK_DATA_ROOT"].removeprefix("file://"))
+    assert not (root / "raw" / f"site={site}").exists()  # nothing published
+    temp = Path(os.environ.get("TMPDIR", "/tmp"))
+    strays = [
+        p for p in temp.rglob("*.jsonl")
+        if p.stat().st_mtime >= started and root not in p.parents
+    ]  # fmt: skip
+    assert strays == []
+    left = list((root / "tmp").glob(f"crawl-{task.pid}-*"))
+    assert left, "the killed crawl's folder should be in the temp area until the next crawl"
+    with storage.crawl_workdir():
+        assert not [p for p in left if p.exists()]

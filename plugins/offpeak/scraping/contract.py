@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from urllib.parse import parse_qsl, quote, quote_plus, urlencode, urlsplit, urlunsplit
 
 # Settings the operator passes with -s (and environment variables it sets for the subprocess).
@@ -56,11 +57,24 @@ def secret_forms(secret: str | None) -> list[str]:
     return sorted(forms, key=len, reverse=True)
 
 
+@lru_cache(maxsize=8)
+def _secret_pattern(secret: str) -> re.Pattern[str]:
+    """Every spelling of ``secret`` in a URL or a log line: each character as is or
+    percent-encoded (either case of hex digits), a space also as ``+``."""
+    parts = []
+    for char in secret:
+        encoded = "".join(f"%{b:02x}" for b in char.encode("utf-8"))
+        either_case = "".join(f"[{c}{c.upper()}]" if c.isalpha() else c for c in encoded)
+        options = [re.escape(char), either_case, *([r"\+"] if char == " " else [])]
+        parts.append(f"(?:{'|'.join(options)})")
+    return re.compile("".join(parts))
+
+
 def redact(text: str, secret: str | None) -> str:
     """``text`` with every spelling of ``secret`` replaced by ``***``."""
-    for form in secret_forms(secret):
-        text = text.replace(form, "***")
-    return text
+    if not secret:
+        return text
+    return _secret_pattern(secret).sub("***", text)
 
 
 def strip_secret(url: str, secret: str | None) -> str:
