@@ -130,34 +130,87 @@ class RegionsFile(_Strict):
 
 
 @lru_cache(maxsize=1024)
-def _selector_error(kind: Literal["css", "xpath"], expr: str) -> str | None:
-    """Why ``expr`` does not compile as a parsel CSS selector or an XPath, or None if it does.
+def _selector_error(kind: Literal["css", "xpath"], expr: str, compiled: bool) -> str | None:
+    """Why ``expr`` is not a valid parsel CSS selector or XPath, or None if it is.
 
-    CSS goes through parsel's translator, so its pseudo-elements ``::text`` and
-    ``::attr(name)`` are allowed, and then lxml compiles the XPath it produced. Cached: the
-    config is parsed on every DAG file parse."""
-    # Imported here: DAG files import this module and lxml is too heavy to load at parse time.
+    ``compiled``: compile it as the crawl will, CSS through parsel's translator (its
+    pseudo-elements ``::text`` and ``::attr(name)`` allowed) and the XPath with lxml. Else a
+    pure-Python check cheap enough for every DAG file parse (lxml and parsel cost ~140 ms to
+    import): cssselect parses and translates the CSS, and an XPath's brackets and quotes must
+    balance. Run time (``get_site``: each task and the crawl itself) always compiles.
+    Cached: the config is read on every parse."""
     from cssselect import SelectorError
-    from lxml import etree
-    from parsel.csstranslator import HTMLTranslator
 
+    what = "CSS selector" if kind == "css" else "XPath"
     try:
-        etree.XPath(HTMLTranslator().css_to_xpath(expr) if kind == "css" else expr)
-    except (SelectorError, etree.XPathError, ValueError) as exc:
-        # XPathSyntaxError is an XPathError; SelectorSyntaxError and ExpressionError are
-        # SelectorErrors.
-        return f"invalid {'CSS selector' if kind == 'css' else 'XPath'} {expr!r}: {exc}"
+        if compiled:
+            from lxml import etree
+            from parsel.csstranslator import HTMLTranslator
+
+            try:
+                etree.XPath(HTMLTranslator().css_to_xpath(expr) if kind == "css" else expr)
+            except etree.XPathError as exc:
+                raise ValueError(str(exc)) from None
+        elif kind == "css":
+            _css_syntax(expr)
+        else:
+            _xpath_balanced(expr)
+    except (SelectorError, ValueError) as exc:
+        return f"invalid {what} {expr!r}: {exc}"
     return None
 
 
+def _css_syntax(expr: str) -> None:
+    """Parse and translate a CSS selector with cssselect alone; parsel's pseudo-elements."""
+    from cssselect import ExpressionError, GenericTranslator, Selector, parse
+    from cssselect.parser import FunctionalPseudoElement
+
+    for selector in parse(expr):
+        pseudo = selector.pseudo_element
+        if isinstance(pseudo, FunctionalPseudoElement):
+            if pseudo.name != "attr" or len(pseudo.arguments) != 1:
+                raise ExpressionError(f"The functional pseudo-element ::{pseudo.name}() is unknown")
+        elif pseudo not in (None, "text"):
+            raise ExpressionError(f"The pseudo-element ::{pseudo} is unknown")
+        GenericTranslator().selector_to_xpath(Selector(selector.parsed_tree))
+
+
+def _xpath_balanced(expr: str) -> None:
+    """Brackets, parentheses and quotes of an XPath balance (outside string literals)."""
+    closing = {"(": ")", "[": "]"}
+    stack: list[str] = []
+    quote = None
+    for char in expr:
+        if quote:
+            quote = None if char == quote else quote
+        elif char in "'\"":
+            quote = char
+        elif char in closing:
+            stack.append(closing[char])
+        elif char in ")]" and (not stack or stack.pop() != char):
+            raise ValueError(f"unexpected {char!r}")
+    if quote:
+        raise ValueError(f"unclosed string literal {quote}")
+    if stack:
+        raise ValueError(f"unclosed {'(' if stack[-1] == ')' else '['!r}")
+    if not expr.strip():
+        raise ValueError("empty")
+
+
 def _check_selector(
-    kind: Literal["css", "xpath"], expr: str | None, *, empty_ok: bool = True
+    kind: Literal["css", "xpath"],
+    expr: str | None,
+    info: ValidationInfo,
+    *,
+    empty_ok: bool = True,
 ) -> str | None:
     """Raise ValueError (pydantic reports it with the field's location) if ``expr`` does not
     compile. None, and "" where ``empty_ok`` (an empty next_page means none, an empty field
-    locator counts as not given), are left to the model's own checks."""
+    locator counts as not given), are left to the model's own checks. The validation
+    context's ``compile_selectors`` (load_site's) chooses lxml or the cheap parse-time check."""
     if expr or (expr is not None and not empty_ok):
-        error = _selector_error(kind, expr)
+        compiled = bool((info.context or {}).get("compile_selectors"))
+        error = _selector_error(kind, expr, compiled)
         if error:
             raise ValueError(error)
     return expr
@@ -177,7 +230,7 @@ class FieldSpec(_Strict):
     @field_validator("css", "xpath")
     @classmethod
     def _compiles(cls, value: str | None, info: ValidationInfo) -> str | None:
-        return _check_selector("css" if info.field_name == "css" else "xpath", value)
+        return _check_selector("css" if info.field_name == "css" else "xpath", value, info)
 
     @model_validator(mode="after")
     def _one_locator(self) -> FieldSpec:
@@ -196,7 +249,7 @@ class HtmlTable(_Strict):
     @field_validator("rows", "next_page")
     @classmethod
     def _compiles(cls, value: str | None, info: ValidationInfo) -> str | None:
-        return _check_selector("css", value, empty_ok=info.field_name == "next_page")
+        return _check_selector("css", value, info, empty_ok=info.field_name == "next_page")
 
 
 class JsonApi(_Strict):
@@ -214,7 +267,7 @@ class ListingDetail(_Strict):
     @field_validator("links", "next_page")
     @classmethod
     def _compiles(cls, value: str | None, info: ValidationInfo) -> str | None:
-        return _check_selector("css", value, empty_ok=info.field_name == "next_page")
+        return _check_selector("css", value, info, empty_ok=info.field_name == "next_page")
 
 
 class Politeness(_Strict):
@@ -468,7 +521,9 @@ def load_regions(path: Path) -> dict[str, Region]:
     return load_regions_file(path).regions
 
 
-def load_site(path: Path, regions: dict[str, Region]) -> Site:
+def load_site(path: Path, regions: dict[str, Region], *, compile_selectors: bool = False) -> Site:
+    """One site file. ``compile_selectors`` compiles every selector with lxml, as the crawl
+    will (run time); without it the check is the cheap one fit for DAG parsing."""
     site_name = path.stem
     data = _read_yaml(path)
     if not isinstance(data, dict):
@@ -479,7 +534,9 @@ def load_site(path: Path, regions: dict[str, Region]) -> Site:
             f"the file name {site_name!r}"
         )
     try:
-        site = Site.model_validate({**data, "name": site_name})
+        site = Site.model_validate(
+            {**data, "name": site_name}, context={"compile_selectors": compile_selectors}
+        )
     except ValidationError as err:
         raise ConfigError(_format_validation_error(path, site_name, err)) from None
     unknown = [r for r in site.regions if r not in regions]
@@ -515,4 +572,5 @@ def get_site(name: str, config_dir: Path | None = None) -> tuple[Site, dict[str,
     """One site and the regions, raising ConfigError if that site is broken (used at run time)."""
     config_dir = Path(config_dir or default_config_dir())
     regions = load_regions(config_dir / "regions.yaml")
-    return load_site(config_dir / "sites" / f"{name}.yaml", regions), regions
+    path = config_dir / "sites" / f"{name}.yaml"
+    return load_site(path, regions, compile_selectors=True), regions

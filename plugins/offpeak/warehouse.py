@@ -250,13 +250,10 @@ def load_partition(
                 tkeys=sql.SQL(", ").join(sql.SQL("t.{}").format(_ident(k)) for k in keys),
             )
         params = {"region": region, "trading_date": trading_date, "run_id": run_id}
-        cur.execute(
-            sql.SQL(
-                "SELECT count(*) FROM {}"
-                " WHERE region = %(region)s AND trading_date = %(trading_date)s"
-            ).format(target),
-            params,
-        )
+        count_partition = sql.SQL(
+            "SELECT count(*) FROM {} WHERE region = %(region)s AND trading_date = %(trading_date)s"
+        ).format(target)
+        cur.execute(count_partition, params)
         (existing,) = cur.fetchone()
         all_cols = [*fields, "source_url"]
         non_key = [c for c in all_cols if c not in keys]
@@ -308,13 +305,7 @@ def load_partition(
             else:
                 cur.execute(sql.SQL("DELETE") + gone, params)
                 deleted = cur.rowcount
-        cur.execute(
-            sql.SQL(
-                "SELECT count(*) FROM {}"
-                " WHERE region = %(region)s AND trading_date = %(trading_date)s"
-            ).format(target),
-            params,
-        )
+        cur.execute(count_partition, params)
         (partition_rows,) = cur.fetchone()
         unchanged = partition_rows - inserted - updated
         checks = quality.check_partition(cur, site, region, trading_date, schema, complete=complete)

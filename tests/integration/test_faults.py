@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+from test_quality import output, xcom
+from test_quality import task_states as states
 
 from offpeak.devenv import REPO
 
@@ -44,6 +46,12 @@ FAULT_SITES = {
     "flaky_503": {"quality": {"max_http_errors": 10}},
     "flaky_reset": {"quality": {"max_error_count": 0}},
     "slow": {},
+    # The retry_after route again, for a site whose cap (1 s) is below the 2 s it asks for.
+    "retry_after_capped": {
+        "route": "retry_after",
+        "politeness": {"max_retry_after_seconds": 1},
+        "dag": {"retry_delay_seconds": 1},
+    },
 }
 
 
@@ -62,7 +70,8 @@ def fault_config(tmp_path_factory):
         shipped.unlink()
     for fault, overrides in FAULT_SITES.items():
         data = {**equities, "regions": [REGION]}
-        data["start_urls"] = [f"/faults/{fault}/equities/{{region}}/{{trading_date}}/quotes?page=1"]
+        route = overrides.pop("route", fault)
+        data["start_urls"] = [f"/faults/{route}/equities/{{region}}/{{trading_date}}/quotes?page=1"]
         for section, values in overrides.items():
             data[section] = {**data.get(section, {}), **values}
         (config / "sites" / f"{site_name(fault)}.yaml").write_text(yaml.safe_dump(data))
@@ -152,33 +161,12 @@ def partition(warehouse, table: str) -> list[tuple]:
     ).fetchall()
 
 
-def states(run) -> dict[str, str]:
-    return {ti.task_id: ti.state for ti in run.get_task_instances()}
-
-
-def xcom(pg, run, task_id: str) -> dict:
-    import psycopg
-
-    with psycopg.connect(pg.uri("airflow")) as conn:
-        row = conn.execute(
-            "SELECT value::text FROM xcom WHERE dag_id = %s AND run_id = %s AND task_id = %s "
-            "AND key = 'return_value'",
-            (run.dag_id, run.run_id, task_id),
-        ).fetchone()
-    return json.loads(row[0]) if row else {}
-
-
 def last_audit(warehouse, fault: str) -> tuple:
     return warehouse.execute(
         "SELECT run_id, rows_deleted, complete FROM scraped.load_audit WHERE site = %s "
         "ORDER BY id DESC LIMIT 1",
         (site_name(fault),),
     ).fetchone()
-
-
-def output(capfd, caplog) -> str:
-    captured = capfd.readouterr()
-    return captured.out + captured.err + caplog.text
 
 
 def dead_letters(pg, run) -> list[dict]:
@@ -319,6 +307,29 @@ def test_a_retry_after_above_the_cap_fails_with_the_time_asked(
         "3,600 s (Retry-After), above politeness.max_retry_after_seconds 60"
     ) in text
     assert "answered 429 with Retry-After 3600" in text
+
+
+def test_the_retry_after_a_wait_above_the_cap_starts_no_earlier_than_asked(
+    fault_site, pg, warehouse, session_env, capfd, caplog
+):
+    """The site asks for 2 s on each page's first request, the cap is 1 s: the first try ends
+    the crawl at page 2, waits (deferred) until the site's time, then fails; the retry asks
+    for page 2 no earlier than the site allowed (and is stopped the same way at page 3)."""
+    run, before, after = fault_site("retry_after_capped", retries=1)
+    assert run.state == "failed", states(run)
+    (scrape,) = [ti for ti in run.get_task_instances() if ti.task_id == "scrape"]
+    assert scrape.try_number == 2
+    assert after == before
+    times = session_env["server"].fault_times
+    (key,) = [k for k in times if "/retry_after/" in k and k.endswith("page=2")]
+    first, second = times[key][:2]
+    assert second - first >= 1.9, f"the retry asked page 2 again after {second - first:.2f} s"
+    text = output(capfd, caplog)
+    assert (
+        "the site asked to wait 2 s (Retry-After), above politeness.max_retry_after_seconds 1"
+        in text
+    )
+    assert "when the site allows, and the task's retry follows" in text
 
 
 # ------------------------------------------------------------ failures that name their cause

@@ -283,13 +283,26 @@ def test_invalid_xpath_in_field(config_dir):
     path = write_site(
         config_dir, "quotes", html_site(fields={"volume": {"type": "int", "xpath": bad}})
     )
+    # DAG parsing: the cheap check (lxml stays out of the parse).
     assert_only_error(
         load_project(config_dir),
         path,
         "fields.volume.xpath",
-        f"invalid XPath {bad!r}",
-        "Invalid predicate",  # lxml's own message
+        f"invalid XPath {bad!r}: unclosed '['",
     )
+    # Run time (each task, the crawl): lxml compiles it, with its own message.
+    with pytest.raises(ConfigError) as err:
+        get_site("quotes", config_dir)
+    assert "fields.volume.xpath" in str(err.value)
+    assert f"invalid XPath {bad!r}: Invalid predicate" in str(err.value)
+
+
+def test_an_xpath_only_lxml_rejects_fails_at_run_time(config_dir):
+    bad = "./td[@class='x']||"  # balanced, but not XPath
+    write_site(config_dir, "quotes", html_site(fields={"volume": {"type": "int", "xpath": bad}}))
+    assert "quotes" in load_project(config_dir).sites  # the parse-time check lets it through
+    with pytest.raises(ConfigError, match=r"fields\.volume\.xpath.*invalid XPath"):
+        get_site("quotes", config_dir)
 
 
 def test_invalid_html_table_rows(config_dir):
