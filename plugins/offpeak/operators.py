@@ -433,6 +433,8 @@ class ScrapeOperator(BaseOperator):
             ),
             "PYTHONUNBUFFERED": "1",
             **({contract.API_KEY_ENV: self._api_key} if self._api_key else {}),
+            # The crawl ties its life to this process (offpeak.scraping.lifeline).
+            contract.PARENT_PID_ENV: str(os.getpid()),
         }
         self._proc = subprocess.Popen(
             cmd,
@@ -444,7 +446,6 @@ class ScrapeOperator(BaseOperator):
             encoding="utf-8",
             errors="replace",
             start_new_session=True,  # on_kill signals the whole group
-            preexec_fn=_die_with_parent(os.getpid()),
         )
         watchdog = None
         if timeout is not None:
@@ -485,25 +486,6 @@ class ScrapeOperator(BaseOperator):
                 continue
             except ProcessLookupError:
                 return
-
-
-def _die_with_parent(parent: int):
-    """A preexec_fn: the crawl gets SIGKILL when the task process dies, by any signal (Linux's
-    PR_SET_PDEATHSIG); its own session still lets on_kill signal the whole group. Nothing is
-    lost: an orphaned crawl's feed is never published."""
-    import ctypes
-
-    try:
-        prctl = ctypes.CDLL("libc.so.6", use_errno=True).prctl
-    except OSError:  # not Linux: on_kill still stops the crawl when the task is stopped
-        return None
-
-    def preexec() -> None:
-        prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-        if os.getppid() != parent:  # the task died before prctl took effect
-            os._exit(1)
-
-    return preexec
 
 
 def _first_line(exc: BaseException) -> str:

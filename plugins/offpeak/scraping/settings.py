@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import os
 
+from offpeak.scraping.lifeline import die_with_parent
+
+# Read first thing by `scrapy crawl`: from here on the crawl cannot outlive its task.
+die_with_parent()
+
 BOT_NAME = "offpeak"
 SPIDER_MODULES = ["offpeak.scraping.spiders"]
 NEWSPIDER_MODULE = "offpeak.scraping.spiders"
