@@ -121,8 +121,8 @@ def gate(site: Any, region_name: str, context: Any, log: Any) -> None:
     """At the start of a crawl: raise AirflowSkipException while the site's breaker is open.
 
     After the cooldown the breaker is half-open: this run crawls, and its ``record`` closes
-    the breaker or opens it again. ``{"ignore_breaker": true}`` in the run's params crawls
-    regardless.
+    the breaker or opens it again. ``{"ignore_breaker": true}`` in the run's params closes it
+    and crawls.
     """
     from offpeak.params import run_param
 
@@ -141,6 +141,10 @@ def gate(site: Any, region_name: str, context: Any, log: Any) -> None:
             "Circuit breaker for site %s is open (%d failed crawls, last: %s), bypassed by "
             "%s=true: crawling now", name, state["failures"], _describe_last(state), PARAM,
         )  # fmt: skip
+        # An explicit manual run closes it: the operator has looked, the count starts again.
+        closed = {"failures": 0, "opened_at": None, "last_failure": state.get("last_failure")}
+        if write(name, closed, log):
+            log.info("Circuit breaker for site %s closed by %s=true", name, PARAM)
         return
     if _now() >= until:
         log.info(

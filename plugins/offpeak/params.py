@@ -63,9 +63,9 @@ def scrape_params(site: Any) -> dict[str, Any]:
             False,
             type="boolean",
             title="Ignore the circuit breaker",
-            description="Crawl even while the site's circuit breaker is open (after "
-            "repeated failed crawls its runs are skipped for a cooldown). A successful crawl "
-            "closes the breaker; a failed one counts as usual.",
+            description="Close the site's circuit breaker and crawl, even while it is open "
+            "(after repeated failed crawls its runs are skipped for a cooldown). A failed crawl "
+            "then counts again from one.",
         ),
     }
 
