@@ -95,15 +95,10 @@ def check_crawl(site: Site, stats: dict[str, Any], items: int) -> list[Check]:
 def http_errors(stats: dict[str, Any]) -> dict[int, int]:
     """``{status: responses}`` for statuses >= 400 other than 404, from Scrapy's stats. A 429
     or 503 with Retry-After that was waited out is throttling, not an error: not counted."""
-    from offpeak.scraping.contract import throttled
+    from offpeak.scraping.contract import THROTTLED_PREFIX, by_status
 
-    waited = throttled(stats)
-    by_status = {
-        int(key.removeprefix(STATUS_STAT)): int(count)
-        for key, count in stats.items()
-        if key.startswith(STATUS_STAT) and key.removeprefix(STATUS_STAT).isdigit()
-    }
-    errors = {c: n - waited.get(c, 0) for c, n in sorted(by_status.items())}
+    waited = by_status(stats, THROTTLED_PREFIX)
+    errors = {c: n - waited.get(c, 0) for c, n in by_status(stats, STATUS_STAT).items()}
     return {c: n for c, n in errors.items() if c >= 400 and c not in HTTP_IGNORED and n > 0}
 
 

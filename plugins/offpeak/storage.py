@@ -48,9 +48,19 @@ def partition(stage: str, site: str, region: str, trading_date: date, key: str):
     )
 
 
+def is_local(path: ObjectStoragePath) -> bool:
+    """A path on this machine's disk (``file://``), where a publish is a rename."""
+    return path.protocol in ("file", "local", "")
+
+
+def sibling(path: ObjectStoragePath, suffix: str, new_suffix: str) -> ObjectStoragePath:
+    """``<dir>/<name without suffix><new_suffix>``: a file that travels with ``path``."""
+    return path.parent / (path.name.removesuffix(suffix) + new_suffix)
+
+
 def dead_letters_path(raw: ObjectStoragePath) -> ObjectStoragePath:
     """Beside the raw feed: ``<key>.dead_letters.jsonl``, every failed or refused request."""
-    return raw.parent / (raw.name.removesuffix(STAGES["raw"]) + ".dead_letters.jsonl")
+    return sibling(raw, STAGES["raw"], ".dead_letters.jsonl")
 
 
 def temp_area() -> Path:
@@ -58,7 +68,7 @@ def temp_area() -> Path:
     data root is local (a publish is then a rename), else ``offpeak-tmp`` in the system's
     temporary folder."""
     root = data_root()
-    if root.protocol in ("file", "local", ""):
+    if is_local(root):
         area = Path(root.path) / "tmp"
     else:
         area = Path(tempfile.gettempdir()) / "offpeak-tmp"
@@ -101,7 +111,7 @@ def from_uri(uri: str) -> ObjectStoragePath:
 
 def publish(local_file: Path, dest: ObjectStoragePath) -> None:
     """Move a finished local file to ``dest`` so readers see all of it or nothing."""
-    if dest.protocol in ("file", "local", ""):
+    if is_local(dest):
         target = Path(dest.path)
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
@@ -121,8 +131,7 @@ def atomic_writer(dest: ObjectStoragePath, mode: str = "w") -> Iterator[IO]:
     """Write to a local temporary file, then publish it to ``dest``; nothing on failure."""
     # Beside a local destination (the publish is then a rename, and a killed task leaves its
     # partial file there, hidden, never in the system's temp folder); else the system's.
-    local_dest = dest.protocol in ("file", "local", "")
-    folder = Path(dest.path).parent if local_dest else None
+    folder = Path(dest.path).parent if is_local(dest) else None
     if folder is not None:
         folder.mkdir(parents=True, exist_ok=True)
     fd, name = tempfile.mkstemp(prefix=".offpeak-", suffix=dest.suffix, dir=folder)

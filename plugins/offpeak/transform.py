@@ -72,7 +72,9 @@ def rejected_key(site: Site, record: dict[str, Any]) -> list[Any] | None:
 
 def kept_keys_path(rejects):
     """Beside the rejects file: the natural keys of rejected records (CSV), for the load."""
-    return rejects.parent / (rejects.name.removesuffix(".jsonl") + ".keys.csv")
+    from offpeak.storage import STAGES, sibling
+
+    return sibling(rejects, STAGES["rejects"], ".keys.csv")
 
 
 def transform_file(site: Site, raw, clean, rejects) -> dict[str, Any]:

@@ -244,6 +244,18 @@ class AlertReceiver:
 
 
 @pytest.fixture
+def schema(monkeypatch, warehouse):
+    """A warehouse schema of the test's own (OFFPEAK_WAREHOUSE_SCHEMA): its loads and their
+    row-count baselines never meet another test's."""
+    import uuid
+
+    name = f"t_{uuid.uuid4().hex[:8]}"
+    monkeypatch.setenv("OFFPEAK_WAREHOUSE_SCHEMA", name)
+    yield name
+    warehouse.execute(f"DROP SCHEMA IF EXISTS {name} CASCADE")
+
+
+@pytest.fixture
 def stack_warehouse(stack):
     """A psycopg connection (autocommit) to the warehouse the stack's runs load."""
     import psycopg

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -22,15 +21,6 @@ DAG_ID = "scrape__fx_rates__americas"
 KEY = variable_key("fx_rates")
 # XNYS trading days (Mon 1 June 2026 onwards) no other test crawls.
 DAYS = ["2026-06-01", "2026-06-02", "2026-06-03", "2026-06-05", "2026-06-08", "2026-06-09"]
-
-
-@pytest.fixture
-def schema(monkeypatch, warehouse):
-    """A warehouse schema of the test's own."""
-    name = f"b_{uuid.uuid4().hex[:8]}"
-    monkeypatch.setenv("OFFPEAK_WAREHOUSE_SCHEMA", name)
-    yield name
-    warehouse.execute(f"DROP SCHEMA IF EXISTS {name} CASCADE")
 
 
 class BreakerVariable:

@@ -23,16 +23,6 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def schema(monkeypatch, warehouse):
-    """A warehouse schema of the test's own: the runs' loads and their row-count baselines
-    never meet another test's."""
-    name = f"q_{uuid.uuid4().hex[:8]}"
-    monkeypatch.setenv("OFFPEAK_WAREHOUSE_SCHEMA", name)
-    yield name
-    warehouse.execute(f"DROP SCHEMA IF EXISTS {name} CASCADE")
-
-
-@pytest.fixture
 def config_copy(tmp_path: Path, monkeypatch):
     """``make(site, **quality)``: a copy of include/config with the site's quality section
     changed, read by the runs' tasks (OFFPEAK_CONFIG_DIR)."""

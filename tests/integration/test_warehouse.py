@@ -31,14 +31,6 @@ SITE = {
 }
 
 
-@pytest.fixture
-def schema(monkeypatch, warehouse):
-    name = f"t_{uuid.uuid4().hex[:8]}"
-    monkeypatch.setenv("OFFPEAK_WAREHOUSE_SCHEMA", name)
-    yield name
-    warehouse.execute(f"DROP SCHEMA IF EXISTS {name} CASCADE")
-
-
 def make_site(tmp_path: Path, **changes):
     path = tmp_path / "prices.yaml"
     path.write_text(yaml.safe_dump({**SITE, **changes}))

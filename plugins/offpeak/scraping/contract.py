@@ -38,13 +38,16 @@ def incomplete_causes(stats: dict) -> dict[str, int]:
     }
 
 
-def throttled(stats: dict) -> dict[int, int]:
-    """``{status: responses}`` that were throttling honoured with Retry-After, not errors."""
-    return {
-        int(key.removeprefix(THROTTLED_PREFIX)): int(n)
+def by_status(stats: dict, prefix: str) -> dict[int, int]:
+    """``{status: count}`` from the stats ``<prefix><status>``, sorted by status: Scrapy's
+    ``downloader/response_status_count/``, or THROTTLED_PREFIX (429/503 answers whose
+    Retry-After was waited out: throttling, not errors)."""
+    counts = {
+        int(key.removeprefix(prefix)): int(n)
         for key, n in stats.items()
-        if key.startswith(THROTTLED_PREFIX) and key.removeprefix(THROTTLED_PREFIX).isdigit()
+        if key.startswith(prefix) and key.removeprefix(prefix).isdigit()
     }
+    return dict(sorted(counts.items()))
 
 
 def secret_forms(secret: str | None) -> list[str]:
