@@ -19,7 +19,7 @@ $(STAMP): requirements.txt
 	touch $(STAMP)
 
 run: $(STAMP)  ## start PostgreSQL, the demo sites and Airflow; run every DAG once
-	$(PY) -m offpeak.devenv run $(RUN_ARGS)
+	$(PY) -m dev.devenv run $(RUN_ARGS)
 
 test: $(STAMP) $(CHROMIUM)  ## lint, then unit + integration + DAG integrity tests
 	$(VENV)/bin/ruff check .
@@ -35,7 +35,7 @@ $(CHROMIUM):
 	DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium fonts-liberation
 
 counts: $(STAMP)  ## rows per site and region in the `make run` warehouse
-	$(PY) -m offpeak.devenv counts
+	$(PY) -m dev.devenv counts
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -6,7 +6,7 @@ from typing import ClassVar
 
 from airflow.plugins_manager import AirflowPlugin
 
-from offpeak.timetable import GlobalTradingDayTimetable, OffPeakTimetable
+from offpeak.schedule.timetable import GlobalTradingDayTimetable, OffPeakTimetable
 
 
 class OffPeakPlugin(AirflowPlugin):

@@ -47,8 +47,8 @@ def pytest_configure(config: pytest.Config) -> None:
             "Airflow was imported before tests/conftest.py set its environment (it would use "
             "~/airflow/airflow.db): a conftest.py imports it at module level; import it lazily."
         )
-    from offpeak.devenv import airflow_env
-    from offpeak.localpg import LocalPostgres
+    from dev.devenv import airflow_env
+    from dev.localpg import LocalPostgres
 
     state = Path(tempfile.mkdtemp(prefix="offpeak-test-"))
     pg = LocalPostgres(state / "pg", free_port()).start()
@@ -58,7 +58,7 @@ def pytest_configure(config: pytest.Config) -> None:
     demo_url = f"http://127.0.0.1:{server.server_address[1]}"
     env = airflow_env(state, pg, demo_url, api_port=free_port())
     # dag.test() in Airflow 3.3.2 crashes on a DAG with a Deadline Alert (see
-    # offpeak.deadlines); the scheduler stack (tests/integration/conftest.py) turns them on.
+    # offpeak.alerts.deadlines); the scheduler stack (tests/integration/conftest.py) turns them on.
     env["OFFPEAK_DEADLINE_ALERTS"] = "false"
     os.environ.update(env)
     _session.update(state=state, pg=pg, server=server, demo_url=demo_url, env=env)

@@ -1,4 +1,4 @@
--- Rollup statements, one per `-- name:` section, run by offpeak.rollups.
+-- Rollup statements, one per `-- name:` section, run by offpeak.rollups.summaries.
 -- {schema} is the warehouse schema; {site_table} and {column} are quoted identifiers;
 -- %(...)s are parameters.
 

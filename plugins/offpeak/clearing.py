@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import date
 
 from offpeak.config import Project, load_project
-from offpeak.rollups import rollup_clock
+from offpeak.rollups.summaries import rollup_clock
 
 
 @dataclass(frozen=True)

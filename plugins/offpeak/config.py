@@ -85,7 +85,7 @@ class Region(_Strict):
     @field_validator("exchange")
     @classmethod
     def _known_calendar(cls, value: str) -> str:
-        from offpeak.calendars import check_exchange
+        from offpeak.schedule.calendars import check_exchange
 
         return check_exchange(value)  # UnknownExchange is a ValueError: pydantic reports it
 
@@ -320,8 +320,9 @@ class Range(_Strict):
 
 
 class Quality(_Strict):
-    """Checks that fail a run: on the crawl's stats (offpeak.quality.check_crawl) and on the
-    loaded partition, inside the load's transaction (offpeak.quality.check_partition)."""
+    """Checks that fail a run: on the crawl's stats (offpeak.pipeline.quality.check_crawl) and
+    on the loaded partition, inside the load's transaction
+    (offpeak.pipeline.quality.check_partition)."""
 
     max_reject_ratio: Annotated[float, Field(ge=0, le=1)] = 0.2
     min_items: Annotated[int, Field(ge=0)] = 1

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import yaml
 
 from offpeak.config import Alerts, ConfigError, Project, Region, Site, load_project
-from offpeak.rollups import GLOBAL, rollup_dag_id
+from offpeak.rollups.summaries import GLOBAL, rollup_dag_id
 
 if TYPE_CHECKING:
     from airflow.sdk import DAG
@@ -56,15 +56,15 @@ def build_scrape_dag(site: Site, region: Region, alerts: Alerts | None = None) -
     from airflow.providers.standard.sensors.external_task import ExternalTaskMarker
     from airflow.sdk import DAG
 
-    from offpeak import tasks
-    from offpeak.alerts import FailureNotifier
-    from offpeak.deadlines import deadline_alert
-    from offpeak.lineage import table_asset
-    from offpeak.operators import ScrapeOperator
+    from offpeak.alerts.deadlines import deadline_alert
+    from offpeak.alerts.notifier import FailureNotifier
+    from offpeak.crawl.operator import ScrapeOperator
     from offpeak.params import scrape_params
+    from offpeak.pipeline import tasks
     from offpeak.pools import pool_name
-    from offpeak.rollups import rollup_logical_date
-    from offpeak.timetable import OffPeakTimetable
+    from offpeak.rollups.summaries import rollup_logical_date
+    from offpeak.schedule.timetable import OffPeakTimetable
+    from offpeak.warehouse.assets import table_asset
 
     alerts = alerts or Alerts()
     settings = site.dag
@@ -121,7 +121,7 @@ def build_scrape_dag(site: Site, region: Region, alerts: Alerts | None = None) -
 
 
 def _rollup_args(project: Project) -> dict:
-    from offpeak.alerts import FailureNotifier
+    from offpeak.alerts.notifier import FailureNotifier
 
     return {
         "owner": "data-engineering",
@@ -131,7 +131,7 @@ def _rollup_args(project: Project) -> dict:
 
 
 def _window_seconds(region: Region) -> int:
-    from offpeak.deadlines import window_length
+    from offpeak.alerts.deadlines import window_length
 
     return int(window_length(region).total_seconds())
 
@@ -144,10 +144,10 @@ def build_region_rollup_dag(project: Project, region: Region) -> DAG:
     from airflow.providers.standard.sensors.external_task import ExternalTaskMarker
     from airflow.sdk import DAG, TaskGroup
 
-    from offpeak.lineage import REGION_ROLLUP_TABLES, table_asset
     from offpeak.params import rollup_params
-    from offpeak.rollups import rollup_logical_date, summarize_region
-    from offpeak.timetable import OffPeakTimetable
+    from offpeak.rollups.summaries import rollup_logical_date, summarize_region
+    from offpeak.schedule.timetable import OffPeakTimetable
+    from offpeak.warehouse.assets import REGION_ROLLUP_TABLES, table_asset
 
     cfg = project.rollups
     sites = project.sites_of(region.name)
@@ -195,7 +195,7 @@ def build_region_rollup_dag(project: Project, region: Region) -> DAG:
 def _wait_for(cfg, task_id: str, **target):
     """A rollup's sensor on one upstream: deferrable (the triggerer polls, no worker slot is
     held), failing as soon as the upstream fails, soft_fail from the config."""
-    from offpeak.rollups import TradingDateSensor
+    from offpeak.rollups.summaries import TradingDateSensor
 
     return TradingDateSensor(
         task_id=task_id,
@@ -212,7 +212,7 @@ def _verdict():
     """The rollup's last task: fails the run when an input failed (see check_inputs)."""
     from airflow.providers.standard.operators.python import PythonOperator
 
-    from offpeak.rollups import check_inputs
+    from offpeak.rollups.summaries import check_inputs
 
     return PythonOperator(
         task_id="check_inputs", python_callable=check_inputs, retries=0
@@ -226,10 +226,10 @@ def build_global_rollup_dag(project: Project) -> DAG:
     from airflow.providers.standard.operators.python import PythonOperator
     from airflow.sdk import DAG, TaskGroup
 
-    from offpeak.lineage import GLOBAL_ROLLUP_TABLE, REGION_ROLLUP_TABLES, table_asset
     from offpeak.params import rollup_params
-    from offpeak.rollups import summarize_global
-    from offpeak.timetable import GlobalTradingDayTimetable
+    from offpeak.rollups.summaries import summarize_global
+    from offpeak.schedule.timetable import GlobalTradingDayTimetable
+    from offpeak.warehouse.assets import GLOBAL_ROLLUP_TABLE, REGION_ROLLUP_TABLES, table_asset
 
     cfg = project.rollups
     regions = project.rolled_up_regions()

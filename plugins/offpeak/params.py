@@ -77,7 +77,7 @@ def rollup_params() -> dict[str, Any]:
 
 def run_param(context: Any, key: str, default: Any = None) -> Any:
     """A run's parameter: the validated Params (conf merged in), else the raw conf."""
-    from offpeak.tradingtime import run_conf
+    from offpeak.schedule.tradingtime import run_conf
 
     params = context.get("params") or {}
     if key in params and params[key] is not None:

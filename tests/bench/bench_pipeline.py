@@ -46,11 +46,11 @@ def main() -> None:
     from airflow.sdk import ObjectStoragePath
     from conftest import free_port, load_demo_server
 
+    from dev.localpg import LocalPostgres
     from offpeak.config import get_site
-    from offpeak.localpg import LocalPostgres
-    from offpeak.operators import ScrapeOperator
-    from offpeak.transform import transform_file
-    from offpeak.warehouse import load_partition
+    from offpeak.crawl.operator import ScrapeOperator
+    from offpeak.pipeline.transform import transform_file
+    from offpeak.warehouse.load import load_partition
 
     site, _ = get_site("equities")
     results = []

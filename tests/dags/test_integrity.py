@@ -12,7 +12,7 @@ import pytest
 
 from offpeak.config import load_project
 from offpeak.factory import dag_id_for
-from offpeak.rollups import rollup_dag_id
+from offpeak.rollups.summaries import rollup_dag_id
 
 PROJECT = load_project()
 EXPECTED = sorted(dag_id_for(s.name, r.name) for s, r in PROJECT.pairs())
@@ -96,7 +96,7 @@ def test_plugins_manager_imports_only_the_plugin_module():
     """Airflow imports every .py under plugins/ as a top-level module unless .airflowignore'd."""
     from airflow._shared.module_loading import find_path_from_directory
 
-    from offpeak.devenv import REPO
+    from dev.devenv import REPO
 
     files = find_path_from_directory(str(REPO / "plugins"), ".airflowignore", "glob")
     assert sorted(Path(f).name for f in files if f.endswith(".py")) == ["offpeak_plugin.py"]
@@ -104,7 +104,7 @@ def test_plugins_manager_imports_only_the_plugin_module():
 
 @pytest.mark.parametrize("region", [r.name for r in PROJECT.rolled_up_regions()])
 def test_region_rollup_waits_for_every_site_of_its_region(dagbag, region):
-    from offpeak.tradingtime import RegionClock
+    from offpeak.schedule.tradingtime import RegionClock
 
     dag = dagbag.get_dag(rollup_dag_id(region))
     sites = [s.name for s in PROJECT.sites_of(region)]

@@ -19,8 +19,8 @@ from zoneinfo import ZoneInfo
 import pytest
 import yaml
 
+from dev.devenv import REPO, Processes, admin_password
 from offpeak.config import load_project
-from offpeak.devenv import REPO, Processes, admin_password
 
 COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
 

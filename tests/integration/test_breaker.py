@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from offpeak.breaker import variable_key
-from offpeak.devenv import REPO
+from dev.devenv import REPO
+from offpeak.crawl.breaker import variable_key
 
 pytestmark = pytest.mark.integration
 

@@ -20,7 +20,7 @@ import yaml
 from test_quality import output, xcom
 from test_quality import task_states as states
 
-from offpeak.devenv import REPO
+from dev.devenv import REPO
 
 pytestmark = pytest.mark.integration
 DAY = date(2026, 3, 3)  # a Tuesday, a London trading day
@@ -97,7 +97,7 @@ def fault_dags(fault_config, airflow_db):
 def good_feed(fault_config, demo_url, tmp_path_factory):
     """The equities pages of DAY crawled from the plain (fault-free) route: the good rows."""
     from offpeak.config import get_site
-    from offpeak.operators import ScrapeOperator
+    from offpeak.crawl.operator import ScrapeOperator
 
     shipped = REPO / "include/config"
     site, _ = get_site("equities", shipped)
@@ -123,8 +123,8 @@ def fault_site(fault_config, fault_dags, good_feed, pg, warehouse, session_env, 
         from airflow.sdk import ObjectStoragePath
 
         from offpeak.config import get_site
-        from offpeak.transform import transform_file
-        from offpeak.warehouse import ensure_schema, load_partition
+        from offpeak.pipeline.transform import transform_file
+        from offpeak.warehouse.load import ensure_schema, load_partition
 
         name = site_name(fault)
         with psycopg.connect(pg.uri("warehouse")) as conn:
@@ -420,7 +420,7 @@ def test_a_killed_task_takes_its_crawl_with_it(fault_config, fault_dags, session
     its crawl of a slow site (2 s a page) is under way: the crawl is gone within seconds, no
     feed was published or left outside the data root's temp area, and the next crawl clears
     the dead one's folder."""
-    from offpeak import storage
+    from offpeak.pipeline import storage
 
     site = site_name("slow")
     env = {**os.environ, "OFFPEAK_CONFIG_DIR": str(fault_config)}

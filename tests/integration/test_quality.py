@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from dev.devenv import REPO
 from offpeak.config import get_site
-from offpeak.devenv import REPO
-from offpeak.quality import QualityCheckFailed
-from offpeak.warehouse import load_partition
+from offpeak.pipeline.quality import QualityCheckFailed
+from offpeak.warehouse.load import load_partition
 
 pytestmark = pytest.mark.integration
 
@@ -90,7 +90,7 @@ def load_directly(pg, site_name: str, region: str, day: str, rows: list[dict], t
     """Load a clean CSV written here, the way the load task does (checks included)."""
     import psycopg
 
-    from offpeak.transform import clean_columns
+    from offpeak.pipeline.transform import clean_columns
 
     site, _ = get_site(site_name)
     path = tmp_path / f"{uuid.uuid4().hex}.csv"

@@ -11,7 +11,7 @@ import pytest
 
 from offpeak.config import load_project
 from offpeak.factory import dag_id_for
-from offpeak.rollups import GLOBAL, rollup_dag_id
+from offpeak.rollups.summaries import GLOBAL, rollup_dag_id
 
 pytestmark = pytest.mark.integration
 

@@ -11,7 +11,7 @@ import pytest
 import yaml
 from test_pipeline import partition, run_dag
 
-from offpeak.devenv import REPO
+from dev.devenv import REPO
 
 pytestmark = pytest.mark.integration
 

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from offpeak.config import get_site
-from offpeak.operators import ScrapeOperator
+from offpeak.crawl import operator
+from offpeak.crawl.operator import ScrapeOperator
 
 pytestmark = pytest.mark.integration
 
@@ -82,9 +83,8 @@ def test_on_kill_stops_the_crawl_subprocess(hanging_site, tmp_path: Path):
 def test_a_crawl_still_running_after_its_window_is_stopped(hanging_site, tmp_path, monkeypatch):
     """Scrapy's own timeout waits for requests in flight (here: forever); the operator stops the
     crawl a grace period after the window's end, and says it was the window."""
-    from offpeak import operators
 
-    monkeypatch.setattr(operators, "WINDOW_GRACE_SECONDS", 1.0)
+    monkeypatch.setattr(operator, "WINDOW_GRACE_SECONDS", 1.0)
     site, _ = get_site("equities")
     op = ScrapeOperator(task_id="scrape", site="equities", region="europe")
     started = time.monotonic()

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from offpeak.scraping.contract import redact
+from offpeak.crawl.contract import redact
 
 pytestmark = pytest.mark.integration
 DAG_ID = "scrape__funds__oceania"  # the stack's funds start URL carries the key (api_key=...)

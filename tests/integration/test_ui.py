@@ -27,7 +27,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page, expect, sync_playwright
 
-from offpeak.devenv import REPO
+from dev.devenv import REPO
 
 pytestmark = pytest.mark.integration
 

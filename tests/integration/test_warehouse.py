@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from offpeak.config import load_site
-from offpeak.warehouse import LoadCountMismatch, SchemaMismatch, load_partition
+from offpeak.warehouse.load import LoadCountMismatch, SchemaMismatch, load_partition
 
 pytestmark = pytest.mark.integration
 DAY = date(2026, 11, 20)
@@ -65,7 +65,7 @@ TEN = [f"K{i},{i},u,{i}" for i in range(10)]
 
 
 def test_a_load_that_would_delete_too_much_changes_nothing(pg, warehouse, schema, tmp_path):
-    from offpeak.quality import QualityCheckFailed
+    from offpeak.pipeline.quality import QualityCheckFailed
 
     site = make_site(tmp_path)  # max_delete_ratio 10% by default, on_excess_delete: fail
     load(pg, site, clean_file(tmp_path, TEN), 10)

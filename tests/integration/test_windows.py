@@ -12,9 +12,9 @@ from zoneinfo import ZoneInfo
 import pytest
 import yaml
 
+from dev.devenv import REPO
 from offpeak.config import load_project
-from offpeak.devenv import REPO
-from offpeak.tradingtime import RegionClock
+from offpeak.schedule.tradingtime import RegionClock
 
 pytestmark = pytest.mark.integration
 REGIONS = load_project().regions

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import subprocess
 
-from offpeak.devenv import write_cli_env
+from dev.devenv import write_cli_env
 
 
 def test_cli_env_file_sets_the_stack_settings_when_sourced(tmp_path):

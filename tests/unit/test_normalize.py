@@ -7,7 +7,7 @@ from decimal import Decimal
 
 import pytest
 
-from offpeak.normalize import FieldError, to_date, to_datetime, to_decimal, to_int, to_text
+from offpeak.pipeline.normalize import FieldError, to_date, to_datetime, to_decimal, to_int, to_text
 
 
 @pytest.mark.parametrize(

@@ -9,8 +9,8 @@ import pytest
 from airflow.timetables.base import TimeRestriction
 
 from offpeak.config import load_project
-from offpeak.rollups import GLOBAL, TradingDateSensor, rollup_clock, rollup_logical_date
-from offpeak.timetable import GlobalTradingDayTimetable, OffPeakTimetable
+from offpeak.rollups.summaries import GLOBAL, TradingDateSensor, rollup_clock, rollup_logical_date
+from offpeak.schedule.timetable import GlobalTradingDayTimetable, OffPeakTimetable
 
 PROJECT = load_project()
 REGIONS = [r.name for r in PROJECT.rolled_up_regions()]

@@ -7,10 +7,10 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 from airflow.timetables.base import DataInterval, TimeRestriction
 
-from offpeak import timetable as timetable_module
 from offpeak.config import load_project
-from offpeak.timetable import OffPeakTimetable
-from offpeak.tradingtime import RegionClock
+from offpeak.schedule import timetable as timetable_module
+from offpeak.schedule.timetable import OffPeakTimetable
+from offpeak.schedule.tradingtime import RegionClock
 
 REGIONS = load_project().regions
 YEAR = 2027
@@ -105,7 +105,7 @@ def test_serialize_round_trips_through_airflow():
 
     tt = OffPeakTimetable.for_region(REGIONS["oceania"], catchup_days=3)
     encoded = encode_timetable(tt)
-    assert encoded["__type"] == "offpeak.timetable.OffPeakTimetable"
+    assert encoded["__type"] == "offpeak.schedule.timetable.OffPeakTimetable"
     back = decode_timetable(encoded)
     assert back == tt and back.serialize() == tt.serialize()
     assert back.summary == "XASX trading days, off-peak 17:30–09:00 Australia/Sydney"

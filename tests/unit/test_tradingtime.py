@@ -8,9 +8,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from offpeak.calendars import UnknownExchange, get_calendar
 from offpeak.config import Region, load_project
-from offpeak.tradingtime import (
+from offpeak.schedule.calendars import UnknownExchange, get_calendar
+from offpeak.schedule.tradingtime import (
     NotATradingDay,
     RegionClock,
     ignore_window,

@@ -10,7 +10,7 @@ import pytest
 from airflow.sdk import ObjectStoragePath
 
 from offpeak.config import Quality, get_site, load_project, load_site
-from offpeak.transform import (
+from offpeak.pipeline.transform import (
     RejectRatioExceeded,
     clean_columns,
     normalize_record,

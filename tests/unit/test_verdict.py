@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 import pytest
 
 from offpeak.config import get_site
-from offpeak.scraping import contract
-from offpeak.verdict import judge
+from offpeak.crawl import contract
+from offpeak.crawl.verdict import judge
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +70,7 @@ def test_a_retry_after_above_the_cap_fails_with_the_time_asked(site):
 
 
 def test_throttling_is_not_an_http_error():
-    from offpeak.quality import http_errors
+    from offpeak.pipeline.quality import http_errors
 
     stats = {
         "downloader/response_status_count/200": 5,

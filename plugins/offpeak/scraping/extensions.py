@@ -9,7 +9,7 @@ from pathlib import Path
 from scrapy import signals
 from scrapy.exceptions import NotConfigured
 
-from offpeak.scraping import contract
+from offpeak.crawl import contract
 
 
 class StatsFile:

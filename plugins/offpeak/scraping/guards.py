@@ -14,7 +14,7 @@ from scrapy import signals
 from scrapy.exceptions import IgnoreRequest, NotConfigured
 from scrapy.utils.httpobj import urlparse_cached
 
-from offpeak.scraping import contract
+from offpeak.crawl import contract
 
 log = logging.getLogger("offpeak.guards")
 

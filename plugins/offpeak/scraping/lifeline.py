@@ -6,7 +6,7 @@ import ctypes
 import os
 import signal
 
-from offpeak.scraping import contract
+from offpeak.crawl import contract
 
 PR_SET_PDEATHSIG = 1
 

@@ -14,7 +14,7 @@ from scrapy.http import HtmlResponse, TextResponse
 from w3lib.url import add_or_replace_parameter
 
 from offpeak.config import FieldSpec, Site, get_site
-from offpeak.scraping import contract
+from offpeak.crawl import contract
 from offpeak.scraping.guards import stored_url
 
 # Codecs that decode any byte string: text in them cannot fail to decode, only be wrong.

@@ -20,7 +20,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-from offpeak.calendars import TradingCalendar, get_calendar
+from offpeak.schedule.calendars import TradingCalendar, get_calendar
 
 if TYPE_CHECKING:
     from offpeak.config import OffPeakWindow, Region

@@ -16,9 +16,9 @@ def warehouse_conn_id() -> str:
 
 def transform(site: str, region: str, **context: Any) -> dict[str, Any]:
     """Normalise the scrape task's raw feed into a clean CSV and a rejects file."""
-    from offpeak import storage
     from offpeak.config import get_site
-    from offpeak.transform import transform_file
+    from offpeak.pipeline import storage
+    from offpeak.pipeline.transform import transform_file
 
     cfg, _ = get_site(site)
     scraped = context["ti"].xcom_pull(task_ids="scrape")
@@ -44,12 +44,12 @@ def load(site: str, region: str, **context: Any) -> dict[str, Any]:
     from airflow.providers.postgres.hooks.postgres import PostgresHook
     from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
-    from offpeak import storage
     from offpeak.config import get_site
-    from offpeak.lineage import table_asset
     from offpeak.params import run_param
-    from offpeak.quality import QualityCheckFailed
-    from offpeak.warehouse import load_partition
+    from offpeak.pipeline import storage
+    from offpeak.pipeline.quality import QualityCheckFailed
+    from offpeak.warehouse.assets import table_asset
+    from offpeak.warehouse.load import load_partition
 
     cfg, _ = get_site(site)
     ti = context["ti"]

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.timetables.base import DagRunInfo, DataInterval, Timetable
 
-from offpeak.tradingtime import MIDNIGHT, GlobalClock, RegionClock, TradingDays
+from offpeak.schedule.tradingtime import MIDNIGHT, GlobalClock, RegionClock, TradingDays
 
 if TYPE_CHECKING:
     from airflow.timetables.base import TimeRestriction

@@ -24,7 +24,7 @@ def rollup_dag_id(region: str) -> str:
 
 def rollup_clock(project: Project, region: str) -> Any:
     """The trading days a rollup runs on: the region's, or (``GLOBAL``) any region's."""
-    from offpeak.tradingtime import GlobalClock, RegionClock
+    from offpeak.schedule.tradingtime import GlobalClock, RegionClock
 
     if region == GLOBAL:
         return GlobalClock.of(project.rolled_up_regions(), project.rollups.global_delay_minutes)
@@ -34,7 +34,7 @@ def rollup_clock(project: Project, region: str) -> Any:
 def run_trading_date(project: Project, region: str, context: Any) -> date:
     """The trading date of a run of a site DAG or rollup of ``region`` (or ``GLOBAL``):
     conf, else the data interval, else the latest due day."""
-    from offpeak.tradingtime import trading_date_from_context
+    from offpeak.schedule.tradingtime import trading_date_from_context
 
     return trading_date_from_context(rollup_clock(project, region), context)
 
@@ -132,7 +132,7 @@ def check_inputs(**context: Any) -> dict[str, str]:
 def _run(cur: Any, section: str, params: dict, **identifiers: Any) -> None:
     from psycopg import sql
 
-    from offpeak.warehouse import _ident, schema_name, sql_sections
+    from offpeak.warehouse.load import _ident, schema_name, sql_sections
 
     for statement in sql_sections("rollups.sql")[section]:
         cur.execute(sql.SQL(statement).format(schema=_ident(schema_name()), **identifiers), params)
@@ -141,8 +141,8 @@ def _run(cur: Any, section: str, params: dict, **identifiers: Any) -> None:
 def _connect():
     from airflow.providers.postgres.hooks.postgres import PostgresHook
 
-    from offpeak.tasks import warehouse_conn_id
-    from offpeak.warehouse import ensure_schema
+    from offpeak.pipeline.tasks import warehouse_conn_id
+    from offpeak.warehouse.load import ensure_schema
 
     conn = PostgresHook(postgres_conn_id=warehouse_conn_id()).get_conn()
     ensure_schema(conn)
@@ -154,7 +154,7 @@ def summarize_region(region: str, **context: Any) -> dict[str, Any]:
     trading date, one transaction: per site the rows loaded and rejected, first and last load
     time, and min/max/avg of each measure field."""
     from offpeak.config import load_project
-    from offpeak.warehouse import _ident, schema_name
+    from offpeak.warehouse.load import _ident, schema_name
 
     project = load_project()
     day = run_trading_date(project, region, context)
@@ -186,7 +186,7 @@ def summarize_region(region: str, **context: Any) -> dict[str, Any]:
 
 
 def _table_exists(cur: Any, table: str) -> bool:
-    from offpeak.warehouse import schema_name
+    from offpeak.warehouse.load import schema_name
 
     cur.execute("SELECT to_regclass(%s)", (f'"{schema_name()}"."{table}"',))
     return cur.fetchone()[0] is not None
@@ -196,7 +196,7 @@ def summarize_global(**context: Any) -> dict[str, Any]:
     """Rebuild rollup_global_day for the run's trading date from the region summaries of the
     regions that traded that day."""
     from offpeak.config import load_project
-    from offpeak.tradingtime import trading_date_from_context
+    from offpeak.schedule.tradingtime import trading_date_from_context
 
     project = load_project()
     clock = rollup_clock(project, GLOBAL)

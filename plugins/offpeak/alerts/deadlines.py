@@ -29,7 +29,7 @@ def deadline_alerts_enabled() -> bool:
 
 def window_length(region: Any) -> timedelta:
     """The off-peak window's length on an ordinary (no DST change) day."""
-    from offpeak.tradingtime import RegionClock
+    from offpeak.schedule.tradingtime import RegionClock
 
     opens, closes = RegionClock.of(region).window_of_day(date(2027, 1, 6))
     return closes - opens
@@ -41,7 +41,7 @@ def deadline_alert(region: Any, alerts: Any):
         return None
     from airflow.sdk import DeadlineAlert, DeadlineReference, SyncCallback
 
-    from offpeak.alerts import deadline_missed
+    from offpeak.alerts.notifier import deadline_missed
 
     return DeadlineAlert(
         reference=DeadlineReference.DAGRUN_QUEUED_AT,

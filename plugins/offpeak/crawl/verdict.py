@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from offpeak.scraping import contract
+from offpeak.crawl import contract
 
 if TYPE_CHECKING:
     from offpeak.config import Site

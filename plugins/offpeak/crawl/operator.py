@@ -20,13 +20,13 @@ from zoneinfo import ZoneInfo
 from airflow.sdk import BaseOperator
 
 from offpeak.config import Site
-from offpeak.scraping import contract
-from offpeak.scraping.contract import redact, secret_forms
+from offpeak.crawl import contract
+from offpeak.crawl.contract import redact, secret_forms
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
-PLUGINS_DIR = Path(__file__).resolve().parents[1]
+PLUGINS_DIR = Path(__file__).resolve().parents[2]
 # Stats copied into the returned pointer: small, and what an operator looks at first.
 KEY_STATS = {
     "pages": "response_received_count",
@@ -201,15 +201,15 @@ class ScrapeOperator(BaseOperator):
         return site, regions[self.region]
 
     def resolve_trading_date(self, context: Context) -> date:
-        from offpeak.tradingtime import trading_date_from_context
+        from offpeak.schedule.tradingtime import trading_date_from_context
 
         if self.trading_date:
             return date.fromisoformat(self.trading_date)
         return trading_date_from_context(self.site_config[1], context)
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from offpeak import breaker
-        from offpeak.tradingtime import RegionClock, ignore_window
+        from offpeak.crawl import breaker
+        from offpeak.schedule.tradingtime import RegionClock, ignore_window
 
         site, region = self.site_config
         trading_date = self.resolve_trading_date(context)
@@ -250,7 +250,7 @@ class ScrapeOperator(BaseOperator):
         """One crawl, recorded by the site's circuit breaker (a deferral is not an outcome)."""
         from airflow.sdk.exceptions import TaskDeferred
 
-        from offpeak import breaker
+        from offpeak.crawl import breaker
 
         site = self.site_config[0]
         try:
@@ -268,7 +268,7 @@ class ScrapeOperator(BaseOperator):
     ) -> NoReturn:
         """Resumed once the time a throttling site asked for has passed: fail this try, so the
         task's retry starts no earlier than the site allows."""
-        from offpeak import breaker
+        from offpeak.crawl import breaker
 
         breaker.record(self.site_config[0], self.region, ok=False, reason=message, log=self.log)
         raise CrawlFailed(message)
@@ -278,7 +278,8 @@ class ScrapeOperator(BaseOperator):
     ) -> dict[str, Any]:
         from airflow.sdk import BaseHook
 
-        from offpeak import quality, storage, verdict
+        from offpeak.crawl import verdict
+        from offpeak.pipeline import quality, storage
 
         site, region = self.site_config
         started = datetime.now(tz=UTC)

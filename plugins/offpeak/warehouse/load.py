@@ -9,16 +9,16 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from offpeak.normalize import SQL_TYPES
-from offpeak.quality import QualityCheckFailed
-from offpeak.transform import clean_columns
+from offpeak.pipeline.normalize import SQL_TYPES
+from offpeak.pipeline.quality import QualityCheckFailed
+from offpeak.pipeline.transform import clean_columns
 
 if TYPE_CHECKING:
     import psycopg
 
     from offpeak.config import Site
 
-SQL_DIR = Path(__file__).resolve().parents[2] / "include" / "sql"
+SQL_DIR = Path(__file__).resolve().parents[3] / "include" / "sql"
 
 
 @cache
@@ -185,13 +185,13 @@ def load_partition(
     ``quality.on_excess_delete: fail`` it raises (the partition stays exactly as it was), with
     ``warn`` it adds and updates, logs the numbers and is audited ``complete = false``.
 
-    The site's post-load quality checks (offpeak.quality.check_partition) run on the new
+    The site's post-load quality checks (offpeak.pipeline.quality.check_partition) run on the new
     partition before the audit row: a failed check raises QualityCheckFailed and rolls the
     whole load back. The result's ``checks`` says how each check ended.
     """
     from psycopg import sql
 
-    from offpeak import quality
+    from offpeak.pipeline import quality
 
     schema = schema_name()
     target = _ident(schema, site.name)

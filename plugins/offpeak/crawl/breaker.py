@@ -101,7 +101,7 @@ def write(site_name: str, state: dict[str, Any], log: Any) -> bool:
         Variable.set(
             key,
             json.dumps(state),
-            description=f"Circuit breaker of site {site_name} (offpeak.breaker); delete it "
+            description=f"Circuit breaker of site {site_name} (offpeak.crawl.breaker); delete it "
             "to close the breaker",
         )
     except Exception as err:

@@ -14,9 +14,9 @@ import time
 import urllib.request
 from pathlib import Path
 
-from offpeak.localpg import LocalPostgres
+from dev.localpg import LocalPostgres
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 SITE_CONNECTIONS = ("site_equities", "site_fx_rates", "site_funds")
 
 

@@ -59,7 +59,7 @@ def check_crawl(site: Site, stats: dict[str, Any], items: int) -> list[Check]:
     ScrapeOperator has already judged how the crawl ended (its exit code, a finish reason in
     ``quality.finish_reasons``, a stop at the window's end); these are the monitors after it.
     """
-    from offpeak.scraping.contract import UNREADABLE_PAGES
+    from offpeak.crawl.contract import UNREADABLE_PAGES
 
     q = site.quality
     # A record standing for an unreadable page is in the feed, but it is not data.
@@ -95,7 +95,7 @@ def check_crawl(site: Site, stats: dict[str, Any], items: int) -> list[Check]:
 def http_errors(stats: dict[str, Any]) -> dict[int, int]:
     """``{status: responses}`` for statuses >= 400 other than 404, from Scrapy's stats. A 429
     or 503 with Retry-After that was waited out is throttling, not an error: not counted."""
-    from offpeak.scraping.contract import THROTTLED_PREFIX, by_status
+    from offpeak.crawl.contract import THROTTLED_PREFIX, by_status
 
     waited = by_status(stats, THROTTLED_PREFIX)
     errors = {c: n - waited.get(c, 0) for c, n in by_status(stats, STATUS_STAT).items()}
@@ -131,7 +131,7 @@ def check_partition(
     """
     from psycopg import sql
 
-    from offpeak.warehouse import sql_sections
+    from offpeak.warehouse.load import sql_sections
 
     sections = sql_sections("quality.sql")
     table = sql.Identifier(schema, site.name)

@@ -7,7 +7,7 @@ import json
 from datetime import date
 from typing import TYPE_CHECKING, Any
 
-from offpeak.normalize import CONVERTERS, FieldError
+from offpeak.pipeline.normalize import CONVERTERS, FieldError
 
 if TYPE_CHECKING:
     from offpeak.config import Site
@@ -72,7 +72,7 @@ def rejected_key(site: Site, record: dict[str, Any]) -> list[Any] | None:
 
 def kept_keys_path(rejects):
     """Beside the rejects file: the natural keys of rejected records (CSV), for the load."""
-    from offpeak.storage import STAGES, sibling
+    from offpeak.pipeline.storage import STAGES, sibling
 
     return sibling(rejects, STAGES["rejects"], ".keys.csv")
 
@@ -84,7 +84,7 @@ def transform_file(site: Site, raw, clean, rejects) -> dict[str, Any]:
     ``raw`` is an ObjectStoragePath; ``clean``/``rejects`` are published atomically.
     Returns counts; raises RejectRatioExceeded after writing both files when too many fail.
     """
-    from offpeak.storage import atomic_writer
+    from offpeak.pipeline.storage import atomic_writer
 
     counts = {"records": 0, "clean": 0, "rejected": 0, "rejected_keys": 0}
     reasons: dict[str, int] = {}

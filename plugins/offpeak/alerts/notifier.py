@@ -26,7 +26,7 @@ def post(http_conn_id: str, payload: dict[str, Any]) -> bool:
     from airflow.sdk import BaseHook
     from airflow.sdk.log import mask_secret
 
-    from offpeak.operators import base_url_from_connection
+    from offpeak.crawl.operator import base_url_from_connection
 
     try:
         conn = BaseHook.get_connection(http_conn_id)
@@ -69,7 +69,7 @@ def slack_message(title: str, facts: dict[str, Any], detail: str | None = None) 
 
 
 def _trading_date(region: str | None, context: Any) -> str | None:
-    from offpeak.tradingtime import run_conf
+    from offpeak.schedule.tradingtime import run_conf
 
     conf = run_conf(context)
     if conf.get("trading_date"):
@@ -85,7 +85,7 @@ def _trading_date(region: str | None, context: Any) -> str | None:
     start = context.get("data_interval_start")
     if start is not None and region:
         from offpeak.config import load_project
-        from offpeak.tradingtime import RegionClock
+        from offpeak.schedule.tradingtime import RegionClock
 
         regions = load_project().regions
         if region in regions:
