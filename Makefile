@@ -7,26 +7,38 @@ STAMP := $(VENV)/.installed
 CHROMIUM := /usr/bin/chromium
 export PYTHONPATH := $(CURDIR)/plugins
 
-.PHONY: run test lint format counts bench clean install
+.PHONY: run test test-fast test-unit lint format counts bench clean install
 
 install: $(STAMP)
 
-$(STAMP): requirements.txt
+# Runtime pins (requirements.txt, all the image installs) plus the dev and test tools.
+$(STAMP): requirements.txt requirements-dev.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python >= 3.11 is required")'
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet -r requirements-dev.txt
 	touch $(STAMP)
 
 run: $(STAMP)  ## start PostgreSQL, the demo sites and Airflow; run every DAG once
 	$(PY) -m dev.devenv run $(RUN_ARGS)
 
-test: $(STAMP) $(CHROMIUM)  ## lint, then unit + integration + DAG integrity tests
+# Three tiers (README "Tests"): tests/unit start no service; tests/integration and tests/dags
+# get PostgreSQL and the demo sites (dag.test()); tests/stack boot a real Airflow stack
+# (scheduler, api-server, browser). `make test` runs them all; CI runs `make test`.
+test: $(STAMP) $(CHROMIUM)  ## lint, then every tier
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-# tests/integration/test_ui.py drives Debian's Chromium with Playwright (never a browser
+test-fast: $(STAMP)  ## lint, then everything but the stack tier
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(PY) -m pytest -m "not stack" $(PYTEST_ARGS)
+
+test-unit: $(STAMP)  ## the unit tier alone: no service, seconds
+	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
+
+# tests/stack/test_ui.py drives Debian's Chromium with Playwright (never a browser
 # download of Playwright's own): install the package when it is missing.
 $(CHROMIUM):
 	@test "$$(id -u)" = 0 || { echo "$(CHROMIUM) is missing: the UI test needs Debian's" \

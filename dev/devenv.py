@@ -15,9 +15,17 @@ import urllib.request
 from pathlib import Path
 
 from dev.localpg import LocalPostgres
+from offpeak import naming
 
 REPO = Path(__file__).resolve().parents[1]
-SITE_CONNECTIONS = ("site_equities", "site_fx_rates", "site_funds")
+
+
+def site_connections(config_dir: Path | None = None) -> list[str]:
+    """The ``base_url_conn_id`` of every valid site in the config (a new site needs no edit
+    here). A broken site file is skipped: the config-check DAG reports it."""
+    from offpeak.config import load_project
+
+    return sorted({site.base_url_conn_id for site in load_project(config_dir).sites.values()})
 
 
 def state_dir() -> Path:
@@ -30,11 +38,14 @@ def airflow_env(
     demo_url: str,
     api_port: int = 8080,
     ignore_windows: bool = False,
+    keep_site_connections: bool = False,
 ) -> dict[str, str]:
     """Every setting Airflow and the project need, as env vars (nothing in airflow.cfg).
 
     ``ignore_windows``: crawls run at once instead of waiting for their region's off-peak
-    window (the demo sites have no peak hours).
+    window (the demo sites have no peak hours). ``keep_site_connections``: a site connection
+    already in the environment (``AIRFLOW_CONN_<ID>``, a new site's real URL) wins over the
+    demo sites' URL; tests always use the demo sites.
     """
     home = state / "airflow"
     home.mkdir(parents=True, exist_ok=True)
@@ -67,8 +78,9 @@ def airflow_env(
         ),
         "NO_PROXY": "127.0.0.1,localhost",
     }
-    for conn_id in SITE_CONNECTIONS:
-        env[f"AIRFLOW_CONN_{conn_id.upper()}"] = demo_url
+    for conn_id in site_connections():
+        name = f"AIRFLOW_CONN_{conn_id.upper()}"
+        env[name] = os.environ.get(name, demo_url) if keep_site_connections else demo_url
     if ignore_windows:
         env["OFFPEAK_IGNORE_WINDOWS"] = "true"
     return env
@@ -197,7 +209,12 @@ def main(argv: list[str] | None = None) -> int:
 
     demo_url = f"http://127.0.0.1:{args.demo_port}"
     project_env = airflow_env(
-        state, pg, demo_url, args.api_port, ignore_windows=not args.enforce_windows
+        state,
+        pg,
+        demo_url,
+        args.api_port,
+        ignore_windows=not args.enforce_windows,
+        keep_site_connections=True,
     )
     cli_env = write_cli_env(state, project_env)
     env = {**os.environ, **project_env}
@@ -291,7 +308,10 @@ def _metadata(pg: LocalPostgres, query: str) -> list[tuple]:
         return conn.execute(query).fetchall()
 
 
-MAIN_JOB_DAGS = r"^(scrape__|rollup__(?!global$))"
+# Every site DAG and region rollup, not rollup__global (ids as offpeak.naming builds them).
+MAIN_JOB_DAGS = (
+    rf"^({naming.SCRAPE}{naming.SEPARATOR}|{naming.ROLLUP}{naming.SEPARATOR}(?!{naming.GLOBAL}$))"
+)
 
 
 def _wait_for_dags(pg: LocalPostgres, procs: Processes, timeout: float = 300) -> list[str]:

@@ -1,5 +1,5 @@
 -- Post-load quality checks, one statement per `-- name:` section, run by
--- offpeak.pipeline.quality.check_partition inside the load's transaction (a failure rolls the load back).
+-- offpeak.warehouse.checks.check_partition inside the load's transaction (a failure rolls the load back).
 -- {schema} is the warehouse schema, {site_table} and {column} quoted identifiers; {blank_key}
 -- is true for a row whose natural key has a NULL or blank part; %(...)s are parameters.
 

@@ -1,5 +1,5 @@
 -- Warehouse objects shared by every site. Site tables are created from the site's YAML by
--- offpeak.warehouse.load (one column per field, primary key = natural key + region + trading_date).
+-- offpeak.warehouse.schema (one column per field, primary key = natural key + region + trading_date).
 -- {schema} is replaced with the quoted warehouse schema name. Safe to run again.
 CREATE SCHEMA IF NOT EXISTS {schema};
 

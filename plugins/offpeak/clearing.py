@@ -1,5 +1,6 @@
-"""Clear a DAG's tasks for a trading date and, following its ExternalTaskMarkers, the rollups
-built on them: Airflow 3.3 no longer follows the markers itself (apache/airflow#61451).
+"""Clear a DAG's tasks for a trading date and, through its markers, the rollups built on them.
+
+Airflow 3.3 no longer follows ExternalTaskMarkers itself (apache/airflow#61451).
 
     python -m offpeak.clearing scrape__equities__europe --trading-date 2026-11-03 [--task load]
 """
@@ -13,7 +14,8 @@ from dataclasses import dataclass
 from datetime import date
 
 from offpeak.config import Project, load_project
-from offpeak.rollups.summaries import rollup_clock
+from offpeak.naming import scope_of
+from offpeak.rollups.sensor import rollup_clock
 
 
 @dataclass(frozen=True)
@@ -32,16 +34,6 @@ class Clear:
             "--downstream", "--start-date", self.logical_date, "--end-date", self.logical_date,
             "--yes",
         ]  # fmt: skip
-
-
-def scope_of(dag_id: str) -> str:
-    """Whose trading days a DAG runs on: its region, or ``global``."""
-    parts = dag_id.split("__")
-    if parts[0] == "scrape" and len(parts) == 3:
-        return parts[2]
-    if parts[0] == "rollup" and len(parts) == 2:
-        return parts[1]
-    raise ValueError(f"{dag_id!r} is not a scrape__<site>__<region> or rollup__<scope> DAG")
 
 
 def plan(dag_id: str, task_id: str, trading_date: date, project: Project | None = None):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass, field
 from datetime import time
@@ -13,6 +12,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -22,19 +22,24 @@ from pydantic import (
     model_validator,
 )
 
+from offpeak import naming, settings
+
 IDENTIFIER = r"^[a-z][a-z0-9_]{0,47}$"
+
+
+def _id_part(what: str) -> AfterValidator:
+    """A validator for a name that becomes part of DAG ids (see offpeak.naming)."""
+    # Looked up at each call, not bound here: a test may stand in for the rule.
+    return AfterValidator(lambda value: naming.check_name(value, what))
+
+
+# A site or region name: an identifier that is also part of DAG ids.
+SiteName = Annotated[str, Field(pattern=IDENTIFIER), _id_part("site name")]
+RegionName = Annotated[str, Field(pattern=IDENTIFIER), _id_part("region name")]
 # Columns the warehouse adds to every site table; a site field may not shadow them.
 RESERVED_COLUMNS = frozenset({"region", "trading_date", "run_id", "loaded_at", "source_url"})
 FieldType = Literal["text", "int", "decimal", "date", "datetime"]
 SpiderKind = Literal["html_table", "json_api", "listing_detail"]
-
-
-def default_config_dir() -> Path:
-    """The config folder: ``OFFPEAK_CONFIG_DIR`` or ``include/config`` of this checkout."""
-    env = os.environ.get("OFFPEAK_CONFIG_DIR")
-    if env:
-        return Path(env)
-    return Path(__file__).resolve().parents[2] / "include" / "config"
 
 
 class _Strict(BaseModel):
@@ -63,8 +68,9 @@ class OffPeakWindow(_Strict):
         return self.end <= self.start
 
     def __str__(self) -> str:
-        fmt = "%H:%M:%S" if self.start.second or self.end.second else "%H:%M"
-        return f"{self.start.strftime(fmt)}–{self.end.strftime(fmt)}"
+        from offpeak.schedule.tradingtime import window_text
+
+        return window_text(self.start, self.end)
 
 
 class Region(_Strict):
@@ -113,14 +119,17 @@ class Alerts(_Strict):
 
 
 class RegionsFile(_Strict):
-    regions: dict[Annotated[str, Field(pattern=IDENTIFIER)], Region]
+    regions: dict[RegionName, Region]
     rollups: Rollups = Rollups()
     alerts: Alerts = Alerts()
 
     @model_validator(mode="after")
     def _name_regions(self) -> RegionsFile:
-        if "global" in self.regions:
-            raise ValueError("region name 'global' is reserved (rollup__global spans all regions)")
+        if naming.GLOBAL in self.regions:
+            raise ValueError(
+                f"region name {naming.GLOBAL!r} is reserved "
+                f"({naming.rollup_dag_id(naming.GLOBAL)} spans all regions)"
+            )
         for name, region in self.regions.items():
             object.__setattr__(region, "name", name)
         return self
@@ -320,9 +329,9 @@ class Range(_Strict):
 
 
 class Quality(_Strict):
-    """Checks that fail a run: on the crawl's stats (offpeak.pipeline.quality.check_crawl) and
+    """Checks that fail a run: on the crawl's stats (offpeak.crawl.checks.check_crawl) and
     on the loaded partition, inside the load's transaction
-    (offpeak.pipeline.quality.check_partition)."""
+    (offpeak.warehouse.checks.check_partition)."""
 
     max_reject_ratio: Annotated[float, Field(ge=0, le=1)] = 0.2
     min_items: Annotated[int, Field(ge=0)] = 1
@@ -378,7 +387,7 @@ class DagSettings(_Strict):
 
 
 class Site(_Strict):
-    name: Annotated[str, Field(pattern=IDENTIFIER)]
+    name: SiteName
     description: str = ""
     kind: SpiderKind
     base_url_conn_id: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$")]
@@ -405,6 +414,17 @@ class Site(_Strict):
                     "{trading_date} and {api_key} (the connection's password) are filled in"
                 )
         return urls
+
+    @field_validator("regions")
+    @classmethod
+    def _regions_once(cls, regions: list[str]) -> list[str]:
+        twice = sorted({r for r in regions if regions.count(r) > 1})
+        if twice:
+            raise ValueError(
+                f"region(s) {twice} listed more than once; each region of a site is one DAG "
+                f"({naming.scrape_dag_id('<site>', '<region>')})"
+            )
+        return regions
 
     @model_validator(mode="after")
     def _consistent(self) -> Site:
@@ -510,8 +530,32 @@ def _read_yaml(path: Path) -> object:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
 
 
+def _repeated_keys(path: Path, section: str) -> dict[str, list[int]]:
+    """Keys given more than once in the top-level mapping ``section`` of a YAML file, with
+    their line numbers: YAML itself keeps the last one and says nothing."""
+    root = yaml.compose(path.read_text(encoding="utf-8"), Loader=yaml.SafeLoader)
+    lines: dict[str, list[int]] = {}
+    for key, value in root.value if isinstance(root, yaml.MappingNode) else []:
+        if key.value == section and isinstance(value, yaml.MappingNode):
+            for name, _ in value.value:
+                lines.setdefault(str(name.value), []).append(name.start_mark.line + 1)
+    return {k: v for k, v in lines.items() if len(v) > 1}
+
+
 def load_regions_file(path: Path) -> RegionsFile:
     data = _read_yaml(path)
+    repeated = _repeated_keys(path, "regions")
+    if repeated:
+        raise ConfigError(
+            f"{path}: invalid config for regions:\n"
+            + "\n".join(
+                f"  field `regions.{name}`: defined more than once (lines "
+                f"{', '.join(map(str, lines))}); a region name is part of DAG ids "
+                f"({naming.rollup_dag_id(name)}, {naming.scrape_dag_id('<site>', name)}), "
+                "so each region is defined once"
+                for name, lines in sorted(repeated.items())
+            )
+        )
     try:
         return RegionsFile.model_validate(data)
     except ValidationError as err:
@@ -550,10 +594,26 @@ def load_site(path: Path, regions: dict[str, Region], *, compile_selectors: bool
     return site
 
 
+def _claim_dag_ids(site: Site, path: Path, owners: dict[str, Path]) -> None:
+    """Record in ``owners`` the DAG ids ``site`` builds, from ``path``; ConfigError naming
+    both files when another site's config already builds one of them (the first file keeps
+    its DAGs). The naming rules make this impossible today; this check keeps it so."""
+    built = {naming.scrape_dag_id(site.name, region): region for region in site.regions}
+    clashes = [
+        f"  field `regions`: region {region!r} gives DAG id {dag_id!r}, which "
+        f"{owners[dag_id]} already gives; rename the site or the region"
+        for dag_id, region in sorted(built.items())
+        if dag_id in owners
+    ]
+    if clashes:
+        raise ConfigError(f"{path}: invalid config for site {site.name!r}:\n" + "\n".join(clashes))
+    owners.update(dict.fromkeys(built, path))
+
+
 def load_project(config_dir: Path | None = None) -> Project:
     """Read every config file. Broken site files are collected in ``errors``, never raised,
     so one bad file cannot hide the other sites; a broken regions.yaml leaves no sites."""
-    config_dir = Path(config_dir or default_config_dir())
+    config_dir = Path(config_dir or settings.config_dir())
     errors: dict[str, str] = {}
     try:
         regions_file = load_regions_file(config_dir / "regions.yaml")
@@ -561,17 +621,21 @@ def load_project(config_dir: Path | None = None) -> Project:
         return Project(config_dir, {}, {}, {"regions.yaml": str(exc)})
     regions = regions_file.regions
     sites: dict[str, Site] = {}
+    owners: dict[str, Path] = {}  # DAG id -> the site file it is built from
     for path in sorted((config_dir / "sites").glob("*.yaml")):
         try:
-            sites[path.stem] = load_site(path, regions)
+            site = load_site(path, regions)
+            _claim_dag_ids(site, path, owners)
         except ConfigError as exc:
             errors[path.name] = str(exc)
+        else:
+            sites[path.stem] = site
     return Project(config_dir, regions, sites, errors, regions_file.rollups, regions_file.alerts)
 
 
 def get_site(name: str, config_dir: Path | None = None) -> tuple[Site, dict[str, Region]]:
     """One site and the regions, raising ConfigError if that site is broken (used at run time)."""
-    config_dir = Path(config_dir or default_config_dir())
+    config_dir = Path(config_dir or settings.config_dir())
     regions = load_regions(config_dir / "regions.yaml")
     path = config_dir / "sites" / f"{name}.yaml"
     return load_site(path, regions, compile_selectors=True), regions

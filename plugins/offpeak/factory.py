@@ -9,18 +9,15 @@ from typing import TYPE_CHECKING
 
 import yaml
 
+from offpeak import settings
 from offpeak.config import Alerts, ConfigError, Project, Region, Site, load_project
-from offpeak.rollups.summaries import GLOBAL, rollup_dag_id
+from offpeak.naming import GLOBAL, pool_name, rollup_dag_id, scrape_dag_id
 
 if TYPE_CHECKING:
     from airflow.sdk import DAG
 
 log = logging.getLogger(__name__)
 START_DATE = (2026, 1, 1)
-
-
-def dag_id_for(site: str, region: str) -> str:
-    return f"scrape__{site}__{region}"
 
 
 def _doc_md(site: Site, region: Region, alerts: Alerts) -> str:
@@ -36,10 +33,10 @@ def _doc_md(site: Site, region: Region, alerts: Alerts) -> str:
         f"* schedule: one run per `{region.exchange}` trading day, due when the off-peak "
         f"window opens ({region.off_peak} `{region.timezone}`); the data interval is the "
         "trading day, local midnight to midnight\n"
-        f"* warehouse table: `scraped.{site.name}`, partition region `{region.name}` "
-        "+ trading date\n"
-        f"* pool `site_{site.name}`: at most {site.politeness.max_concurrent_crawls} crawl(s) "
-        "of this site at once, across regions and backfills\n"
+        f"* warehouse table: `{settings.warehouse_schema()}.{site.name}`, partition region "
+        f"`{region.name}` + trading date\n"
+        f"* pool `{pool_name(site.name)}`: at most {site.politeness.max_concurrent_crawls} "
+        "crawl(s) of this site at once, across regions and backfills\n"
         f"* alerts: a failed task, and a run unfinished when its window closes, post to the "
         f"webhook of connection `{alerts.http_conn_id}`; the DAG pauses after "
         f"{site.dag.max_consecutive_failed_runs or 'no'} failed run(s) in a row\n"
@@ -56,39 +53,38 @@ def build_scrape_dag(site: Site, region: Region, alerts: Alerts | None = None) -
     from airflow.providers.standard.sensors.external_task import ExternalTaskMarker
     from airflow.sdk import DAG
 
+    from offpeak import tasks
     from offpeak.alerts.deadlines import deadline_alert
     from offpeak.alerts.notifier import FailureNotifier
     from offpeak.crawl.operator import ScrapeOperator
     from offpeak.params import scrape_params
-    from offpeak.pipeline import tasks
-    from offpeak.pools import pool_name
-    from offpeak.rollups.summaries import rollup_logical_date
+    from offpeak.rollups.sensor import rollup_logical_date
     from offpeak.schedule.timetable import OffPeakTimetable
     from offpeak.warehouse.assets import table_asset
 
     alerts = alerts or Alerts()
-    settings = site.dag
+    dag_cfg = site.dag
     default_args = {
         "on_failure_callback": [
             FailureNotifier(http_conn_id=alerts.http_conn_id, site=site.name, region=region.name)
         ],
-        "owner": settings.owner,
-        "retries": settings.retries,
-        "retry_delay": timedelta(seconds=settings.retry_delay_seconds),
+        "owner": dag_cfg.owner,
+        "retries": dag_cfg.retries,
+        "retry_delay": timedelta(seconds=dag_cfg.retry_delay_seconds),
         "retry_exponential_backoff": 2.0,
-        "max_retry_delay": timedelta(seconds=settings.max_retry_delay_seconds),
+        "max_retry_delay": timedelta(seconds=dag_cfg.max_retry_delay_seconds),
     }
     with DAG(
-        dag_id=dag_id_for(site.name, region.name),
+        dag_id=scrape_dag_id(site.name, region.name),
         description=f"{site.kind} crawl of {site.name} for {region.name} "
         f"({region.exchange}, off-peak {region.off_peak} {region.timezone})",
         schedule=OffPeakTimetable.for_region(
-            region, catchup_days=settings.catchup_days if settings.catchup else None
+            region, catchup_days=dag_cfg.catchup_days if dag_cfg.catchup else None
         ),
         start_date=pendulum.datetime(*START_DATE, tz=region.timezone),
-        catchup=settings.catchup,
-        max_active_runs=settings.max_active_runs,
-        max_consecutive_failed_dag_runs=settings.max_consecutive_failed_runs,
+        catchup=dag_cfg.catchup,
+        max_active_runs=dag_cfg.max_active_runs,
+        max_consecutive_failed_dag_runs=dag_cfg.max_consecutive_failed_runs,
         deadline=deadline_alert(region, alerts),
         params=scrape_params(site),
         default_args=default_args,
@@ -145,7 +141,8 @@ def build_region_rollup_dag(project: Project, region: Region) -> DAG:
     from airflow.sdk import DAG, TaskGroup
 
     from offpeak.params import rollup_params
-    from offpeak.rollups.summaries import rollup_logical_date, summarize_region
+    from offpeak.rollups.sensor import rollup_logical_date
+    from offpeak.rollups.summaries import summarize_region
     from offpeak.schedule.timetable import OffPeakTimetable
     from offpeak.warehouse.assets import REGION_ROLLUP_TABLES, table_asset
 
@@ -162,7 +159,7 @@ def build_region_rollup_dag(project: Project, region: Region) -> DAG:
         default_args=_rollup_args(project),
         params=rollup_params(),
         tags=["rollup", f"region:{region.name}"],
-        doc_md=_rollup_doc(region.name, [dag_id_for(s.name, region.name) for s in sites], cfg),
+        doc_md=_rollup_doc(region.name, [scrape_dag_id(s.name, region.name) for s in sites], cfg),
         user_defined_macros={
             "offpeak_rollup_logical_date": partial(rollup_logical_date, region.name, GLOBAL)
         },
@@ -171,7 +168,7 @@ def build_region_rollup_dag(project: Project, region: Region) -> DAG:
             for site in sites:
                 _wait_for(
                     cfg, site.name, scope=region.name, upstream_region=region.name,
-                    external_dag_id=dag_id_for(site.name, region.name),
+                    external_dag_id=scrape_dag_id(site.name, region.name),
                     external_task_id="load", timeout=_window_seconds(region),
                 )  # fmt: skip
         summarize = PythonOperator(
@@ -195,7 +192,7 @@ def build_region_rollup_dag(project: Project, region: Region) -> DAG:
 def _wait_for(cfg, task_id: str, **target):
     """A rollup's sensor on one upstream: deferrable (the triggerer polls, no worker slot is
     held), failing as soon as the upstream fails, soft_fail from the config."""
-    from offpeak.rollups.summaries import TradingDateSensor
+    from offpeak.rollups.sensor import TradingDateSensor
 
     return TradingDateSensor(
         task_id=task_id,
@@ -212,7 +209,7 @@ def _verdict():
     """The rollup's last task: fails the run when an input failed (see check_inputs)."""
     from airflow.providers.standard.operators.python import PythonOperator
 
-    from offpeak.rollups.summaries import check_inputs
+    from offpeak.rollups.sensor import check_inputs
 
     return PythonOperator(
         task_id="check_inputs", python_callable=check_inputs, retries=0
@@ -273,9 +270,10 @@ def _rollup_doc(scope: str, upstream: list[str], cfg) -> str:
     table = "rollup_site_day`, `rollup_measure_day" if scope != GLOBAL else "rollup_global_day"
     return (
         f"### Rollup: {scope}\n\nWaits for {what}:\n\n{waits}\n\n"
-        f"then rebuilds `scraped.{table}` for that date. The sensors are deferrable: the "
-        f"triggerer checks every {cfg.poke_interval_seconds} s and no worker slot is held; a "
-        f"failed input fails the run at once{' (soft_fail: skips it)' if cfg.soft_fail else ''}."
+        f"then rebuilds `{settings.warehouse_schema()}.{table}` for that date. The sensors are "
+        f"deferrable: the triggerer checks every {cfg.poke_interval_seconds} s and no worker "
+        "slot is held; a failed input fails the run at once"
+        f"{' (soft_fail: skips it)' if cfg.soft_fail else ''}."
         '\n\nTrigger conf: `{"trading_date": "YYYY-MM-DD"}`; without it and without a logical '
         "date, the latest trading day that is due.\n"
     )
@@ -299,7 +297,7 @@ def build_rollup_dags(project: Project | None = None) -> dict[str, DAG]:
 
 def dag_ids(project: Project) -> list[str]:
     """Every DAG the factory builds from ``project``, sorted (without building them)."""
-    ids = [dag_id_for(s.name, r.name) for s, r in project.pairs()]
+    ids = [scrape_dag_id(s.name, r.name) for s, r in project.pairs()]
     regions = project.rolled_up_regions()
     ids += [rollup_dag_id(r.name) for r in regions]
     return sorted(ids + ([rollup_dag_id(GLOBAL)] if regions else []))
@@ -313,7 +311,7 @@ def build_scrape_dags(project: Project | None = None) -> dict[str, DAG]:
     wanted = get_parsing_context().dag_id
     dags = {}
     for site, region in project.pairs():
-        dag_id = dag_id_for(site.name, region.name)
+        dag_id = scrape_dag_id(site.name, region.name)
         if wanted and wanted != dag_id:
             continue
         dags[dag_id] = build_scrape_dag(site, region, project.alerts)

@@ -1,10 +1,20 @@
-"""Typed run parameters (Airflow Params with JSON schema): the UI's trigger form, and what a
-REST trigger's ``conf`` is validated against (a wrong type or value is a 400 naming the field).
+"""Run parameters: the trigger form's Params, and the one reader of a run's conf and dates.
+
+The Params are Airflow Params with a JSON schema: the UI's trigger form, and what a REST
+trigger's ``conf`` is validated against (a wrong type or value is a 400 naming the field).
+Every task, sensor, macro and alert asks this module for the run's trading date or a flag;
+the clock math it builds on is offpeak.schedule.tradingtime's.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from datetime import UTC, date, datetime
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from offpeak.config import Region
+    from offpeak.schedule.tradingtime import TradingDays
 
 TRADING_DATE = (
     "Scrape this trading date (YYYY-MM-DD, the region's local date; it must be a trading day "
@@ -75,11 +85,116 @@ def rollup_params() -> dict[str, Any]:
     return {"trading_date": _trading_date()}
 
 
+# ---------------------------------------------------------------------------- reading a run
+
+
+def _conf_of(dag_run: Any) -> dict:
+    """A DAG run's conf: of a DagRun, or of a run as the REST API shows it (a dict)."""
+    if dag_run is None:
+        return {}
+    if isinstance(dag_run, Mapping):
+        return dag_run.get("conf") or {}
+    return getattr(dag_run, "conf", None) or {}
+
+
+def run_conf(context: Any) -> dict:
+    """``dag_run.conf`` of the task's context (``{}`` when there is none)."""
+    return _conf_of(context.get("dag_run"))
+
+
 def run_param(context: Any, key: str, default: Any = None) -> Any:
     """A run's parameter: the validated Params (conf merged in), else the raw conf."""
-    from offpeak.schedule.tradingtime import run_conf
-
     params = context.get("params") or {}
     if key in params and params[key] is not None:
         return params[key]
     return run_conf(context).get(key, default)
+
+
+def conf_flag(context: Any, key: str) -> bool:
+    """``dag_run.conf.<key>``, false when absent; ValueError unless it is a JSON boolean."""
+    value = run_conf(context).get(key, False)
+    if not isinstance(value, bool):
+        raise ValueError(f"dag_run.conf.{key} must be true or false, got {value!r}")
+    return value
+
+
+def ignore_window(context: Any) -> bool:
+    """``dag_run.conf.ignore_window``: crawl now even outside the region's window."""
+    return conf_flag(context, "ignore_window")
+
+
+def stated_trading_date(context: Any) -> str | None:
+    """``dag_run.conf.trading_date`` as given, unchecked (for messages and alerts, which must
+    go out even when it is wrong); None when the run names none."""
+    value = run_conf(context).get("trading_date")
+    return str(value) if value else None
+
+
+def conf_trading_date(context: Any) -> date | None:
+    """``dag_run.conf.trading_date`` as a date (not yet checked against a calendar), or None;
+    ValueError naming the value unless it is YYYY-MM-DD."""
+    return _conf_date(run_conf(context))
+
+
+def _conf_date(conf: dict) -> date | None:
+    value = conf.get("trading_date")
+    if not value:
+        return None
+    try:
+        return date.fromisoformat(str(value))
+    except ValueError:
+        raise ValueError(f"dag_run.conf.trading_date must be YYYY-MM-DD, got {value!r}") from None
+
+
+def _clock(region: Region | TradingDays) -> TradingDays:
+    from offpeak.schedule.tradingtime import RegionClock, TradingDays
+
+    return region if isinstance(region, TradingDays) else RegionClock.of(region)
+
+
+def trading_date(region: Region | TradingDays, context: Any, now: datetime | None = None) -> date:
+    """The run's trading date, for a region's DAGs (a Region or its clock) or rollup__global
+    (a GlobalClock).
+
+    1. ``dag_run.conf.trading_date`` (YYYY-MM-DD, must be a trading day);
+    2. else the local date of ``data_interval_start`` (the timetable makes that the trading day);
+    3. else, for a run without a logical date (REST ``"logical_date": null``), the latest
+       trading day whose run was due: for a region, whose off-peak window has opened.
+    """
+    return _resolve(_clock(region), run_conf(context), context.get("data_interval_start"), now)
+
+
+def run_trading_date(region: Region | TradingDays, dag_run: Any) -> date:
+    """:func:`trading_date` of a DagRun alone (a template macro has no task context)."""
+    return _resolve(_clock(region), _conf_of(dag_run), dag_run.data_interval_start, None)
+
+
+def _resolve(clock: TradingDays, conf: dict, start: datetime | None, now: datetime | None) -> date:
+    day = _conf_date(conf)
+    if day is not None:
+        return clock.check_day(day)
+    if start is not None:
+        return clock.day_of_interval_start(start)
+    return clock.latest_due_day(now or datetime.now(tz=UTC))
+
+
+def interval_trading_date(region: Region | TradingDays, context: Any) -> date | None:
+    """The trading date the run's data interval stands for; None for a run without one."""
+    start = context.get("data_interval_start")
+    return None if start is None else _clock(region).day_of_interval_start(start)
+
+
+def reported_run_trading_date(run: Mapping[str, Any], timezone: str) -> str | None:
+    """The trading date of a run as the REST API shows it (a Deadline Alert's context), for
+    a message: ``conf.trading_date`` as given, else the local date (in ``timezone``) of its
+    ``data_interval_start``, else None."""
+    from zoneinfo import ZoneInfo
+
+    stated = stated_trading_date({"dag_run": run})
+    if stated:
+        return stated
+    start = run.get("data_interval_start")
+    if not start:
+        return None
+    moment = datetime.fromisoformat(str(start).replace("Z", "+00:00"))
+    return moment.astimezone(ZoneInfo(timezone)).date().isoformat()

@@ -14,10 +14,7 @@ from __future__ import annotations
 import sys
 
 from offpeak.config import Project, load_project
-
-
-def pool_name(site: str) -> str:
-    return f"site_{site}"
+from offpeak.naming import pool_name
 
 
 def pool_specs(project: Project) -> list[tuple[str, int, str]]:

@@ -21,6 +21,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "plugins"))
 sys.path.insert(0, str(REPO / "tests"))
+sys.path.insert(0, str(REPO))  # dev/ (the local PostgreSQL)
 ROWS = int(os.environ.get("BENCH_ROWS", 200_000))
 
 
@@ -44,13 +45,13 @@ def synthetic_feed(path: Path, rows: int) -> None:
 def main() -> None:
     import psycopg
     from airflow.sdk import ObjectStoragePath
-    from conftest import free_port, load_demo_server
 
     from dev.localpg import LocalPostgres
     from offpeak.config import get_site
     from offpeak.crawl.operator import ScrapeOperator
     from offpeak.pipeline.transform import transform_file
     from offpeak.warehouse.load import load_partition
+    from support.services import free_port, load_demo_server
 
     site, _ = get_site("equities")
     results = []

@@ -11,11 +11,10 @@ from pathlib import Path
 import pytest
 
 from offpeak.config import load_project
-from offpeak.factory import dag_id_for
-from offpeak.rollups.summaries import rollup_dag_id
+from offpeak.naming import parse_dag_id, rollup_dag_id, scrape_dag_id
 
 PROJECT = load_project()
-EXPECTED = sorted(dag_id_for(s.name, r.name) for s, r in PROJECT.pairs())
+EXPECTED = sorted(scrape_dag_id(s.name, r.name) for s, r in PROJECT.pairs())
 ROLLUPS = sorted([*(rollup_dag_id(r.name) for r in PROJECT.rolled_up_regions()), "rollup__global"])
 
 
@@ -28,7 +27,8 @@ def test_shipped_config_gives_one_dag_per_site_and_region(dagbag):
 
 @pytest.mark.parametrize("dag_id", EXPECTED)
 def test_dag_settings(dagbag, dag_id):
-    _, site_name, region_name = dag_id.split("__")
+    parsed = parse_dag_id(dag_id)
+    site_name, region_name = parsed.site, parsed.scope
     site, region = PROJECT.sites[site_name], PROJECT.regions[region_name]
     dag = dagbag.get_dag(dag_id)
     assert set(dag.tags) >= {f"site:{site_name}", f"region:{region_name}"}
@@ -96,7 +96,7 @@ def test_plugins_manager_imports_only_the_plugin_module():
     """Airflow imports every .py under plugins/ as a top-level module unless .airflowignore'd."""
     from airflow._shared.module_loading import find_path_from_directory
 
-    from dev.devenv import REPO
+    from support import REPO
 
     files = find_path_from_directory(str(REPO / "plugins"), ".airflowignore", "glob")
     assert sorted(Path(f).name for f in files if f.endswith(".py")) == ["offpeak_plugin.py"]
@@ -109,14 +109,16 @@ def test_region_rollup_waits_for_every_site_of_its_region(dagbag, region):
     dag = dagbag.get_dag(rollup_dag_id(region))
     sites = [s.name for s in PROJECT.sites_of(region)]
     sensors = [t for t in dag.tasks if t.task_id.startswith("wait_for_sites.")]
-    assert sorted(t.external_dag_id for t in sensors) == [dag_id_for(s, region) for s in sites]
+    assert sorted(t.external_dag_id for t in sensors) == [scrape_dag_id(s, region) for s in sites]
     opens, closes = RegionClock.of(PROJECT.regions[region]).window_of_day(date(2027, 1, 6))
     for sensor in sensors:
         assert sensor.external_task_ids == ["load"]
         assert sensor.deferrable and sensor.failed_states == ["failed", "upstream_failed"]
         assert 0 < sensor.timeout <= (closes - opens).total_seconds()  # ends within the window
         assert sensor.soft_fail is PROJECT.rollups.soft_fail
-    assert dag.fail_fast and dag.timetable == dagbag.get_dag(dag_id_for(sites[0], region)).timetable
+    assert (
+        dag.fail_fast and dag.timetable == dagbag.get_dag(scrape_dag_id(sites[0], region)).timetable
+    )
     assert {f"region:{region}", "rollup"} <= set(dag.tags)
 
 
@@ -186,7 +188,7 @@ def test_clearing_a_site_run_follows_the_markers_to_the_rollups(dag_id, region_m
     """Airflow 3.3 ignores ExternalTaskMarkers when clearing: offpeak.clearing follows them."""
     from offpeak.clearing import Clear, plan
 
-    region = dag_id.split("__")[2]
+    region = parse_dag_id(dag_id).scope
     steps = plan(dag_id, "load", date(2026, 11, 3), PROJECT)
     assert steps == [
         Clear(dag_id, "load", region_midnight),

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from dev.devenv import REPO
 from offpeak.crawl.breaker import variable_key
+from support import REPO
 
 pytestmark = pytest.mark.integration
 

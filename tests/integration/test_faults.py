@@ -20,7 +20,7 @@ import yaml
 from test_quality import output, xcom
 from test_quality import task_states as states
 
-from dev.devenv import REPO
+from support import REPO
 
 pytestmark = pytest.mark.integration
 DAY = date(2026, 3, 3)  # a Tuesday, a London trading day
@@ -124,7 +124,8 @@ def fault_site(fault_config, fault_dags, good_feed, pg, warehouse, session_env, 
 
         from offpeak.config import get_site
         from offpeak.pipeline.transform import transform_file
-        from offpeak.warehouse.load import ensure_schema, load_partition
+        from offpeak.warehouse.load import load_partition
+        from offpeak.warehouse.schema import ensure_schema
 
         name = site_name(fault)
         with psycopg.connect(pg.uri("warehouse")) as conn:

@@ -13,6 +13,8 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from offpeak.config import get_site
+from offpeak.naming import parse_dag_id
+from support.queries import load_audit
 
 pytestmark = pytest.mark.integration
 TRADING_DATE = date(2026, 11, 20)  # a Friday
@@ -20,8 +22,8 @@ TRADING_DATE = date(2026, 11, 20)  # a Friday
 
 def run_dag(dagbag, dag_id: str, trading_date: date = TRADING_DATE, conf: dict | None = None):
     """dag.test() one DAG for the window that opens after ``trading_date``'s session."""
-    _, site, region_name = dag_id.split("__")
-    region = get_site(site)[1][region_name]
+    parsed = parse_dag_id(dag_id)
+    region = get_site(parsed.site)[1][parsed.scope]
     dag = dagbag.get_dag(dag_id)
     assert dag is not None, f"{dag_id} not in {sorted(dagbag.dags)}"
     for task in dag.tasks:
@@ -46,12 +48,7 @@ def partition(warehouse, table: str, region: str, day: date = TRADING_DATE) -> l
 
 
 def audit(warehouse, site: str, region: str) -> list[dict]:
-    cur = warehouse.execute(
-        "SELECT * FROM scraped.load_audit WHERE site = %s AND region = %s ORDER BY id",
-        (site, region),
-    )
-    cols = [c.name for c in cur.description]
-    return [dict(zip(cols, row, strict=True)) for row in cur.fetchall()]
+    return load_audit(warehouse, site, region)
 
 
 def xcoms(pg, dag_id: str, run_id: str) -> dict[str, str]:

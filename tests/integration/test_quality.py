@@ -14,10 +14,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from dev.devenv import REPO
 from offpeak.config import get_site
 from offpeak.pipeline.quality import QualityCheckFailed
 from offpeak.warehouse.load import load_partition
+from support import REPO
+from support.queries import load_audit
 
 pytestmark = pytest.mark.integration
 
@@ -79,11 +80,9 @@ def partition(warehouse, schema: str, table: str, region: str, day: str) -> list
 
 
 def audit(warehouse, schema: str, site: str, region: str) -> list[tuple]:
-    return warehouse.execute(
-        f"SELECT trading_date::text, run_id, rows_in_file FROM {schema}.load_audit "
-        "WHERE site = %s AND region = %s ORDER BY id",
-        (site, region),
-    ).fetchall()
+    return load_audit(
+        warehouse, site, region, columns="trading_date::text, run_id, rows_in_file", schema=schema
+    )
 
 
 def load_directly(pg, site_name: str, region: str, day: str, rows: list[dict], tmp_path):

@@ -11,17 +11,14 @@ import pytest
 import yaml
 from test_pipeline import partition, run_dag
 
-from dev.devenv import REPO
+from support import REPO
+from support.queries import load_audit
 
 pytestmark = pytest.mark.integration
 
 
 def audit(warehouse, site: str, region: str, day: date) -> list[tuple]:
-    return warehouse.execute(
-        "SELECT rows_inserted, rows_deleted, complete FROM scraped.load_audit "
-        "WHERE site = %s AND region = %s AND trading_date = %s ORDER BY loaded_at",
-        (site, region, day),
-    ).fetchall()
+    return load_audit(warehouse, site, region, day, "rows_inserted, rows_deleted, complete")
 
 
 def test_max_pages_crawls_a_sample_and_the_load_deletes_nothing(dagbag, warehouse):

@@ -11,7 +11,9 @@ import pytest
 import yaml
 
 from offpeak.config import load_site
-from offpeak.warehouse.load import LoadCountMismatch, SchemaMismatch, load_partition
+from offpeak.warehouse.load import LoadCountMismatch, load_partition
+from offpeak.warehouse.schema import SchemaMismatch
+from support.queries import load_audit
 
 pytestmark = pytest.mark.integration
 DAY = date(2026, 11, 20)
@@ -56,9 +58,7 @@ def load(pg, site, clean, expected, run_id="run1", **kwargs):
 
 
 def audit_rows(warehouse, schema):
-    return warehouse.execute(
-        f"SELECT run_id, rows_deleted, complete FROM {schema}.load_audit ORDER BY id"
-    ).fetchall()
+    return load_audit(warehouse, columns="run_id, rows_deleted, complete", schema=schema)
 
 
 TEN = [f"K{i},{i},u,{i}" for i in range(10)]

@@ -12,9 +12,10 @@ from zoneinfo import ZoneInfo
 import pytest
 import yaml
 
-from dev.devenv import REPO
 from offpeak.config import load_project
 from offpeak.schedule.tradingtime import RegionClock
+from support import REPO
+from support.queries import load_audit
 
 pytestmark = pytest.mark.integration
 REGIONS = load_project().regions
@@ -91,11 +92,8 @@ def partition_rows(warehouse) -> int:
 
 
 def audits(warehouse) -> list[tuple]:
-    return warehouse.execute(
-        "SELECT rows_in_file, rows_inserted, rows_deleted, complete FROM scraped.load_audit "
-        "WHERE site = 'equities' AND region = 'europe' AND trading_date = %s ORDER BY id",
-        (DAY,),
-    ).fetchall()
+    columns = "rows_in_file, rows_inserted, rows_deleted, complete"
+    return load_audit(warehouse, "equities", "europe", DAY, columns)
 
 
 def test_window_end_partial_loads_what_was_crawled_and_deletes_nothing(

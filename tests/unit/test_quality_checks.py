@@ -1,4 +1,4 @@
-"""Crawl monitors on Scrapy stats (offpeak.pipeline.quality.check_crawl), their failure
+"""Crawl monitors on Scrapy stats (offpeak.crawl.checks.check_crawl), their failure
 messages, the field-coverage extension, and the config errors of the quality section."""
 
 from __future__ import annotations
@@ -11,7 +11,8 @@ import pytest
 import yaml
 
 from offpeak.config import Site, get_site, load_project
-from offpeak.pipeline.quality import QualityCheckFailed, check_crawl, raise_failures, summary
+from offpeak.crawl.checks import check_crawl
+from offpeak.pipeline.quality import QualityCheckFailed, raise_failures, summary
 
 SHIPPED = Path(__file__).resolve().parents[2] / "include" / "config"
 DAY = date(2026, 10, 6)

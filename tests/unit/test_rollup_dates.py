@@ -9,7 +9,8 @@ import pytest
 from airflow.timetables.base import TimeRestriction
 
 from offpeak.config import load_project
-from offpeak.rollups.summaries import GLOBAL, TradingDateSensor, rollup_clock, rollup_logical_date
+from offpeak.naming import GLOBAL
+from offpeak.rollups.sensor import TradingDateSensor, rollup_clock, rollup_logical_date
 from offpeak.schedule.timetable import GlobalTradingDayTimetable, OffPeakTimetable
 
 PROJECT = load_project()

@@ -9,7 +9,8 @@ from types import SimpleNamespace
 import pytest
 
 from offpeak.config import get_site
-from offpeak.crawl.operator import base_url_from_connection, scrapy_settings
+from offpeak.crawl.connection import base_url_from_connection
+from offpeak.crawl.spec import scrapy_settings
 
 
 def test_politeness_comes_from_the_site_file(tmp_path: Path):

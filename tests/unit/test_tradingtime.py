@@ -9,13 +9,9 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from offpeak.config import Region, load_project
+from offpeak.params import ignore_window, trading_date
 from offpeak.schedule.calendars import UnknownExchange, get_calendar
-from offpeak.schedule.tradingtime import (
-    NotATradingDay,
-    RegionClock,
-    ignore_window,
-    trading_date_from_context,
-)
+from offpeak.schedule.tradingtime import NotATradingDay, RegionClock
 
 NY = ZoneInfo("America/New_York")
 TOKYO = ZoneInfo("Asia/Tokyo")
@@ -173,32 +169,32 @@ def context(conf=None, start=None) -> dict:
 
 def test_context_conf_trading_date_wins():
     ctx = context({"trading_date": "2026-11-18"}, utc(2026, 11, 20, 5))
-    assert trading_date_from_context(REGIONS["americas"], ctx) == date(2026, 11, 18)
+    assert trading_date(REGIONS["americas"], ctx) == date(2026, 11, 18)
 
 
 def test_context_trading_date_is_the_local_date_of_the_interval_start():
     # The timetable's interval for 2026-11-20 in Kolkata starts 2026-11-19T18:30Z.
     ctx = context({}, utc(2026, 11, 19, 18, 30))
-    assert trading_date_from_context(REGIONS["india"], ctx) == FRIDAY
+    assert trading_date(REGIONS["india"], ctx) == FRIDAY
 
 
 def test_context_without_dates_is_the_latest_due_day():
     """A REST run with "logical_date": null has no interval and no ds: not a crash."""
     now = datetime(2026, 11, 23, 9, 0, tzinfo=NY)
-    assert trading_date_from_context(REGIONS["americas"], context({}, None), now) == FRIDAY
-    assert trading_date_from_context(REGIONS["americas"], {}, now) == FRIDAY
+    assert trading_date(REGIONS["americas"], context({}, None), now) == FRIDAY
+    assert trading_date(REGIONS["americas"], {}, now) == FRIDAY
 
 
 @pytest.mark.parametrize("bad", ["20/11/2026", "yesterday", "2026-02-30"])
 def test_context_bad_conf_trading_date_is_named(bad):
     with pytest.raises(ValueError, match="trading_date must be YYYY-MM-DD") as info:
-        trading_date_from_context(REGIONS["americas"], context({"trading_date": bad}))
+        trading_date(REGIONS["americas"], context({"trading_date": bad}))
     assert repr(bad) in str(info.value)
 
 
 def test_context_conf_trading_date_on_a_holiday_is_refused_with_the_reason():
     with pytest.raises(NotATradingDay) as info:
-        trading_date_from_context(REGIONS["americas"], context({"trading_date": "2026-11-26"}))
+        trading_date(REGIONS["americas"], context({"trading_date": "2026-11-26"}))
     message = str(info.value)
     assert "2026-11-26 is not a trading day of XNYS (region americas)" in message
     assert "Thanksgiving" in message and "2026-11-25" in message

@@ -1,14 +1,15 @@
-"""The crawl verdict (complete / partial / failed) from stats alone, and secret redaction."""
+"""The crawl verdict and the decision at its end (publish, partial, fail) from stats; redaction."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 import pytest
 
 from offpeak.config import get_site
-from offpeak.crawl import contract
-from offpeak.crawl.verdict import judge
+from offpeak.crawl import contract, output
+from offpeak.crawl.verdict import decide, judge
+from offpeak.crawl.window import WindowBudget
 
 
 @pytest.fixture(scope="module")
@@ -54,13 +55,17 @@ def test_a_window_stop_fails_or_is_partial_as_configured(site):
     assert (partial.outcome, partial.reasons) == ("partial", [f"{stop} (on_window_end: partial)"])
 
 
-def test_a_retry_after_above_the_cap_fails_with_the_time_asked(site):
-    until = 1_800_000_000
-    stats = {
+def retry_after_stats(until: int = 1_800_000_000) -> tuple[int, dict]:
+    """A crawl stopped because the site asked for an hour's pause, above the cap."""
+    return until, {
         "finish_reason": contract.FINISH_RETRY_AFTER,
         contract.RETRY_AFTER_ASKED: 3600,
         contract.RETRY_NOT_BEFORE: until,
     }
+
+
+def test_a_retry_after_above_the_cap_fails_with_the_time_asked(site):
+    until, stats = retry_after_stats()
     verdict = judge(site, stats, 0)
     assert verdict.outcome == "failed"
     assert verdict.reasons == [
@@ -70,7 +75,7 @@ def test_a_retry_after_above_the_cap_fails_with_the_time_asked(site):
 
 
 def test_throttling_is_not_an_http_error():
-    from offpeak.pipeline.quality import http_errors
+    from offpeak.crawl.checks import http_errors
 
     stats = {
         "downloader/response_status_count/200": 5,
@@ -103,3 +108,121 @@ def test_retry_after_reads_seconds_and_http_dates():
     assert retry_after_seconds("Fri, 27 Nov 2026 11:00:00 GMT", now=now) == 0.0
     assert retry_after_seconds("soon") is None
     assert retry_after_seconds(None) is None
+
+
+# ------------------------------------------------------------------ the decision at a crawl's end
+
+DAY = date(2026, 11, 18)
+# 07:00 in London on that day (GMT): the window's end, as users read it in the message.
+CLOSES = datetime(2026, 11, 18, 7, 0, tzinfo=UTC)
+WINDOW = WindowBudget(closes=CLOSES, timezone="Europe/London", seconds=120.0)
+STOPPED = "the off-peak window closed at 07:00:00 Europe/London and stopped the crawl after"
+
+
+def crawled(pages: int, items: int, finish: str = "closespider_timeout") -> dict:
+    """Stats of a crawl of ``pages`` pages whose every field was found in every item."""
+    fields = {f"offpeak/field/{name}": items for name in ("symbol", "name", "last_price")}
+    return {
+        "finish_reason": finish,
+        "response_received_count": pages,
+        **fields,
+        "offpeak/field/volume": items,
+    }
+
+
+@pytest.fixture(scope="module")
+def lenient(site):
+    """equities with ``quality.on_window_end: partial``."""
+    return site.model_copy(
+        update={"quality": site.quality.model_copy(update={"on_window_end": "partial"})}
+    )
+
+
+def test_a_crawl_stopped_by_the_window_with_items_publishes_a_partial_feed(lenient):
+    decision = decide(
+        lenient, "europe", DAY, crawled(pages=2, items=40), 0, items=40, window=WINDOW
+    )
+    assert decision.outcome == "partial" and decision.message is None
+    assert decision.reasons == [f"{STOPPED} 2 pages (on_window_end: partial)"]
+    assert all(check.passed for check in decision.checks)
+    pointer = output.pointer(
+        uri="file:///raw/x.jsonl", site="equities", region="europe", trading_date=DAY,
+        feed=output.FeedSummary(40, 4000, "0" * 64), stats=crawled(2, 40),
+        complete=decision.complete, dead_letters=[], dead_letters_uri="",
+        started=CLOSES, checks={},
+    )  # fmt: skip
+    assert pointer["complete"] is False
+    assert pointer["finish_reason"] == "closespider_timeout"
+    assert pointer["stats"]["pages"] == 2
+
+
+def test_a_crawl_stopped_by_the_window_with_no_items_fails_and_says_why(lenient):
+    decision = decide(lenient, "europe", DAY, crawled(pages=0, items=0), 0, items=0, window=WINDOW)
+    assert decision.outcome == "failed" and decision.failed_checks
+    assert decision.message == (
+        "quality check min_items failed for site equities region europe 2026-11-18: "
+        "scraped 0 items, fewer than min 10; the crawl was incomplete: "
+        f"{STOPPED} 0 pages (on_window_end: partial)"
+    )
+
+
+def test_a_crawl_the_watchdog_stopped_fails_by_default_and_names_the_window(site):
+    """Scrapy's own timeout waited on requests in flight; the watchdog stopped the crawl."""
+    stats = crawled(pages=1, items=20, finish="shutdown")
+    decision = decide(
+        site, "europe", DAY, stats, -15, items=20, window=WINDOW, stopped_at_window_end=True
+    )
+    assert decision.outcome == "failed" and not decision.failed_checks
+    assert decision.checks == []  # nothing to publish, so nothing checked
+    assert decision.message == (
+        f"site 'equities' region 'europe' 2026-11-18: {STOPPED} 1 pages; "
+        "quality.on_window_end is 'fail', so nothing is published; see the crawl log above"
+    )
+
+
+def test_a_crawl_that_finished_before_the_window_closed_is_complete(site):
+    stats = crawled(pages=5, items=100, finish="finished")
+    decision = decide(site, "europe", DAY, stats, 0, items=100, window=WINDOW)
+    assert (decision.outcome, decision.reasons, decision.message) == ("complete", [], None)
+    assert decision.complete
+    assert {check.name for check in decision.checks} >= {"min_items", "field_coverage"}
+
+
+def test_a_bad_exit_not_caused_by_the_window_fails(lenient):
+    stats = crawled(pages=3, items=60, finish="finished")
+    decision = decide(lenient, "europe", DAY, stats, 1, items=60, window=WINDOW)
+    assert decision.outcome == "failed" and not decision.failed_checks
+    assert decision.message == (
+        "site 'equities' region 'europe' 2026-11-18: the crawl ended with exit code 1, "
+        "finish reason 'finished'; see the crawl log above"
+    )
+
+
+def test_the_sites_own_timeout_is_not_the_window(lenient):
+    """When the window did not limit the crawl, closespider_timeout is a plain bad finish."""
+    stats = crawled(pages=3, items=60)
+    decision = decide(lenient, "europe", DAY, stats, 0, items=60, window=None)
+    assert decision.outcome == "failed"
+    assert "finish reason 'closespider_timeout'" in decision.message
+    assert "off-peak window" not in decision.message
+
+
+def test_dead_letters_are_named_in_the_failure(site):
+    letters = [{"reason": f"page {n} unreadable"} for n in range(1, 5)]
+    decision = decide(site, "europe", DAY, {"finish_reason": "finished"}, 1, items=0,
+                      dead_letters=letters)  # fmt: skip
+    assert decision.message.endswith(
+        "; 4 dead letter(s): page 1 unreadable; page 2 unreadable; page 3 unreadable "
+        "(and 1 more); see the crawl log above"
+    )
+
+
+def test_a_retry_after_above_the_cap_can_be_waited_out(site):
+    until, stats = retry_after_stats()
+    decision = decide(site, "europe", DAY, stats, 0, items=0)
+    assert decision.retry_not_before == datetime.fromtimestamp(until, tz=UTC)
+    assert decision.retry_message == (
+        "site 'equities' region 'europe' 2026-11-18: the site asked to wait 3,600 s "
+        "(Retry-After), above politeness.max_retry_after_seconds 60"
+    )
+    assert decision.message == f"{decision.retry_message}; see the crawl log above"

@@ -18,13 +18,10 @@ tests keep it on.
 
 from __future__ import annotations
 
-import os
 from datetime import date, timedelta
 from typing import Any
 
-
-def deadline_alerts_enabled() -> bool:
-    return os.environ.get("OFFPEAK_DEADLINE_ALERTS", "true").lower() not in ("0", "false", "no")
+from offpeak import settings
 
 
 def window_length(region: Any) -> timedelta:
@@ -37,7 +34,7 @@ def window_length(region: Any) -> timedelta:
 
 def deadline_alert(region: Any, alerts: Any):
     """The DeadlineAlert of a scrape DAG of ``region`` (None when turned off)."""
-    if not deadline_alerts_enabled():
+    if not settings.deadline_alerts():
         return None
     from airflow.sdk import DeadlineAlert, DeadlineReference, SyncCallback
 

@@ -16,6 +16,8 @@ from typing import Any
 
 from airflow.sdk import BaseNotifier
 
+from offpeak import params, retries
+
 log = logging.getLogger(__name__)
 TIMEOUT_SECONDS = 10
 MAX_EXCEPTION_CHARS = 1500
@@ -26,7 +28,7 @@ def post(http_conn_id: str, payload: dict[str, Any]) -> bool:
     from airflow.sdk import BaseHook
     from airflow.sdk.log import mask_secret
 
-    from offpeak.crawl.operator import base_url_from_connection
+    from offpeak.crawl.connection import base_url_from_connection
 
     try:
         conn = BaseHook.get_connection(http_conn_id)
@@ -69,11 +71,11 @@ def slack_message(title: str, facts: dict[str, Any], detail: str | None = None) 
 
 
 def _trading_date(region: str | None, context: Any) -> str | None:
-    from offpeak.schedule.tradingtime import run_conf
-
-    conf = run_conf(context)
-    if conf.get("trading_date"):
-        return str(conf["trading_date"])
+    """For the alert: the date the run was given, else what its scrape or summary task said,
+    else the date of its data interval (None when none of them tells)."""
+    stated = params.stated_trading_date(context)
+    if stated:
+        return stated
     ti = context.get("ti")
     for task_id in ("scrape", "summarize"):
         try:
@@ -82,14 +84,12 @@ def _trading_date(region: str | None, context: Any) -> str | None:
             pointer = None
         if isinstance(pointer, dict) and pointer.get("trading_date"):
             return pointer["trading_date"]
-    start = context.get("data_interval_start")
-    if start is not None and region:
+    if context.get("data_interval_start") is not None and region:
         from offpeak.config import load_project
-        from offpeak.schedule.tradingtime import RegionClock
 
         regions = load_project().regions
         if region in regions:
-            return RegionClock.of(regions[region]).day_of_interval_start(start).isoformat()
+            return params.interval_trading_date(regions[region], context).isoformat()
     return None
 
 
@@ -111,7 +111,8 @@ class FailureNotifier(BaseNotifier):
 
     def payload(self, context: Any) -> dict:
         ti = context["ti"]
-        exception = context.get("exception")
+        # A failure that fail_fast stopped from retrying is named by its original type.
+        exception = retries.reported(context.get("exception"))
         error = f"{type(exception).__name__}: {exception}" if exception else "(no exception)"
         if len(error) > MAX_EXCEPTION_CHARS:
             error = error[: MAX_EXCEPTION_CHARS - 1] + "…"
@@ -146,12 +147,11 @@ def deadline_missed(
     deadline = (context.get("deadline") or {}).get("deadline_time")
     if isinstance(deadline, datetime):
         deadline = deadline.isoformat()
-    conf = run.get("conf") or {}
     facts = {
         "DAG": run.get("dag_id"),
         "Run": run.get("dag_run_id"),
         "Region": region,
-        "Trading date": conf.get("trading_date") or _interval_date(run, timezone),
+        "Trading date": params.reported_run_trading_date(run, timezone),
         "Window": f"{window} {timezone}",
         "Deadline": deadline,
         "State": run.get("state"),
@@ -160,13 +160,3 @@ def deadline_missed(
         f" (+{grace} min)" if grace else ""
     )
     post(http_conn_id, slack_message(title, facts))
-
-
-def _interval_date(run: dict, timezone: str) -> str | None:
-    from zoneinfo import ZoneInfo
-
-    start = run.get("data_interval_start")
-    if not start:
-        return None
-    moment = datetime.fromisoformat(str(start).replace("Z", "+00:00"))
-    return moment.astimezone(ZoneInfo(timezone)).date().isoformat()

@@ -1,0 +1,1 @@
+"""Crawl: the ScrapeOperator and what it needs to run, judge and publish one crawl."""

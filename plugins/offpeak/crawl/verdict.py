@@ -1,15 +1,20 @@
-"""How a crawl ended, judged from its exit code and stats: complete, partial or failed."""
+"""What to do with a finished crawl, from its stats and exit code: publish, partial or fail."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
 
 from offpeak.crawl import contract
+from offpeak.crawl.checks import check_crawl
+from offpeak.pipeline import quality
 
 if TYPE_CHECKING:
     from offpeak.config import Site
+    from offpeak.crawl.window import WindowBudget
 
 # What each incomplete cause means, in words for the task log and the failure message.
 CAUSES = {
@@ -87,3 +92,112 @@ def judge(
     for cause, count in contract.incomplete_causes(stats).items():
         reasons.append(f"{count} {CAUSES.get(cause, cause)}")
     return Verdict("partial" if reasons else "complete", reasons)
+
+
+def window_stop(
+    stats: Mapping[str, Any], window: WindowBudget | None, stopped_at_window_end: bool = False
+) -> str | None:
+    """The sentence saying the off-peak window closed on the crawl, or None when it did not.
+
+    Only a window that limited the crawl (``window``: its budget was the time left) can have
+    stopped it: by Scrapy's ``closespider_timeout``, or by the watchdog past the grace.
+    """
+    if window is None:
+        return None
+    if stats.get("finish_reason") != "closespider_timeout" and not stopped_at_window_end:
+        return None
+    closed = window.closes.astimezone(ZoneInfo(window.timezone))
+    return (
+        f"the off-peak window closed at {closed:%H:%M:%S} {window.timezone} and "
+        f"stopped the crawl after {stats.get('response_received_count', 0)} pages"
+    )
+
+
+def dead_letter_note(letters: Sequence[Mapping[str, Any]], shown: int = 3) -> str:
+    """``; dead letters: <reason>; <reason> (and N more)`` for a failure message."""
+    if not letters:
+        return ""
+    reasons = "; ".join(letter["reason"] for letter in letters[:shown])
+    more = f" (and {len(letters) - shown} more)" if len(letters) > shown else ""
+    return f"; {len(letters)} dead letter(s): {reasons}{more}"
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What the operator does with a finished crawl.
+
+    ``outcome`` is ``complete`` (publish), ``partial`` (publish with ``complete: false``, so the
+    load deletes nothing) or ``failed`` (raise ``message``: CrawlFailed, or QualityCheckFailed
+    when ``failed_checks``). ``checks`` are the quality checks run (none when the crawl itself
+    failed). A crawl failed by a site's Retry-After may be retried from ``retry_not_before``;
+    ``retry_message`` is then the failure without its pointer to the log.
+    """
+
+    outcome: str
+    where: str
+    reasons: list[str] = field(default_factory=list)
+    checks: list[quality.Check] = field(default_factory=list)
+    message: str | None = None
+    failed_checks: bool = False
+    retry_not_before: datetime | None = None
+    retry_message: str = ""
+
+    @property
+    def complete(self) -> bool:
+        return self.outcome == "complete"
+
+
+def where(site: Site, region: str, trading_date: date) -> str:
+    return f"site {site.name!r} region {region!r} {trading_date}"
+
+
+def decide(
+    site: Site,
+    region: str,
+    trading_date: date,
+    stats: Mapping[str, Any],
+    returncode: int,
+    *,
+    items: int,
+    window: WindowBudget | None = None,
+    stopped_at_window_end: bool = False,
+    sample: Any = None,
+    dead_letters: Sequence[Mapping[str, Any]] = (),
+) -> Decision:
+    """Decide a finished crawl of ``site`` for ``region`` and ``trading_date``.
+
+    ``items`` is the number of lines in its feed; ``window`` the off-peak window's budget when
+    that limited the crawl, and ``stopped_at_window_end`` whether the watchdog stopped it there;
+    ``sample`` the run's CrawlSample; ``dead_letters`` the pages the crawl gave up on. First how
+    the crawl ended (``judge``), then, for a crawl worth publishing, the quality checks.
+    """
+    stats = dict(stats)
+    at = where(site, region, trading_date)
+    judged = judge(
+        site,
+        stats,
+        returncode,
+        sample=sample,
+        window_stop=window_stop(stats, window, stopped_at_window_end),
+    )
+    note = dead_letter_note(dead_letters)
+    if judged.outcome == "partial":
+        note = f"; the crawl was incomplete: {'; '.join(judged.reasons)}{note}"
+    if judged.outcome == "failed":
+        message = f"{at}: {'; '.join(judged.reasons)}{note}"
+        return Decision(
+            "failed",
+            at,
+            judged.reasons,
+            message=f"{message}; see the crawl log above",
+            retry_not_before=judged.retry_not_before,
+            retry_message=message,
+        )
+    checks = check_crawl(site, stats, items)
+    try:
+        quality.raise_failures(checks, site, region, trading_date)
+    except quality.QualityCheckFailed as failed:
+        return Decision(
+            "failed", at, judged.reasons, checks, message=f"{failed}{note}", failed_checks=True
+        )
+    return Decision(judged.outcome, at, judged.reasons, checks)

@@ -125,12 +125,3 @@ CONVERTERS: dict[str, Callable[[object], object]] = {
     "date": to_date,
     "datetime": to_datetime,
 }
-
-# PostgreSQL column type of each field type.
-SQL_TYPES = {
-    "text": "text",
-    "int": "bigint",
-    "decimal": "numeric",
-    "date": "date",
-    "datetime": "timestamp with time zone",
-}

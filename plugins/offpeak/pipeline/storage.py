@@ -13,6 +13,8 @@ from datetime import date
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
+from offpeak import settings
+
 if TYPE_CHECKING:
     from airflow.sdk import ObjectStoragePath
 
@@ -20,15 +22,10 @@ STAGES = {"raw": ".jsonl", "clean": ".csv", "rejects": ".jsonl"}
 
 
 def data_root() -> ObjectStoragePath:
-    """``OFFPEAK_DATA_ROOT`` (``s3://conn_id@bucket/prefix`` works), else
-    ``$AIRFLOW_HOME/offpeak-data`` on the local disk."""
+    """The root of every file: ``offpeak.settings.data_root`` (``OFFPEAK_DATA_ROOT``)."""
     from airflow.sdk import ObjectStoragePath
 
-    root = os.environ.get("OFFPEAK_DATA_ROOT")
-    if not root:
-        home = os.environ.get("AIRFLOW_HOME") or str(Path.home() / "airflow")
-        root = Path(home, "offpeak-data").absolute().as_uri()
-    return ObjectStoragePath(root)
+    return ObjectStoragePath(settings.data_root())
 
 
 def run_key(run_id: str) -> str:

@@ -1,0 +1,1 @@
+"""Schedule: exchange calendars, trading dates and off-peak windows per region, timetables."""

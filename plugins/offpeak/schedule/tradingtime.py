@@ -23,11 +23,17 @@ from zoneinfo import ZoneInfo
 from offpeak.schedule.calendars import TradingCalendar, get_calendar
 
 if TYPE_CHECKING:
-    from offpeak.config import OffPeakWindow, Region
+    from offpeak.config import Region
 
 MIDNIGHT = time(0, 0)
 # A calendar with no trading day in this many days is broken, not quiet.
 MAX_GAP_DAYS = 30
+
+
+def window_text(start: time, end: time) -> str:
+    """``18:30–07:30``: a window as regions.yaml writes it (seconds only when set)."""
+    fmt = "%H:%M:%S" if start.second or end.second else "%H:%M"
+    return f"{start.strftime(fmt)}–{end.strftime(fmt)}"
 
 
 class NotATradingDay(ValueError):
@@ -152,7 +158,7 @@ class RegionClock(TradingDays):
 
     @property
     def crosses_midnight(self) -> bool:
-        return self.window.crosses_midnight
+        return self.window_end <= self.window_start
 
     def local(self, day: date, at: time) -> datetime:
         """The instant (UTC) of wall-clock ``at`` on ``day`` in the region, per the DST policy."""
@@ -161,14 +167,8 @@ class RegionClock(TradingDays):
     def midnight(self, day: date) -> datetime:
         return self.local(day, MIDNIGHT)
 
-    @cached_property
-    def window(self) -> OffPeakWindow:
-        from offpeak.config import OffPeakWindow
-
-        return OffPeakWindow(start=self.window_start, end=self.window_end)
-
     def window_text(self) -> str:
-        return str(self.window)
+        return window_text(self.window_start, self.window_end)
 
     # ------------------------------------------------------------------ windows
 
@@ -247,46 +247,3 @@ class GlobalClock(TradingDays):
     @classmethod
     def of(cls, regions: Any, delay_minutes: int = 30) -> GlobalClock:
         return cls(tuple(RegionClock.of(r) for r in regions), timedelta(minutes=delay_minutes))
-
-
-def _bool_conf(conf: dict, key: str) -> bool:
-    value = conf.get(key, False)
-    if not isinstance(value, bool):
-        raise ValueError(f"dag_run.conf.{key} must be true or false, got {value!r}")
-    return value
-
-
-def run_conf(context: Any) -> dict:
-    dag_run = context.get("dag_run")
-    return (getattr(dag_run, "conf", None) or {}) if dag_run is not None else {}
-
-
-def ignore_window(context: Any) -> bool:
-    """``dag_run.conf.ignore_window``: crawl now even outside the region's window."""
-    return _bool_conf(run_conf(context), "ignore_window")
-
-
-def trading_date_from_context(
-    region: Region | TradingDays, context: Any, now: datetime | None = None
-) -> date:
-    """The run's trading date, for a region's DAGs (a Region) or rollup__global (a GlobalClock).
-
-    1. ``dag_run.conf.trading_date`` (YYYY-MM-DD, must be a trading day);
-    2. else the local date of ``data_interval_start`` (the timetable makes that the trading day);
-    3. else, for a run without a logical date (REST ``"logical_date": null``), the latest
-       trading day whose run was due: for a region, whose off-peak window has opened.
-    """
-    clock = region if isinstance(region, TradingDays) else RegionClock.of(region)
-    conf = run_conf(context)
-    if conf.get("trading_date"):
-        try:
-            day = date.fromisoformat(str(conf["trading_date"]))
-        except ValueError:
-            raise ValueError(
-                f"dag_run.conf.trading_date must be YYYY-MM-DD, got {conf['trading_date']!r}"
-            ) from None
-        return clock.check_day(day)
-    start = context.get("data_interval_start")
-    if start is not None:
-        return clock.day_of_interval_start(start)
-    return clock.latest_due_day(now or datetime.now(tz=UTC))

@@ -14,7 +14,7 @@ from scrapy import signals
 from scrapy.exceptions import NotConfigured
 from twisted.internet import task
 
-from offpeak.pipeline.quality import http_errors
+from offpeak.crawl.checks import http_errors
 
 log = logging.getLogger("offpeak.progress")
 

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import os
-
 from offpeak.scraping.lifeline import die_with_parent
+from offpeak.settings import progress_interval
 
 # Read first thing by `scrapy crawl`: from here on the crawl cannot outlive its task.
 die_with_parent()
@@ -31,7 +30,7 @@ COOKIES_ENABLED = False
 FEED_EXPORT_ENCODING = "utf-8"
 FEED_STORE_EMPTY = True
 # Progress lines in the task log (offpeak.scraping.progress) replace Scrapy's LogStats.
-OFFPEAK_PROGRESS_INTERVAL = float(os.environ.get("OFFPEAK_PROGRESS_INTERVAL", "30"))
+OFFPEAK_PROGRESS_INTERVAL = progress_interval()
 LOG_LEVEL = "INFO"
 LOG_FORMAT = "%(levelname)s %(name)s: %(message)s"
 

@@ -19,7 +19,7 @@ GLOBAL_ROLLUP_TABLE = "rollup_global_day"
 def table_asset(table: str) -> Asset:
     from airflow.sdk import Asset
 
-    from offpeak.warehouse.load import schema_name
+    from offpeak.warehouse.sql import schema_name
 
     schema = schema_name()
     return Asset(

@@ -9,7 +9,6 @@ import re
 import signal
 import subprocess
 import sys
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -35,20 +34,10 @@ def _load():
     return module
 
 
-@pytest.fixture(scope="module")
-def demo_server():
-    server = _load().make_server("127.0.0.1", 0)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
-
-
-@pytest.fixture(scope="module")
-def base_url(demo_server):
-    host, port = demo_server.server_address[:2]
-    return f"http://{host}:{port}"
+@pytest.fixture
+def base_url(demo_url):
+    """The session's demo sites (tests/support/services.py)."""
+    return demo_url
 
 
 def fetch(url: str) -> tuple[int, str, bytes]:

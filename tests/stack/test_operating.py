@@ -13,8 +13,6 @@ from urllib.parse import quote
 
 import pytest
 
-pytestmark = pytest.mark.integration
-
 FAILING = "scrape__funds__oceania"  # funds has no retries in the stack: a failure is final
 
 

@@ -5,11 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
-
 from offpeak.crawl.contract import redact
 
-pytestmark = pytest.mark.integration
 DAG_ID = "scrape__funds__oceania"  # the stack's funds start URL carries the key (api_key=...)
 
 

@@ -27,9 +27,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page, expect, sync_playwright
 
-from dev.devenv import REPO
-
-pytestmark = pytest.mark.integration
+from support import REPO
 
 CHROMIUM = Path("/usr/bin/chromium")  # Debian's package: `make test` installs it when missing
 SHOTS = REPO / "test-artifacts" / "ui"

@@ -3,20 +3,8 @@ exactly the trading days and load them once; a late run waits for its window."""
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
-
-import pytest
-
-pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def warehouse(stack_warehouse):
-    """In this module, runs are the scheduler stack's: they load its warehouse."""
-    return stack_warehouse
-
 
 BACKFILL_DAG = "scrape__equities__americas"
 LATE_DAG = "scrape__fx_rates__asia_pacific"  # no other test unpauses it
@@ -24,23 +12,12 @@ LATE_DAG = "scrape__fx_rates__asia_pacific"  # no other test unpauses it
 
 def backfill(stack, *extra: str) -> int:
     """`airflow backfill create` over 2026-09-03..2026-09-08; returns the backfill's id."""
-    before = stack.query("SELECT coalesce(max(id), 0) FROM backfill")[0][0]
-    stack.airflow(
-        "backfill", "create", "--dag-id", BACKFILL_DAG,
-        "--from-date", "2026-09-03", "--to-date", "2026-09-08",
-        "--dag-run-conf", json.dumps({"ignore_window": True}), *extra,
-    )  # fmt: skip
-    (backfill_id,) = stack.query("SELECT max(id) FROM backfill")[0]
-    assert backfill_id > before, "airflow backfill create made no backfill"
-    return backfill_id
+    start, end, conf = date(2026, 9, 3), date(2026, 9, 8), {"ignore_window": True}
+    return stack.backfill(BACKFILL_DAG, start, end, conf, *extra)
 
 
 def backfill_runs(stack, backfill_id: int) -> list[tuple]:
-    return stack.query(
-        "SELECT r.run_id, r.state, r.data_interval_start, r.run_type FROM backfill_dag_run b "
-        "JOIN dag_run r ON r.id = b.dag_run_id WHERE b.backfill_id = %s ORDER BY r.logical_date",
-        backfill_id,
-    )
+    return stack.backfill_runs(backfill_id, "r.run_id, r.state, r.data_interval_start, r.run_type")
 
 
 def wait_backfill_done(stack, backfill_id: int, runs: int) -> list[tuple]:

@@ -4,23 +4,10 @@ rollup within seconds, not at the sensors' timeout."""
 
 from __future__ import annotations
 
-import json
 from datetime import date, timedelta
 
-import pytest
-
 from offpeak.config import load_project
-from offpeak.factory import dag_id_for
-from offpeak.rollups.summaries import GLOBAL, rollup_dag_id
-
-pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def warehouse(stack_warehouse):
-    """In this module, runs are the scheduler stack's: they load its warehouse."""
-    return stack_warehouse
-
+from offpeak.naming import GLOBAL, rollup_dag_id, scrape_dag_id
 
 PROJECT = load_project()
 # Tuesday 2026-11-03: Culture Day in Japan (XTKS closed), the others trade. (Not a recent
@@ -34,11 +21,7 @@ REJECTED = {"equities": 10, "fx_rates": 3, "funds": 2}
 
 def backfill(stack, dag_id: str, day: date, conf: dict | None = None) -> int:
     """A backfill of one trading day; it must have made its run (not skipped the date)."""
-    stack.airflow(
-        "backfill", "create", "--dag-id", dag_id, "--from-date", day.isoformat(),
-        "--to-date", day.isoformat(), *(["--dag-run-conf", json.dumps(conf)] if conf else []),
-    )  # fmt: skip
-    backfill_id = stack.query("SELECT max(id) FROM backfill WHERE dag_id = %s", dag_id)[0][0]
+    backfill_id = stack.backfill(dag_id, day, day, conf)
     made = stack.query(
         "SELECT dag_run_id, exception_reason FROM backfill_dag_run WHERE backfill_id = %s",
         backfill_id,
@@ -48,11 +31,7 @@ def backfill(stack, dag_id: str, day: date, conf: dict | None = None) -> int:
 
 
 def backfill_run(stack, backfill_id: int) -> tuple | None:
-    rows = stack.query(
-        "SELECT r.dag_id, r.run_id, r.state, r.start_date, r.end_date FROM backfill_dag_run b "
-        "JOIN dag_run r ON r.id = b.dag_run_id WHERE b.backfill_id = %s",
-        backfill_id,
-    )
+    rows = stack.backfill_runs(backfill_id, "r.dag_id, r.run_id, r.state, r.start_date, r.end_date")
     return rows[0] if rows else None
 
 
@@ -77,7 +56,7 @@ def wait_finished(stack, backfills: dict[str, int], timeout: float = 420) -> dic
 
 def test_rollups_run_after_their_inputs_and_summarise_them(stack, warehouse):
     sites = {r: [s.name for s in PROJECT.sites_of(r)] for r in TRADING}
-    site_dags = [dag_id_for(s, r) for r in TRADING for s in sites[r]]
+    site_dags = [scrape_dag_id(s, r) for r in TRADING for s in sites[r]]
     rollups = [rollup_dag_id(r) for r in TRADING] + [rollup_dag_id(GLOBAL)]
     for dag_id in site_dags + rollups:
         stack.airflow("dags", "unpause", dag_id)
@@ -92,7 +71,7 @@ def test_rollups_run_after_their_inputs_and_summarise_them(stack, warehouse):
     for region in TRADING:
         dag_id, run_id = rollup_dag_id(region), runs[rollup_dag_id(region)][1]
         loads_done = max(
-            task(stack, dag_id_for(s, region), runs[dag_id_for(s, region)][1], "load")[2]
+            task(stack, scrape_dag_id(s, region), runs[scrape_dag_id(s, region)][1], "load")[2]
             for s in sites[region]
         )
         state, started, ended = task(stack, dag_id, run_id, "summarize")
@@ -142,7 +121,7 @@ def test_rollups_run_after_their_inputs_and_summarise_them(stack, warehouse):
 
     # Clearing one site's load with offpeak.clearing (Airflow 3.3 ignores the markers)
     # re-runs exactly the rollup parts built on it, and they succeed again.
-    stack.run_module("offpeak.clearing", dag_id_for("funds", "europe"),
+    stack.run_module("offpeak.clearing", scrape_dag_id("funds", "europe"),
                      "--trading-date", DAY.isoformat(), "--task", "load")  # fmt: skip
     europe, glob = runs[rollup_dag_id("europe")][1], runs[rollup_dag_id(GLOBAL)][1]
 
@@ -151,7 +130,7 @@ def test_rollups_run_after_their_inputs_and_summarise_them(stack, warehouse):
             "SELECT dag_id || '.' || task_id, state, try_number FROM task_instance "
             "WHERE (dag_id, run_id) IN ((%s, %s), (%s, %s), (%s, %s))",
             rollup_dag_id("europe"), europe, rollup_dag_id(GLOBAL), glob,
-            dag_id_for("funds", "europe"), runs[dag_id_for("funds", "europe")][1],
+            scrape_dag_id("funds", "europe"), runs[scrape_dag_id("funds", "europe")][1],
         )  # fmt: skip
         return {t: (state, n) for t, state, n in rows}
 
@@ -178,7 +157,7 @@ def test_a_failed_site_fails_its_region_rollup_within_seconds(stack):
     """funds/india fails (its conf asks for a BSE holiday; the stack's funds config has no
     retries): the funds sensor fails on its next check and fail_fast stops the rest."""
     day = date(2026, 11, 20)
-    rollup, site_dag = rollup_dag_id("india"), dag_id_for("funds", "india")
+    rollup, site_dag = rollup_dag_id("india"), scrape_dag_id("funds", "india")
     for dag_id in (rollup, site_dag):
         stack.airflow("dags", "unpause", dag_id)
     rollup_backfill = backfill(stack, rollup, day)

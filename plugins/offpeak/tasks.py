@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import logging
-import os
 from datetime import date
 from typing import Any
+
+from offpeak import retries, settings
 
 log = logging.getLogger(__name__)
 
 
-def warehouse_conn_id() -> str:
-    return os.environ.get("OFFPEAK_WAREHOUSE_CONN_ID", "warehouse")
-
-
+@retries.fail_fast()
 def transform(site: str, region: str, **context: Any) -> dict[str, Any]:
     """Normalise the scrape task's raw feed into a clean CSV and a rejects file."""
     from offpeak.config import get_site
@@ -38,16 +36,16 @@ def transform(site: str, region: str, **context: Any) -> dict[str, Any]:
     return {**result, "trading_date": scraped["trading_date"]}
 
 
+@retries.fail_fast()
 def load(site: str, region: str, **context: Any) -> dict[str, Any]:
     """Replace the warehouse partition (site, region, trading date) with the clean file, and
     record an event on the site table's Asset with the partition's row counts."""
     from airflow.providers.postgres.hooks.postgres import PostgresHook
-    from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+    from airflow.sdk.exceptions import AirflowSkipException
 
     from offpeak.config import get_site
     from offpeak.params import run_param
     from offpeak.pipeline import storage
-    from offpeak.pipeline.quality import QualityCheckFailed
     from offpeak.warehouse.assets import table_asset
     from offpeak.warehouse.load import load_partition
 
@@ -59,7 +57,7 @@ def load(site: str, region: str, **context: Any) -> dict[str, Any]:
         raise AirflowSkipException(
             f"dry run: {cleaned['clean']} clean rows in {cleaned['clean_uri']} were not loaded"
         )
-    conn = PostgresHook(postgres_conn_id=warehouse_conn_id()).get_conn()
+    conn = PostgresHook(postgres_conn_id=settings.warehouse_conn_id()).get_conn()
     if not hasattr(conn, "pgconn"):
         raise RuntimeError("the load needs psycopg 3; install psycopg and SQLAlchemy 2")
     try:
@@ -80,9 +78,6 @@ def load(site: str, region: str, **context: Any) -> dict[str, Any]:
             if cleaned.get("rejected_keys_uri")
             else None,
         )
-    except QualityCheckFailed as failed:
-        # The same file fails the same checks on every try: fail now, without retries.
-        raise AirflowFailException(str(failed)) from failed
     finally:
         conn.close()
     log.info("Loaded into %s: %s", result["table"], result)

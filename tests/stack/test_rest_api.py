@@ -27,15 +27,6 @@ from airflow_client.client import (
 )
 from airflow_client.client.exceptions import ForbiddenException, UnauthorizedException
 
-pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def warehouse(stack_warehouse):
-    """In this module, runs are the scheduler stack's: they load its warehouse."""
-    return stack_warehouse
-
-
 DAG_ID = "scrape__fx_rates__oceania"  # other tests use it only for other trading dates
 SYDNEY = ZoneInfo("Australia/Sydney")
 ROWS = 57  # valid fx_rates rows the demo site serves per region and trading date

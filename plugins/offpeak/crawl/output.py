@@ -1,0 +1,114 @@
+"""What a crawl leaves behind (stats, dead letters, feed), and the pointer to its published feed."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+from offpeak.crawl import contract
+
+# Stats copied into the returned pointer: small, and what an operator looks at first.
+KEY_STATS = {
+    "pages": "response_received_count",
+    "requests": "downloader/request_count",
+    "errors": "log_count/ERROR",
+    "retries": "retry/count",
+    "robots_forbidden": "robotstxt/forbidden",
+    "unreadable_pages": contract.UNREADABLE_PAGES,
+    "dead_letters": contract.DEAD_LETTERS,
+    "elapsed_seconds": "elapsed_time_seconds",
+}
+
+
+@dataclass(frozen=True)
+class CrawlFiles:
+    """The files a crawl writes in its work dir."""
+
+    workdir: Path
+
+    @property
+    def feed(self) -> Path:
+        return self.workdir / "items.jsonl"
+
+    @property
+    def stats(self) -> Path:
+        return self.workdir / "stats.json"
+
+    @property
+    def dead_letters(self) -> Path:
+        # Where the crawl writes them: next to the stats file (spec.scrapy_settings).
+        return self.stats.with_name("dead_letters.jsonl")
+
+
+@dataclass(frozen=True)
+class FeedSummary:
+    """A feed file's line count (its items), size in bytes and SHA-256."""
+
+    items: int
+    size: int
+    sha256: str
+
+
+def read_stats(path: Path) -> dict[str, Any]:
+    """The crawl's stats; empty when it wrote none (it died before closing)."""
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def read_dead_letters(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    with open(path, encoding="utf-8") as lines:
+        return [json.loads(line) for line in lines if line.strip()]
+
+
+def count_and_hash(path: Path) -> FeedSummary:
+    """Items, bytes and SHA-256 of a JSON Lines feed; a feed the crawl never wrote is empty."""
+    digest, lines, size = hashlib.sha256(), 0, 0
+    if path.exists():
+        with open(path, "rb") as fh:
+            while block := fh.read(1 << 20):
+                digest.update(block)
+                lines += block.count(b"\n")
+                size += len(block)
+    return FeedSummary(lines, size, digest.hexdigest())
+
+
+def pointer(
+    *,
+    uri: str,
+    site: str,
+    region: str,
+    trading_date: date,
+    feed: FeedSummary,
+    stats: dict[str, Any],
+    complete: bool,
+    dead_letters: Sequence[Any],
+    dead_letters_uri: str,
+    started: datetime,
+    checks: dict[str, str],
+) -> dict[str, Any]:
+    """The task's XCom: where the feed was published and what the crawl was like."""
+    result = {
+        "uri": uri,
+        "site": site,
+        "region": region,
+        "trading_date": trading_date.isoformat(),
+        "items": feed.items,
+        "bytes": feed.size,
+        "sha256": feed.sha256,
+        "finish_reason": stats.get("finish_reason", "unknown"),
+        "complete": complete,
+        "incomplete": contract.incomplete_causes(stats) or None,
+        "dead_letters": len(dead_letters),
+        "crawl_started_at": started.isoformat(timespec="seconds"),
+        "stats": {k: stats[v] for k, v in KEY_STATS.items() if v in stats},
+        "checks": checks,
+    }
+    if dead_letters:
+        result["dead_letters_uri"] = dead_letters_uri
+    return result

@@ -1,0 +1,127 @@
+"""What one crawl asks Scrapy for: spider arguments and settings from the site, run and sample."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from offpeak.crawl import contract
+
+if TYPE_CHECKING:
+    from offpeak.config import Site
+
+
+def allowed_hosts(site: Site, base_url: str) -> list[str]:
+    """The hosts a crawl of ``site`` may fetch from: its base URL's, plus
+    ``politeness.allowed_hosts``."""
+    from urllib.parse import urlsplit
+
+    hosts = {(urlsplit(base_url).hostname or "").lower(), *site.politeness.allowed_hosts}
+    return sorted(h for h in hosts if h)
+
+
+def scrapy_settings(
+    site: Site,
+    feed_path: Path,
+    stats_path: Path,
+    timeout: float | None = None,
+    base_url: str = "",
+) -> dict[str, Any]:
+    """The per-run Scrapy settings: the site's politeness section plus where to write.
+
+    ``timeout`` (seconds) overrides the site's ``closespider_timeout``: the time left in the
+    off-peak window when that is shorter.
+    """
+    p = site.politeness
+    return {
+        "ROBOTSTXT_OBEY": p.robotstxt_obey,
+        "CONCURRENT_REQUESTS_PER_DOMAIN": p.concurrent_requests_per_domain,
+        "DOWNLOAD_DELAY": p.download_delay,
+        "AUTOTHROTTLE_ENABLED": p.autothrottle,
+        "AUTOTHROTTLE_TARGET_CONCURRENCY": p.autothrottle_target_concurrency,
+        "DOWNLOAD_MAXSIZE": p.download_maxsize,
+        "CLOSESPIDER_TIMEOUT": p.closespider_timeout if timeout is None else timeout,
+        "USER_AGENT": p.user_agent,
+        "FEEDS": json.dumps({feed_path.as_uri(): {"format": "jsonlines", "encoding": "utf8"}}),
+        contract.STATS_FILE: str(stats_path),
+        contract.DEAD_LETTERS_FILE: str(stats_path.with_name("dead_letters.jsonl")),
+        # Fields whose coverage the FieldCoverage extension counts (quality.min_field_coverage).
+        contract.COVERAGE_FIELDS: ",".join(site.fields),
+        contract.ALLOWED_HOSTS: ",".join(allowed_hosts(site, base_url)),
+        contract.MAX_RETRY_AFTER: p.max_retry_after_seconds,
+        contract.MAX_RETRY_AFTER_TIMES: p.max_retry_after_times,
+    }
+
+
+def run_settings(
+    site: Site,
+    feed_path: Path,
+    stats_path: Path,
+    timeout: float | None = None,
+    base_url: str = "",
+    sample: CrawlSample | None = None,
+) -> dict[str, Any]:
+    """``scrapy_settings`` with the sample's (``CLOSESPIDER_PAGECOUNT``) on top."""
+    settings = scrapy_settings(site, feed_path, stats_path, timeout, base_url)
+    return {**settings, **(sample.settings() if sample is not None else {})}
+
+
+def spider_args(
+    site: Site, region: str, trading_date: date, base_url: str, sample: CrawlSample | None = None
+) -> dict[str, str]:
+    """The spider's ``-a`` arguments: which site, region, day and base URL, and the sample."""
+    args = {
+        "site": site.name,
+        "region": region,
+        "trading_date": trading_date.isoformat(),
+        "base_url": base_url,
+    }
+    return {**args, **(sample.spider_args() if sample is not None else {})}
+
+
+@dataclass(frozen=True)
+class CrawlSample:
+    """The run's ``max_pages`` and ``start_urls`` params: a partial crawl when either is set.
+
+    A partial crawl is published with ``complete: false``, so its load only adds and updates
+    rows and never deletes the keys it did not reach.
+    """
+
+    max_pages: int | None = None
+    start_urls: tuple[str, ...] = ()
+
+    @classmethod
+    def from_context(cls, site: Site, context: Any) -> CrawlSample:
+        from offpeak.params import run_param
+
+        urls = tuple(run_param(context, "start_urls", None) or ())
+        unknown = [u for u in urls if u not in site.start_urls]
+        if unknown:
+            raise ValueError(
+                f"params.start_urls: {unknown} are not start URLs of site {site.name!r}; "
+                f"it has {site.start_urls}"
+            )
+        if set(urls) == set(site.start_urls):
+            urls = ()
+        return cls(max_pages=run_param(context, "max_pages", None), start_urls=urls)
+
+    @property
+    def partial(self) -> bool:
+        return self.max_pages is not None or bool(self.start_urls)
+
+    @property
+    def finish_reasons(self) -> tuple[str, ...]:
+        """Finish reasons that are success for this crawl, besides ``finished``."""
+        return ("closespider_pagecount",) if self.max_pages is not None else ()
+
+    def spider_args(self) -> dict[str, str]:
+        return {"start_urls": json.dumps(list(self.start_urls))} if self.start_urls else {}
+
+    def settings(self) -> dict[str, Any]:
+        return {"CLOSESPIDER_PAGECOUNT": self.max_pages} if self.max_pages is not None else {}
+
+    def __str__(self) -> str:
+        return f"max_pages={self.max_pages}, start_urls={list(self.start_urls) or 'all'}"

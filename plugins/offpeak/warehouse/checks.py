@@ -1,0 +1,97 @@
+"""SQL quality checks of a loaded partition, run by the load inside its transaction."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import date
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from offpeak.pipeline.quality import Check, pct
+from offpeak.warehouse.sql import ident, sql_sections
+
+if TYPE_CHECKING:
+    from offpeak.config import Site
+
+
+def check_partition(
+    cur: Any,
+    site: Site,
+    region: str,
+    trading_date: date,
+    schema: str,
+    *,
+    complete: bool = True,
+) -> list[Check]:
+    """SQL checks of the (site, region, trading_date) partition of ``schema.<site>``, run by
+    the load in its transaction: non-blank natural keys, the row count against the previous
+    trading day's, and each configured range.
+
+    "Previous trading day" is the latest earlier trading date loaded for the same region
+    (load_audit says which; the table says how many rows it has now): simple and
+    calendar-free, so after a holiday or a missed day the load is compared with the last day
+    loaded. A date whose latest load was incomplete (``complete=False``: a crawl cut short) is
+    no baseline and is passed over; an incomplete load itself is not compared.
+    """
+    from psycopg import sql
+
+    sections = sql_sections("quality.sql")
+    table = ident(schema, site.name)
+    params: dict[str, Any] = {"site": site.name, "region": region, "trading_date": trading_date}
+
+    def run(section: str, extra: dict[str, Any] | None = None, **identifiers: Any) -> tuple:
+        (statement,) = sections[section]
+        statement = sql.SQL(statement).format(schema=ident(schema), site_table=table, **identifiers)
+        cur.execute(statement, {**params, **(extra or {})})
+        return cur.fetchone()
+
+    blank = []
+    for key in site.natural_key:
+        blank.append(sql.SQL("{} IS NULL").format(ident(key)))
+        if site.fields[key].type == "text":
+            blank.append(sql.SQL("btrim({}) = ''").format(ident(key)))
+    rows, blank_keys = run("partition_keys", blank_key=sql.SQL(" OR ").join(blank))
+    keys = ", ".join(site.natural_key)
+    detail = f"{blank_keys} of {rows} rows have a null or blank natural key ({keys})"
+    checks = [Check("natural_key", blank_keys == 0, detail)]
+    checks.append(_row_count(site, rows, complete, lambda: run("previous_partition")))
+    for name, bounds in site.quality.ranges.items():
+        lo = None if bounds.min is None else Decimal(str(bounds.min))
+        hi = None if bounds.max is None else Decimal(str(bounds.max))
+        values, outside, low, high = run("range", {"min": lo, "max": hi}, column=ident(name))
+        limits = ", ".join(
+            f"{word} {_num(v)}"
+            for word, v in (("min", bounds.min), ("max", bounds.max))
+            if v is not None
+        )
+        seen = f"lowest {low}, highest {high}" if values else "no values"
+        detail = f"field {name!r}: {outside} of {values} values outside {limits} ({seen})"
+        checks.append(Check("range", outside == 0, detail, name))
+    return checks
+
+
+def _row_count(site: Site, rows: int, complete: bool, previous: Callable[[], Any]) -> Check:
+    tolerance = site.quality.row_count_tolerance
+    if tolerance is None:
+        note = "quality.row_count_tolerance is null"
+    elif not complete:
+        note = "an incomplete crawl (a partial load) is not compared"
+    elif (found := previous()) is None:
+        note = "no earlier partition of the region to compare with"
+    elif found[1] == 0:
+        note = f"the previous trading day {found[0]} has no rows to compare with"
+    else:
+        prev_date, prev_rows = found
+        change = abs(rows - prev_rows) / prev_rows
+        ok = change <= tolerance
+        return Check(
+            "row_count",
+            ok,
+            f"{rows} rows vs {prev_rows} on {prev_date} (previous trading day): change "
+            f"{pct(change)}, {'tolerance' if ok else 'above tolerance'} {pct(tolerance)}",
+        )
+    return Check("row_count", True, f"{rows} rows; {note}", skipped=True)
+
+
+def _num(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
