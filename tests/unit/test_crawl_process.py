@@ -19,7 +19,7 @@ def test_the_command_names_the_spider_its_arguments_and_settings(tmp_path: Path)
     argv = process.scrapy_argv(
         site.kind,
         spec.spider_args(site, "europe", date(2026, 11, 18), "http://127.0.0.1:8808", sample),
-        spec.run_settings(site, tmp_path / "f.jsonl", tmp_path / "s.json", 30.0, "", sample),
+        spec.scrapy_settings(site, tmp_path / "f.jsonl", tmp_path / "s.json", 30.0, "", sample),
     )
     assert argv[:5] == [sys.executable, "-m", "scrapy", "crawl", "html_table"]
     args = [argv[i + 1] for i, a in enumerate(argv) if a == "-a"]

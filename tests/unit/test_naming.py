@@ -77,14 +77,22 @@ def test_a_site_name_with_a_double_underscore_is_a_config_error(config_dir):
     assert not any("fx__rates" in d for d in factory.dag_ids(project))
 
 
-def test_a_region_name_with_a_double_underscore_is_a_config_error(config_dir):
+def regions_yaml_error(config_dir, edit) -> str:
+    """regions.yaml changed by ``edit`` (text -> text): its error, which names the file and
+    leaves no site loaded."""
     path = config_dir / "regions.yaml"
-    text = path.read_text(encoding="utf-8")
-    path.write_text(text.replace("\n  europe:", "\n  north__europe:"), encoding="utf-8")
+    path.write_text(edit(path.read_text(encoding="utf-8")), encoding="utf-8")
     project = load_project(config_dir)
     assert project.sites == {}
     message = project.errors["regions.yaml"]
     assert str(path) in message
+    return message
+
+
+def test_a_region_name_with_a_double_underscore_is_a_config_error(config_dir):
+    message = regions_yaml_error(
+        config_dir, lambda text: text.replace("\n  europe:", "\n  north__europe:")
+    )
     assert "field `regions.north__europe" in message
     assert "region name 'north__europe' contains '__'" in message
 
@@ -97,15 +105,12 @@ def test_a_region_listed_twice_by_a_site_is_a_config_error(config_dir):
 
 
 def test_a_region_defined_twice_in_regions_yaml_is_a_config_error(config_dir):
-    path = config_dir / "regions.yaml"
-    text = path.read_text(encoding="utf-8")
-    head, rest = text.split("\n  americas:", 1)
-    americas, tail = rest.split("\n  europe:", 1)
-    path.write_text(f"{head}\n  americas:{americas}\n  americas:{americas}\n  europe:{tail}")
-    project = load_project(config_dir)
-    assert project.sites == {}
-    message = project.errors["regions.yaml"]
-    assert str(path) in message
+    def twice(text: str) -> str:
+        head, rest = text.split("\n  americas:", 1)
+        americas, tail = rest.split("\n  europe:", 1)
+        return f"{head}\n  americas:{americas}\n  americas:{americas}\n  europe:{tail}"
+
+    message = regions_yaml_error(config_dir, twice)
     assert "field `regions.americas`: defined more than once (lines" in message
     assert "rollup__americas" in message
 

@@ -257,7 +257,7 @@ class ScrapeOperator(BaseOperator):
         argv = process.scrapy_argv(
             site.kind,
             spec.spider_args(site, self.region, trading_date, base_url, sample),
-            spec.run_settings(site, feed, stats_file, timeout, base_url, sample),
+            spec.scrapy_settings(site, feed, stats_file, timeout, base_url, sample),
         )
         self._process = CrawlProcess(log=self.log, secret=api_key)
         return self._process.run(

@@ -29,14 +29,16 @@ def scrapy_settings(
     stats_path: Path,
     timeout: float | None = None,
     base_url: str = "",
+    sample: CrawlSample | None = None,
 ) -> dict[str, Any]:
-    """The per-run Scrapy settings: the site's politeness section plus where to write.
+    """The per-run Scrapy settings: the site's politeness section plus where to write, and
+    the sample's (``CLOSESPIDER_PAGECOUNT``) on top.
 
     ``timeout`` (seconds) overrides the site's ``closespider_timeout``: the time left in the
     off-peak window when that is shorter.
     """
     p = site.politeness
-    return {
+    settings = {
         "ROBOTSTXT_OBEY": p.robotstxt_obey,
         "CONCURRENT_REQUESTS_PER_DOMAIN": p.concurrent_requests_per_domain,
         "DOWNLOAD_DELAY": p.download_delay,
@@ -54,18 +56,6 @@ def scrapy_settings(
         contract.MAX_RETRY_AFTER: p.max_retry_after_seconds,
         contract.MAX_RETRY_AFTER_TIMES: p.max_retry_after_times,
     }
-
-
-def run_settings(
-    site: Site,
-    feed_path: Path,
-    stats_path: Path,
-    timeout: float | None = None,
-    base_url: str = "",
-    sample: CrawlSample | None = None,
-) -> dict[str, Any]:
-    """``scrapy_settings`` with the sample's (``CLOSESPIDER_PAGECOUNT``) on top."""
-    settings = scrapy_settings(site, feed_path, stats_path, timeout, base_url)
     return {**settings, **(sample.settings() if sample is not None else {})}
 
 
