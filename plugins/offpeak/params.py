@@ -130,13 +130,9 @@ def stated_trading_date(context: Any) -> str | None:
     return str(value) if value else None
 
 
-def conf_trading_date(context: Any) -> date | None:
-    """``dag_run.conf.trading_date`` as a date (not yet checked against a calendar), or None;
-    ValueError naming the value unless it is YYYY-MM-DD."""
-    return _conf_date(run_conf(context))
-
-
 def _conf_date(conf: dict) -> date | None:
+    """``conf.trading_date`` as a date (not yet checked against a calendar), or None;
+    ValueError naming the value unless it is YYYY-MM-DD."""
     value = conf.get("trading_date")
     if not value:
         return None

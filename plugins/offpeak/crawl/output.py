@@ -25,6 +25,11 @@ KEY_STATS = {
 }
 
 
+def dead_letters_beside(stats: Path) -> Path:
+    """Where a crawl writes its dead letters: next to its stats file."""
+    return stats.with_name("dead_letters.jsonl")
+
+
 @dataclass(frozen=True)
 class CrawlFiles:
     """The files a crawl writes in its work dir."""
@@ -41,8 +46,7 @@ class CrawlFiles:
 
     @property
     def dead_letters(self) -> Path:
-        # Where the crawl writes them: next to the stats file (spec.scrapy_settings).
-        return self.stats.with_name("dead_letters.jsonl")
+        return dead_letters_beside(self.stats)
 
 
 @dataclass(frozen=True)

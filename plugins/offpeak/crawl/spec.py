@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from offpeak.crawl import contract
+from offpeak.crawl.output import dead_letters_beside
 
 if TYPE_CHECKING:
     from offpeak.config import Site
@@ -49,7 +50,7 @@ def scrapy_settings(
         "USER_AGENT": p.user_agent,
         "FEEDS": json.dumps({feed_path.as_uri(): {"format": "jsonlines", "encoding": "utf8"}}),
         contract.STATS_FILE: str(stats_path),
-        contract.DEAD_LETTERS_FILE: str(stats_path.with_name("dead_letters.jsonl")),
+        contract.DEAD_LETTERS_FILE: str(dead_letters_beside(stats_path)),
         # Fields whose coverage the FieldCoverage extension counts (quality.min_field_coverage).
         contract.COVERAGE_FIELDS: ",".join(site.fields),
         contract.ALLOWED_HOSTS: ",".join(allowed_hosts(site, base_url)),
