@@ -4,7 +4,11 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-CHROMIUM := /usr/bin/chromium
+# Debian packages the tests need: Chromium for the UI test (never a browser download of
+# Playwright's own), redis-server as the Celery stack's broker, docker-compose to validate
+# docker-compose.yaml (`config` needs no Docker engine).
+DEBIAN_TOOLS := /usr/bin/chromium /usr/bin/redis-server /usr/bin/docker-compose
+DEBIAN_PACKAGES := chromium fonts-liberation redis-server docker-compose
 export PYTHONPATH := $(CURDIR)/plugins
 
 .PHONY: run test test-fast test-unit lint format counts bench clean install
@@ -25,7 +29,7 @@ run: $(STAMP)  ## start PostgreSQL, the demo sites and Airflow; run every DAG on
 # Three tiers (README "Tests"): tests/unit start no service; tests/integration and tests/dags
 # get PostgreSQL and the demo sites (dag.test()); tests/stack boot a real Airflow stack
 # (scheduler, api-server, browser). `make test` runs them all; CI runs `make test`.
-test: $(STAMP) $(CHROMIUM)  ## lint, then every tier
+test: $(STAMP) $(DEBIAN_TOOLS)  ## lint, then every tier
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(PY) -m pytest $(PYTEST_ARGS)
@@ -38,13 +42,12 @@ test-fast: $(STAMP)  ## lint, then everything but the stack tier
 test-unit: $(STAMP)  ## the unit tier alone: no service, seconds
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
 
-# tests/stack/test_ui.py drives Debian's Chromium with Playwright (never a browser
-# download of Playwright's own): install the package when it is missing.
-$(CHROMIUM):
-	@test "$$(id -u)" = 0 || { echo "$(CHROMIUM) is missing: the UI test needs Debian's" \
-	  "chromium; run: sudo apt-get install chromium fonts-liberation" >&2; exit 1; }
+# Installed together when any is missing (as root; otherwise say what to run).
+$(DEBIAN_TOOLS) &:
+	@test "$$(id -u)" = 0 || { echo "$@ is missing: the tests need Debian's" \
+	  "$(DEBIAN_PACKAGES); run: sudo apt-get install $(DEBIAN_PACKAGES)" >&2; exit 1; }
 	apt-get update
-	DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium fonts-liberation
+	DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $(DEBIAN_PACKAGES)
 
 counts: $(STAMP)  ## rows per site and region in the `make run` warehouse
 	$(PY) -m dev.devenv counts

@@ -402,6 +402,10 @@ class Site(_Strict):
     quality: Quality = Quality()
     dag: DagSettings = DagSettings()
     circuit_breaker: CircuitBreaker = CircuitBreaker()
+    # The Celery queue of the site's crawl (its scrape task): sites that need a worker of their
+    # own (an egress address, a proxy, a licence) share a queue, and `airflow celery worker
+    # --queues <name>` serves it. Transform and load stay on the default queue. Unset: default.
+    queue: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")] | None = None
 
     @field_validator("start_urls")
     @classmethod

@@ -26,6 +26,7 @@ def _doc_md(site: Site, region: Region, alerts: Alerts) -> str:
         sort_keys=False,
         allow_unicode=True,
     )
+    queue = f"* the crawl runs on Celery queue `{site.queue}`\n" if site.queue else ""
     return (
         f"### {site.name} in {region.name}\n\n"
         f"{site.description}\n\n"
@@ -37,6 +38,7 @@ def _doc_md(site: Site, region: Region, alerts: Alerts) -> str:
         f"`{region.name}` + trading date\n"
         f"* pool `{pool_name(site.name)}`: at most {site.politeness.max_concurrent_crawls} "
         "crawl(s) of this site at once, across regions and backfills\n"
+        f"{queue}"
         f"* alerts: a failed task, and a run unfinished when its window closes, post to the "
         f"webhook of connection `{alerts.http_conn_id}`; the DAG pauses after "
         f"{site.dag.max_consecutive_failed_runs or 'no'} failed run(s) in a row\n"
@@ -95,8 +97,9 @@ def build_scrape_dag(site: Site, region: Region, alerts: Alerts | None = None) -
         },
     ) as dag:
         scrape = ScrapeOperator(
-            task_id="scrape", site=site.name, region=region.name, pool=pool_name(site.name)
-        )
+            task_id="scrape", site=site.name, region=region.name, pool=pool_name(site.name),
+            **({"queue": site.queue} if site.queue else {}),
+        )  # fmt: skip
         kwargs = {"site": site.name, "region": region.name}
         transform = PythonOperator(
             task_id="transform", python_callable=tasks.transform, op_kwargs=kwargs

@@ -56,6 +56,27 @@ def test_dag_settings(dagbag, dag_id):
         assert task.max_retry_delay == timedelta(seconds=site.dag.max_retry_delay_seconds)
 
 
+def test_a_sites_queue_routes_its_crawl_and_only_its_crawl():
+    """`queue:` in a site's YAML sends its scrape task to that Celery queue (a worker started
+    with `--queues crawl_vpn` serves it); transform and load stay on the default queue."""
+    from airflow.configuration import conf
+
+    from offpeak.factory import build_scrape_dag
+
+    site = PROJECT.sites["equities"].model_copy(update={"queue": "crawl_vpn"})
+    dag = build_scrape_dag(site, PROJECT.regions["europe"])
+    default = conf.get("operators", "default_queue")
+    assert {t.task_id: t.queue for t in dag.tasks} == {
+        "scrape": "crawl_vpn", "transform": default, "load": default, "mark_rollup": default
+    }  # fmt: skip
+    assert "Celery queue `crawl_vpn`" in dag.doc_md
+    shipped = PROJECT.sites["equities"]
+    assert (
+        shipped.queue is None
+        and "Celery queue" not in build_scrape_dag(shipped, PROJECT.regions["europe"]).doc_md
+    )
+
+
 def test_every_dag_serializes_with_the_registered_timetable(dagbag):
     """What the dag-processor stores is what the scheduler and the UI rebuild."""
     from airflow.serialization.serialized_objects import DagSerialization

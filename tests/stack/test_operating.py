@@ -16,22 +16,6 @@ import pytest
 FAILING = "scrape__funds__oceania"  # funds has no retries in the stack: a failure is final
 
 
-def trigger(stack, dag_id: str, conf: dict) -> str:
-    status, body = stack.rest(
-        "POST", f"/dags/{dag_id}/dagRuns", {"logical_date": None, "conf": conf}
-    )
-    assert status == 200, body
-    return body["dag_run_id"]
-
-
-def wait_run(stack, dag_id: str, run_id: str, states=("success", "failed"), timeout=180) -> str:
-    def state():
-        status, body = stack.rest("GET", f"/dags/{dag_id}/dagRuns/{run_id}")
-        return body["state"] if status == 200 and body["state"] in states else None
-
-    return stack.wait(state, timeout, f"{dag_id} {run_id} to reach {states}", every=2)
-
-
 def slack_facts(message: dict) -> dict[str, str]:
     """The ``*Name*\nvalue`` fields of a Slack message's second block, as a dict."""
     pairs = (f["text"].split("\n", 1) for f in message["blocks"][1]["fields"])
@@ -100,11 +84,11 @@ def test_a_site_never_runs_more_crawls_than_its_pool_allows(stack):
         runs = {}
         for dag_id in ("scrape__equities__asia_pacific", "scrape__equities__india"):
             set_paused(stack, dag_id, False)
-            runs[dag_id] = trigger(
-                stack, dag_id, {"trading_date": "2026-08-04", "ignore_window": True}
+            runs[dag_id] = stack.trigger(
+                dag_id, {"trading_date": "2026-08-04", "ignore_window": True}
             )
         for dag_id, run_id in runs.items():
-            assert wait_run(stack, dag_id, run_id) == "success"
+            assert stack.wait_run(dag_id, run_id) == "success"
     finally:
         stack.edit_yaml(
             "sites/equities.yaml", lambda d: d["politeness"].update(max_concurrent_crawls=2)
@@ -135,8 +119,8 @@ def test_task_log_shows_the_crawl_and_masks_the_sites_api_key(stack):
     """The stack's funds connection has an API key (its password) that the start URL carries:
     the crawl works and the task log, as the UI shows it, never shows the key."""
     set_paused(stack, FAILING, False)
-    run_id = trigger(stack, FAILING, {"trading_date": "2026-10-06", "ignore_window": True})
-    assert wait_run(stack, FAILING, run_id) == "success"
+    run_id = stack.trigger(FAILING, {"trading_date": "2026-10-06", "ignore_window": True})
+    assert stack.wait_run(FAILING, run_id) == "success"
     log = task_log(stack, FAILING, run_id, "scrape")
     # The start URL is logged as stored: without the parameter that carries the key.
     assert re.search(r"Start URL: http://\S+/\?page=1$", log, re.M) and "api_key=" not in log
@@ -156,8 +140,8 @@ def test_final_failures_alert_the_webhook_and_pause_the_dag_after_three(stack, a
     days = ["2026-10-03", "2026-10-04", "2026-12-25"]
     try:
         for day in days:
-            run_id = trigger(stack, FAILING, {"trading_date": day, "ignore_window": True})
-            assert wait_run(stack, FAILING, run_id) == "failed"
+            run_id = stack.trigger(FAILING, {"trading_date": day, "ignore_window": True})
+            assert stack.wait_run(FAILING, run_id) == "failed"
         stack.wait(lambda: len(alerts.messages(f"{FAILING}.scrape failed")) >= 3, 60, "3 alerts")
         paused = stack.wait(
             lambda: stack.query("SELECT is_paused FROM dag WHERE dag_id = %s", FAILING)[0][0],
@@ -195,7 +179,7 @@ def test_a_run_not_finished_when_its_window_closes_raises_a_deadline_alert(stack
     try:
         stack.wait_parsed([dag_id], since=edited)
         # The DAG stays paused: the run is queued and never starts.
-        run_id = trigger(stack, dag_id, {"trading_date": "2026-08-05"})
+        run_id = stack.trigger(dag_id, {"trading_date": "2026-08-05"})
         message = stack.wait(
             lambda: next(iter(alerts.messages(f"{dag_id} has not finished")), None),
             120,

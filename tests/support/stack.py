@@ -194,6 +194,23 @@ class AirflowStack:
         except urllib.error.HTTPError as err:
             return err.code, json.loads(err.read() or b"{}")
 
+    def trigger(self, dag_id: str, conf: dict) -> str:
+        """A run of ``dag_id`` with ``conf``, triggered over REST; returns its run id."""
+        status, body = self.rest(
+            "POST", f"/dags/{dag_id}/dagRuns", {"logical_date": None, "conf": conf}
+        )
+        assert status == 200, body
+        return body["dag_run_id"]
+
+    def wait_run(self, dag_id: str, run_id: str, states=("success", "failed"), timeout=180):
+        """Until the run is in one of ``states``; returns that state."""
+
+        def state():
+            status, body = self.rest("GET", f"/dags/{dag_id}/dagRuns/{run_id}")
+            return body["state"] if status == 200 and body["state"] in states else None
+
+        return self.wait(state, timeout, f"{dag_id} {run_id} to reach {states}", every=2)
+
     def xcom(self, dag_id: str, run_id: str, task_id: str) -> dict:
         rows = self.query(
             "SELECT value::text FROM xcom WHERE dag_id = %s AND run_id = %s AND task_id = %s "

@@ -135,6 +135,13 @@ def test_unknown_field_type(config_dir):
     assert "'decimal'" in message  # says which types are allowed
 
 
+def test_a_queue_name_celery_cannot_route_is_named(config_dir):
+    path = write_site(config_dir, "prices", site_with(queue="crawl vpn"))
+    assert_only_error(load_project(config_dir), path, "queue", "crawl vpn")
+    write_site(config_dir, "prices", site_with(queue="crawl_vpn.eu-1"))
+    assert load_project(config_dir).sites["prices"].queue == "crawl_vpn.eu-1"
+
+
 def test_natural_key_names_unknown_field(config_dir):
     path = write_site(config_dir, "prices", site_with(natural_key=["ticker"]))
     assert_only_error(load_project(config_dir), path, "natural_key", "ticker")

@@ -7,7 +7,6 @@ import ast
 import re
 
 import pytest
-import yaml
 
 from support import REPO
 
@@ -120,13 +119,3 @@ def test_the_image_installs_the_runtime_pins_only():
         "COPY requirements.txt /requirements.txt",
         "RUN pip install --no-cache-dir -r /requirements.txt",
     ]
-
-
-def test_the_compose_services_mount_no_dev_tooling():
-    compose = yaml.safe_load((REPO / "docker-compose.yaml").read_text())
-    volumes = [
-        v
-        for service in [compose.get("x-airflow-common", {}), *compose["services"].values()]
-        for v in service.get("volumes", [])
-    ]
-    assert volumes and not [v for v in volumes if v.startswith(("./dev", "./tests"))]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import socket
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -83,17 +84,26 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def _host() -> str:
+    """This machine's (or container's) name, as a crawl folder carries it."""
+    return re.sub(r"[^A-Za-z0-9_.]", "_", socket.gethostname()) or "host"
+
+
 @contextmanager
 def crawl_workdir() -> Iterator[Path]:
-    """A folder for one crawl's feed, stats and dead letters, in the temp area, named by the
-    task's pid; removed afterwards. Folders left by a task that was killed (its pid gone) are
-    removed when the next crawl starts, so a partial feed never lingers."""
+    """A folder for one crawl's feed, stats and dead letters, in the temp area, named by host
+    and task pid (``crawl-<pid>-<host>-<random>``); removed afterwards. Folders left by a task
+    of this host that was killed (its pid gone) are removed when the next crawl starts, so a
+    partial feed never lingers. Another host's folders are never touched: on a data root that
+    several workers share, their pids mean nothing here."""
     area = temp_area()
+    host = _host()
     for old in area.glob("crawl-*"):
-        pid = old.name.split("-")[1]
-        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+        parts = old.name.split("-")  # mkdtemp's random part has no "-"; a host slug neither
+        pid, owner = parts[1], parts[2] if len(parts) == 4 else host  # 3 parts: before hosts
+        if owner == host and pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
             shutil.rmtree(old, ignore_errors=True)
-    work = Path(tempfile.mkdtemp(prefix=f"crawl-{os.getpid()}-", dir=area))
+    work = Path(tempfile.mkdtemp(prefix=f"crawl-{os.getpid()}-{host}-", dir=area))
     try:
         yield work
     finally:
