@@ -44,8 +44,7 @@ def celery(pg, demo_url, tmp_path_factory):
     try:
         stack.start()
         stack.wait_parsed(dag_ids(load_project(stack.config_dir)))
-        stack.start_worker("w1", ["default"])
-        stack.start_worker("w2", ["default", QUEUE])
+        stack.start_workers(w1=["default"], w2=["default", QUEUE])
         yield stack
     finally:
         stack.stop()
@@ -184,7 +183,7 @@ def test_every_demo_dag_succeeds_with_a_worker_killed_mid_crawl(celery, rows):
     }
     assert {t["hostname"] for t in funds if t["task_id"] == "scrape"} == {"w2"}
     stack.airflow("dags", "pause", "--treat-dag-id-as-regex", "-y", MAIN_JOB_DAGS)
-    stack.start_worker("w1", ["default"])  # as `restart: always` brings a container back
+    stack.start_workers(w1=["default"])  # as `restart: always` brings a container back
 
 
 def test_runs_finish_when_the_broker_restarts_mid_run(celery, rows):
@@ -195,7 +194,7 @@ def test_runs_finish_when_the_broker_restarts_mid_run(celery, rows):
     dags = [scrape_dag_id("fx_rates", r) for r in load_project(stack.config_dir).sites[
         "fx_rates"].regions]  # fmt: skip
     for dag_id in dags:
-        stack.airflow("dags", "unpause", dag_id)
+        stack.set_paused(dag_id, False)
     run_ids = {d: stack.trigger(d, {"trading_date": TRADING_DATE}) for d in dags}
 
     def in_flight():
@@ -211,7 +210,7 @@ def test_runs_finish_when_the_broker_restarts_mid_run(celery, rows):
     for dag_id, run_id in run_ids.items():
         assert stack.wait_run(dag_id, run_id, timeout=300) == "success"
     for dag_id in dags:
-        stack.airflow("dags", "pause", dag_id)
+        stack.set_paused(dag_id, True)
     found = rows()
     for region in load_project(stack.config_dir).sites["fx_rates"].regions:
         assert found[("fx_rates", region, TRADING_DATE)] == (57, 57)
@@ -225,9 +224,9 @@ def test_a_sites_queue_is_served_by_its_worker_and_files_travel_through_object_s
     through the S3 data root alone."""
     stack = celery
     stack.stop_worker("w2")
-    stack.start_worker("w2", [QUEUE])
+    stack.start_workers(w2=[QUEUE])
     dag_id = scrape_dag_id(QUEUED_SITE, "europe")
-    stack.airflow("dags", "unpause", dag_id)
+    stack.set_paused(dag_id, False)
     run_id = stack.trigger(dag_id, {"trading_date": TRADING_DATE})
     assert stack.wait_run(dag_id, run_id, timeout=300) == "success"
     ran_on = {

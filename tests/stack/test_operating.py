@@ -22,11 +22,6 @@ def slack_facts(message: dict) -> dict[str, str]:
     return {name.strip("*"): value for name, value in pairs}
 
 
-def set_paused(stack, dag_id: str, paused: bool) -> None:
-    status, body = stack.rest("PATCH", f"/dags/{dag_id}", {"is_paused": paused})
-    assert status == 200 and body["is_paused"] is paused, body
-
-
 # ---------------------------------------------------------------------------------- params
 
 
@@ -83,7 +78,7 @@ def test_a_site_never_runs_more_crawls_than_its_pool_allows(stack):
     try:
         runs = {}
         for dag_id in ("scrape__equities__asia_pacific", "scrape__equities__india"):
-            set_paused(stack, dag_id, False)
+            stack.set_paused(dag_id, False)
             runs[dag_id] = stack.trigger(
                 dag_id, {"trading_date": "2026-08-04", "ignore_window": True}
             )
@@ -118,7 +113,7 @@ def task_log(stack, dag_id: str, run_id: str, task_id: str) -> str:
 def test_task_log_shows_the_crawl_and_masks_the_sites_api_key(stack):
     """The stack's funds connection has an API key (its password) that the start URL carries:
     the crawl works and the task log, as the UI shows it, never shows the key."""
-    set_paused(stack, FAILING, False)
+    stack.set_paused(FAILING, False)
     run_id = stack.trigger(FAILING, {"trading_date": "2026-10-06", "ignore_window": True})
     assert stack.wait_run(FAILING, run_id) == "success"
     log = task_log(stack, FAILING, run_id, "scrape")
@@ -136,7 +131,7 @@ def test_final_failures_alert_the_webhook_and_pause_the_dag_after_three(stack, a
     """Three runs for days the ASX is closed fail (funds has no retries here): each posts a
     Slack-compatible message with the run's facts, and the third pauses the DAG
     (dag.max_consecutive_failed_runs: 3)."""
-    set_paused(stack, FAILING, False)
+    stack.set_paused(FAILING, False)
     days = ["2026-10-03", "2026-10-04", "2026-12-25"]
     try:
         for day in days:
@@ -150,7 +145,7 @@ def test_final_failures_alert_the_webhook_and_pause_the_dag_after_three(stack, a
         )
         assert paused is True
     finally:
-        set_paused(stack, FAILING, False)
+        stack.set_paused(FAILING, False)
     message = alerts.messages(f"{FAILING}.scrape failed")[-1]
     assert message["text"] == f":red_circle: {FAILING}.scrape failed (try 1)"
     facts = slack_facts(message)

@@ -159,9 +159,25 @@ class CeleryStack(AirflowStack):
         })  # fmt: skip
         self.workers: dict[str, subprocess.Popen] = {}
 
-    def start_worker(self, name: str, queues: list[str], concurrency: int = 4) -> None:
-        """``airflow celery worker`` named ``name``, serving ``queues``; returns once it is
-        ready for tasks."""
+    def start_workers(self, **queues: list[str]) -> None:
+        """``airflow celery worker`` per name, serving its queues (``w1=["default"]``), all
+        started at once; returns when every one is ready for tasks."""
+        started = {name: self._spawn_worker(name, q) for name, q in queues.items()}
+        for name, (log_path, offset) in started.items():
+
+            def ready(name=name, log_path=log_path, offset=offset) -> bool:
+                if self.workers[name].poll() is not None:
+                    raise RuntimeError(f"worker {name} exited; see {log_path}")
+                with open(log_path, "rb") as f:
+                    f.seek(offset)
+                    return b" ready." in f.read()
+
+            self.wait(ready, 120, f"celery worker {name} to be ready")
+
+    def _spawn_worker(self, name: str, queues: list[str], concurrency: int = 4):
+        if name in self.workers:  # a killed worker's leftovers (Airflow's stale-bundle cleaner)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.workers[name].pid, signal.SIGKILL)
         folder = self.home / f"worker-{name}"
         folder.mkdir(exist_ok=True)
         env = {
@@ -172,7 +188,7 @@ class CeleryStack(AirflowStack):
             "PYTHONPATH": os.pathsep.join([str(REPO / "plugins"), str(REPO / "tests")]),
         }
         log_path = self.procs.logs / f"worker-{name}.log"
-        start = log_path.stat().st_size if log_path.exists() else 0
+        offset = log_path.stat().st_size if log_path.exists() else 0
         with open(log_path, "ab") as log:
             self.workers[name] = subprocess.Popen(
                 [sys.executable, "-m", "airflow", "celery", "worker", "--celery-hostname",
@@ -181,15 +197,7 @@ class CeleryStack(AirflowStack):
                 env=env, cwd=folder, stdout=log, stderr=subprocess.STDOUT,
                 start_new_session=True,
             )  # fmt: skip
-
-        def ready() -> bool:
-            if self.workers[name].poll() is not None:
-                raise RuntimeError(f"worker {name} exited; see {log_path}")
-            with open(log_path, "rb") as f:
-                f.seek(start)
-                return b" ready." in f.read()
-
-        self.wait(ready, 120, f"celery worker {name} to be ready")
+        return log_path, offset
 
     def worker_tree(self, name: str) -> list[psutil.Process]:
         """The worker's processes: the Celery main process and all it started (pool

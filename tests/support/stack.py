@@ -194,6 +194,11 @@ class AirflowStack:
         except urllib.error.HTTPError as err:
             return err.code, json.loads(err.read() or b"{}")
 
+    def set_paused(self, dag_id: str, paused: bool) -> None:
+        """Pause or unpause over REST (seconds faster than the CLI's Airflow import)."""
+        status, body = self.rest("PATCH", f"/dags/{dag_id}", {"is_paused": paused})
+        assert status == 200 and body["is_paused"] is paused, body
+
     def trigger(self, dag_id: str, conf: dict) -> str:
         """A run of ``dag_id`` with ``conf``, triggered over REST; returns its run id."""
         status, body = self.rest(
