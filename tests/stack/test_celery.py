@@ -29,12 +29,14 @@ TRADING_DATE = "2026-10-13"  # a trading day in every region (Tokyo's Sports Day
 def celery(pg, demo_url, tmp_path_factory):
     """Redis, the S3 store and the CeleryExecutor stack, with two workers: w1 serves the
     default queue, w2 the default queue and funds' ``crawl_keyed``. Equities' pages answer in
-    2 s each here, so its crawls are still running when a worker is killed."""
+    2 s each here, so its crawls are still running when a worker is killed; rollups check
+    their inputs every 5 s."""
     home = tmp_path_factory.mktemp("celery")
     redis, s3 = Redis(home).start(), S3Store(home).start()
     stack = CeleryStack(pg, home, redis, s3)
     stack.edit_yaml("sites/equities.yaml", lambda d: d.update(start_urls=[SLOW_EQUITIES]))
     stack.edit_yaml(f"sites/{QUEUED_SITE}.yaml", lambda d: d.update(queue=QUEUE))
+    stack.edit_yaml("regions.yaml", lambda d: d["rollups"].update(poke_interval_seconds=5))
     for site in load_project(stack.config_dir).sites:  # a killed task's retry starts in 5 s
         stack.edit_yaml(
             f"sites/{site}.yaml", lambda d: d.setdefault("dag", {}).update(retry_delay_seconds=5)
