@@ -28,11 +28,12 @@ run: $(STAMP)  ## start PostgreSQL, the demo sites and Airflow; run every DAG on
 
 # Three tiers (README "Tests"): tests/unit start no service; tests/integration and tests/dags
 # get PostgreSQL and the demo sites (dag.test()); tests/stack boot a real Airflow stack
-# (scheduler, api-server, browser). `make test` runs them all; CI runs `make test`.
+# (scheduler, api-server, browser; and a CeleryExecutor one with redis-server and two workers).
+# `make test` runs them all, listing the 15 slowest tests at the end; CI runs `make test`.
 test: $(STAMP) $(DEBIAN_TOOLS)  ## lint, then every tier
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest --durations=15 $(PYTEST_ARGS)
 
 test-fast: $(STAMP)  ## lint, then everything but the stack tier
 	$(VENV)/bin/ruff check .

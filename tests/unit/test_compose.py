@@ -401,3 +401,25 @@ def test_the_image_installs_the_runtime_pins_with_the_celery_provider():
     # The base image is the Airflow the pins hold.
     base = re.search(r"^FROM apache/airflow:(\S+?)-python", dockerfile, re.M)
     assert base and base[1] == pins["apache-airflow"]
+
+
+def test_the_image_carries_the_code_and_config_but_no_dev_tooling():
+    """A worker on another machine runs the image alone: the DAG files, the offpeak package and
+    the config are in it; the build context (.dockerignore) lets in nothing else."""
+    lines = (REPO / "include/docker/Dockerfile").read_text().splitlines()
+    copied = {line.split()[-2]: line.split()[-1] for line in lines if line.startswith("COPY")}
+    assert copied == {
+        "requirements.txt": "/requirements.txt", "dags": "/opt/airflow/dags",
+        "plugins": "/opt/airflow/plugins", "include": "/opt/airflow/include",
+    }  # fmt: skip
+    ignore = [
+        line for line in (REPO / ".dockerignore").read_text().splitlines()
+        if line and not line.startswith("#")
+    ]  # fmt: skip
+    assert ignore[0] == "*"  # everything out, then only what the COPY lines need back in
+    assert {line for line in ignore if line.startswith("!")} == {
+        "!requirements.txt",
+        "!dags/",
+        "!plugins/",
+        "!include/",
+    }
