@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 import time
 
+import psutil
 import pytest
 
 from dev.devenv import MAIN_JOB_DAGS
@@ -86,38 +87,42 @@ def task_instances(stack, dag_ids: list[str], **where) -> list[dict]:
         runs += " AND run_id = %s"
         params.append(where["run_id"])
     found = stack.query(
-        "SELECT t.dag_id, t.run_id, t.task_id, t.state, t.hostname, t.try_number, t.queue, "
-        f"t.id FROM task_instance t JOIN ({runs} ORDER BY dag_id, run_after DESC) r "
+        "SELECT t.dag_id, t.run_id, t.task_id, t.state, t.hostname, t.try_number, t.queue "
+        f"FROM task_instance t JOIN ({runs} ORDER BY dag_id, run_after DESC) r "
         "USING (dag_id, run_id)",
         *params,
     )
-    names = ("dag_id", "run_id", "task_id", "state", "hostname", "try_number", "queue", "id")
+    names = ("dag_id", "run_id", "task_id", "state", "hostname", "try_number", "queue")
     return [dict(zip(names, row, strict=True)) for row in found]
 
 
-def crawls(processes) -> list:
-    """The crawl subprocesses (``python -m scrapy crawl``) among ``processes`` still alive."""
-    alive = []
+def alive(processes, matches) -> list:
+    """Those of ``processes`` still alive (not zombies) whose argv ``matches``."""
+    found = []
     for proc in processes:
         try:
-            argv = proc.cmdline()
-            if proc.status() != "zombie" and "scrapy" in argv and "crawl" in argv:
-                alive.append(proc)
-        except Exception:  # psutil's NoSuchProcess and kin: gone meanwhile
+            if proc.status() != "zombie" and matches(proc.cmdline()):
+                found.append(proc)
+        except psutil.Error:  # gone meanwhile
             pass
-    return alive
+    return found
+
+
+def crawls(processes) -> list:
+    """The crawl subprocesses (``python -m scrapy crawl``) still alive."""
+    return alive(processes, lambda argv: "scrapy" in argv and "crawl" in argv)
 
 
 def task_processes(processes) -> list:
     """Task processes (Airflow titles them ``airflow worker -- <ti id>``) still alive."""
-    alive = []
-    for proc in processes:
-        try:
-            if proc.status() != "zombie" and " ".join(proc.cmdline()).startswith("airflow worker"):
-                alive.append(proc)
-        except Exception:  # gone meanwhile
-            pass
-    return alive
+    return alive(processes, lambda argv: " ".join(argv).startswith("airflow worker"))
+
+
+def latest_run_states(stack, dag_ids: list[str]) -> dict[str, str]:
+    return dict(stack.query(
+        "SELECT DISTINCT ON (dag_id) dag_id, state FROM dag_run WHERE dag_id = ANY(%s) "
+        "ORDER BY dag_id, run_after DESC", dag_ids,
+    ))  # fmt: skip
 
 
 def main_job_dags(stack) -> list[str]:
@@ -156,18 +161,12 @@ def test_every_demo_dag_succeeds_with_a_worker_killed_mid_crawl(celery, rows):
     assert not orphans(), f"left running after the worker died: {orphans()}"
 
     def finished():
-        states = [r[0] for r in stack.query(
-            "SELECT DISTINCT ON (dag_id) state FROM dag_run WHERE dag_id = ANY(%s) "
-            "ORDER BY dag_id, run_after DESC", dags,
-        )]  # fmt: skip
+        states = latest_run_states(stack, dags).values()
         return len(states) == len(dags) and all(s in ("success", "failed") for s in states)
 
     stack.wait(finished, 600, "every run of the main job to finish", every=3)
     tis = task_instances(stack, dags)
-    runs = dict(stack.query(
-        "SELECT DISTINCT ON (dag_id) dag_id, state FROM dag_run WHERE dag_id = ANY(%s) "
-        "ORDER BY dag_id, run_after DESC", dags,
-    ))  # fmt: skip
+    runs = latest_run_states(stack, dags)
     assert runs == dict.fromkeys(dags, "success"), runs
     latest = {(t["dag_id"], t["task_id"]): t for t in tis}
     for killed in killed_tis:  # the same task, tried again on the live worker
@@ -176,9 +175,10 @@ def test_every_demo_dag_succeeds_with_a_worker_killed_mid_crawl(celery, rows):
         assert again["try_number"] > killed["try_number"]
 
     expected = {(s.name, r.name): ROWS[s.name] for s, r in project.pairs()}
-    loaded = {(site, region): n for (site, region, _), (n, keys) in rows().items()}
+    found = rows()
+    loaded = {(site, region): n for (site, region, _), (n, keys) in found.items()}
     assert loaded == expected
-    assert all(n == keys for n, keys in rows().values()), rows()
+    assert all(n == keys for n, keys in found.values()), found
     # funds' crawls went to its queue, which only w2 serves.
     funds = [t for t in tis if t["dag_id"].startswith(f"scrape__{QUEUED_SITE}__")]
     assert {(t["task_id"], t["queue"]) for t in funds if t["task_id"] == "scrape"} == {
