@@ -1,12 +1,14 @@
 -- Post-load quality checks, one statement per `-- name:` section, run by
 -- offpeak.warehouse.checks.check_partition inside the load's transaction (a failure rolls the load back).
--- {schema} is the warehouse schema, {site_table} and {column} quoted identifiers; {blank_key}
--- is true for a row whose natural key has a NULL or blank part; %(...)s are parameters.
+-- {schema} is the warehouse schema, {site_table} a quoted identifier; {blank_key} is true for a
+-- row whose natural key has a NULL or blank part; {ranges} holds, per configured range, the
+-- column's count of values, count outside the range, min and max; {rows} is the partition
+-- (or, for a brand-new partition, the staged rows it was loaded from); %(...)s are parameters.
 
--- name: partition_keys
-SELECT count(*), count(*) FILTER (WHERE {blank_key})
-  FROM {site_table}
- WHERE region = %(region)s AND trading_date = %(trading_date)s;
+-- name: partition_summary
+-- Every check's numbers in one scan of the partition.
+SELECT count(*), count(*) FILTER (WHERE {blank_key}){ranges}
+  FROM {rows};
 
 -- name: previous_partition
 -- The latest earlier trading date of the region whose latest load was complete (a crawl cut
@@ -21,10 +23,3 @@ SELECT p.trading_date,
  WHERE p.complete
  ORDER BY p.trading_date DESC
  LIMIT 1;
-
--- name: range
-SELECT count({column}),
-       count(*) FILTER (WHERE {column} < %(min)s OR {column} > %(max)s),
-       min({column}), max({column})
-  FROM {site_table}
- WHERE region = %(region)s AND trading_date = %(trading_date)s;

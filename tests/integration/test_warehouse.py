@@ -127,6 +127,16 @@ def test_duplicate_keys_in_one_file_keep_the_last(pg, warehouse, schema, tmp_pat
     result = load(pg, site, clean_file(tmp_path, ["A,1.5,u,1", "B,2,u,2", "A,1.75,u,3"]), 3)
     assert result["rows_inserted"] == 2
     assert rows(warehouse, schema) == [("A", Decimal("1.75")), ("B", Decimal("2"))]
+    # Again into the loaded partition (the merge, not the first load's plain insert).
+    again = ["B,2,u,1", "A,1,u,2", "C,3,u,3", "A,1.5,u,4", "C,3.5,u,5"]
+    result = load(pg, site, clean_file(tmp_path, again), 5, run_id="run2")
+    assert (result["rows_inserted"], result["rows_updated"], result["rows_unchanged"]) == (1, 1, 1)
+    assert result["partition_rows"] == 3
+    assert rows(warehouse, schema) == [
+        ("A", Decimal("1.5")),
+        ("B", Decimal("2")),
+        ("C", Decimal("3.5")),
+    ]
 
 
 def test_reload_replaces_the_partition(pg, warehouse, schema, tmp_path):

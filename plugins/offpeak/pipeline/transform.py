@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
+from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import date
 from typing import TYPE_CHECKING, Any
 
@@ -78,48 +81,35 @@ def kept_keys_path(rejects):
 
 
 def transform_file(site: Site, raw, clean, rejects) -> dict[str, Any]:
-    """Read ``raw`` line by line (memory stays flat), write ``clean`` and ``rejects``, and
+    """Read ``raw`` a block at a time (memory stays flat), write ``clean`` and ``rejects``, and
     beside the rejects the natural keys of rejected records that still have one.
+
+    Each block of lines is decoded at once by polars' NDJSON reader and typed a column at a
+    time (offpeak.pipeline.fastpath); a value the fast path does not read, and a line it does
+    not decode, go through the per-record reference (reference_line, normalize_record), which
+    gives the row or the reason. The output is what the reference alone writes, row for row
+    and reason for reason (tests/unit/test_fastpath.py).
 
     ``raw`` is an ObjectStoragePath; ``clean``/``rejects`` are published atomically.
     Returns counts; raises RejectRatioExceeded after writing both files when too many fail.
     """
     from offpeak.pipeline.storage import atomic_writer
 
-    counts = {"records": 0, "clean": 0, "rejected": 0, "rejected_keys": 0}
-    reasons: dict[str, int] = {}
+    batch = _Batch(site)
     keys_path = kept_keys_path(rejects)
     with (
-        raw.open("r", encoding="utf-8") as src,
+        raw.open("rb") as src,
         atomic_writer(clean) as out,
         atomic_writer(rejects) as bad,
         atomic_writer(keys_path) as keys_out,
     ):
-        writer = csv.writer(out, lineterminator="\n")
         keys = csv.writer(keys_out, lineterminator="\n")
-        for line_no, line in enumerate(src, start=1):
-            if not line.strip():
-                continue
-            counts["records"] += 1
-            try:
-                record = json.loads(line)
-                if not isinstance(record, dict):
-                    raise ValueError("not a JSON object")
-            except ValueError as exc:
-                reason, raw_text = f"malformed JSON line: {exc}", line.strip()[:2000]
-                _reject(bad, line_no, reason, {"_raw": raw_text}, reasons)
-                counts["rejected"] += 1
-                continue
-            row, reason = normalize_record(site, record)
-            if reason is not None:
-                _reject(bad, line_no, reason, record, reasons)
-                counts["rejected"] += 1
-                if not record.get("_error") and (key := rejected_key(site, record)):
-                    keys.writerow(key)
-                    counts["rejected_keys"] += 1
-                continue
-            writer.writerow([*(_csv_value(v) for v in row), record.get("_url"), line_no])
-            counts["clean"] += 1
+        line_no = 0
+        for block in _blocks(src):
+            ended = block.endswith(b"\n")
+            batch.run(block, line_no, out, bad, keys, ended=ended)
+            line_no += block.count(b"\n") + (not ended)
+    counts = batch.counts
     ratio = counts["rejected"] / counts["records"] if counts["records"] else 0.0
     result = {
         **counts,
@@ -128,7 +118,7 @@ def transform_file(site: Site, raw, clean, rejects) -> dict[str, Any]:
         "rejects_uri": str(rejects),
         "rejected_keys_uri": str(keys_path),
         # The five most frequent reasons, so the XCom stays small whatever the file size.
-        "top_reject_reasons": dict(sorted(reasons.items(), key=lambda kv: -kv[1])[:5]),
+        "top_reject_reasons": dict(sorted(batch.reasons.items(), key=lambda kv: -kv[1])[:5]),
     }
     if ratio > site.quality.max_reject_ratio:
         raise RejectRatioExceeded(
@@ -139,11 +129,270 @@ def transform_file(site: Site, raw, clean, rejects) -> dict[str, Any]:
     return result
 
 
+BLOCK_BYTES = 2 << 20
+
+
+def _blocks(src) -> Iterator[bytes]:
+    """``src``'s bytes in blocks of whole lines, with universal newlines as text mode reads
+    them (``\\r\\n`` and a lone ``\\r`` end a line too)."""
+    rest = b""
+    while chunk := src.read(BLOCK_BYTES):
+        data = rest + chunk
+        cut = data.rfind(b"\n") + 1
+        if not cut:
+            rest = data
+            continue
+        block, rest = data[:cut], data[cut:]
+        yield _newlines(block)
+    if rest:
+        yield _newlines(rest)
+
+
+def _newlines(block: bytes) -> bytes:
+    if b"\r" in block:
+        return block.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+    return block
+
+
+def reference_line(site: Site, line_no: int, text: str) -> _Outcome | None:
+    """One line the per-record way: None for a blank line, else its clean row (CSV texts) or
+    its reject. The fast path's output must equal this on every line."""
+    if not text.strip():
+        return None
+    try:
+        record = json.loads(text)
+        if not isinstance(record, dict):
+            raise ValueError("not a JSON object")
+    except ValueError as exc:
+        reason, raw_text = f"malformed JSON line: {exc}", text.strip()[:2000]
+        return _Outcome(line_no, None, reason, {"_raw": raw_text}, None)
+    row, reason = normalize_record(site, record)
+    if reason is not None:
+        key = None if record.get("_error") else rejected_key(site, record)
+        return _Outcome(line_no, None, reason, record, key)
+    url = record.get("_url")
+    url = None if url is None or url == "" else str(url)
+    return _Outcome(line_no, [*(_csv_value(v) for v in row), url], None, None, None)
+
+
+@dataclass
+class _Outcome:
+    """A line's clean row (its CSV texts, source_url last), or its reject: the reason, the
+    record (a dict, or the line's own JSON text) and its natural key when it still has one."""
+
+    line: int
+    row: list[str | None] | None
+    reason: str | None
+    record: dict[str, Any] | str | None
+    key: list[Any] | None
+
+
+# Lines the fast path leaves to the reference because polars' JSON reader could read them
+# otherwise than json.loads: a value that is not a string or null (polars would turn 1.5e20 or
+# true into text its own way), a raw control character, a trailing comma, a lone surrogate, an
+# escaped key (it could repeat another key unseen), space before a key's colon (keys are
+# counted by their `":`); a repeated key, or one the site does not know, is caught by counting.
+_UNSURE = (
+    r'"\s*:\s*[-0-9tfNI\[{]|"\s+:|[\x00-\x1f]|,\s*\}|\\u[dD][89a-fA-F]'
+    r'|\\u[0-9a-fA-F]{4}[^"]*"\s*:'
+)
+
+
+class _Batch:
+    """Turns blocks of lines into clean CSV, rejects and kept keys, counting as it goes.
+
+    A block's lines are read by polars' NDJSON reader at once; a line that reader could read
+    otherwise than json.loads (see _UNSURE), or that stands for an unreadable page, goes to
+    the reference, and so does the whole block when the reader refuses it (a malformed line).
+    """
+
+    def __init__(self, site: Site) -> None:
+        self.site = site
+        self.fields = list(site.fields)
+        self.required = site.required_fields()
+        self.columns = clean_columns(site)
+        self.keys = [*self.fields, "_url", "_error"]
+        self.converters = [(n, CONVERTERS[spec.type]) for n, spec in site.fields.items()]
+        self.key_at = [self.fields.index(k) for k in site.natural_key]
+        self.counts = {"records": 0, "clean": 0, "rejected": 0, "rejected_keys": 0}
+        self.reasons: dict[str, int] = {}
+
+    def run(self, block: bytes, first: int, out, bad, keys, *, ended: bool = True) -> None:
+        """The block's lines, numbered ``first + 1`` on: clean rows to ``out`` (CSV), rejects
+        to ``bad`` (JSON Lines), kept keys to the ``keys`` CSV writer, each in line order.
+        ``ended``: the block ends with a newline."""
+        import polars as pl
+
+        from offpeak.pipeline.fastpath import read_fields
+
+        try:
+            text = pl.Series([block], dtype=pl.Binary).cast(pl.String)
+        except pl.exceptions.InvalidOperationError:
+            text = None  # not UTF-8: the reference raises, as reading text did
+        if text is None:
+            self._reference(block, first, out, bad, keys, ended=ended)
+            return
+        lines = text.str.split("\n").explode()
+        if ended:
+            lines = lines.head(-1)
+        blank = lines.str.contains(r"^[\s\x1c-\x1f]*$")
+        unsure = ~lines.str.starts_with("{") | ~lines.str.ends_with("}")
+        aside = blank | unsure | lines.str.contains(_UNSURE)
+        numbers = pl.int_range(first + 1, first + 1 + len(lines), eager=True, dtype=pl.Int64)
+        frame = pl.DataFrame({"line": lines, "_line": numbers, "aside": aside, "blank": blank})
+        sure = frame.filter(~pl.col("aside"))
+        if len(sure) == len(frame):
+            payload = block
+        else:
+            payload = sure.get_column("line").str.join("\n").item().encode()
+        try:
+            raw = pl.read_ndjson(io.BytesIO(payload), schema=dict.fromkeys(self.keys, pl.String))
+        except pl.exceptions.PolarsError:
+            raw = None  # a line it cannot read: the reference says which and why
+        if raw is None or raw.height != sure.height:
+            self._reference(block, first, out, bad, keys, ended=ended)
+            return
+        raw = raw.with_columns(sure.get_column("_line"), sure.get_column("line"))
+        raw = raw.with_columns(_odd=pl.col("_error").is_not_null() | self._repeats(raw))
+        slow = raw.filter("_odd").select("_line", "line")
+        raw = raw.filter(~pl.col("_odd"))
+        unsure = frame.filter(pl.col("aside") & ~pl.col("blank")).select("_line", "line")
+        last = None if ended else first + len(lines)  # the file's last line, unterminated
+        outcomes = [
+            o
+            for number, line in unsure.vstack(slow).iter_rows()
+            if (o := reference_line(self.site, number, line + "\n" * (number != last))) is not None
+        ]
+        typed = read_fields(self.site, raw)
+        self.counts["records"] += raw.height + len(outcomes)
+        clean = typed.filter("_read").select(self.columns)
+        partial = typed.filter(~pl.col("_read")).drop("_read")
+        outcomes += map(self._finish, partial.iter_rows())
+        extra = [o for o in outcomes if o.row is not None]
+        if extra:
+            rows = [[*o.row, o.line] for o in extra]
+            clean = pl.concat([clean, pl.DataFrame(rows, schema=clean.schema, orient="row")])
+            clean = clean.sort("_line")
+        self.counts["clean"] += clean.height
+        if clean.height:
+            out.write(clean.write_csv(include_header=False))
+        for o in sorted((o for o in outcomes if o.row is None), key=lambda o: o.line):
+            self._reject(o, bad, keys)
+
+    def _repeats(self, raw) -> Any:
+        """Lines that name a key twice (polars keeps the first value, json.loads the last).
+
+        Keys are counted by their `":` (a space before a colon is unsure): more than the
+        record's values and nulls (polars cannot tell a null from absent) is a repeat, or an
+        unknown key; a stray `":` in a value only sends its line the slow way. A null can hide
+        a repeat from that count, so lines with a null are counted key by key."""
+        import polars as pl
+
+        line = pl.col("line").str
+        nulls = line.count_matches('": null', literal=True) + line.count_matches(
+            '":null', literal=True
+        )
+        present = pl.sum_horizontal([pl.col(k).is_not_null() for k in self.keys])
+        counted = raw.select(
+            more=line.count_matches('":', literal=True) > present + nulls, nulls=nulls > 0
+        )
+        flags, has_null = counted.get_column("more"), counted.get_column("nulls")
+        with_null = raw.get_column("line").filter(has_null)
+        if with_null.is_empty():
+            return flags
+        twice = pl.select(
+            pl.any_horizontal(
+                with_null.str.count_matches(f"{json.dumps(k, ensure_ascii=False)}:", literal=True)
+                > 1
+                for k in self.keys
+            )
+        ).to_series()
+        return flags.scatter(has_null.arg_true(), twice | flags.filter(has_null))
+
+    def _reference(self, block: bytes, first: int, out, bad, keys, *, ended: bool) -> None:
+        """Each line of the block the per-record way."""
+        writer = csv.writer(out, lineterminator="\n")
+        lines = block.split(b"\n")
+        if ended:
+            lines.pop()
+        for i, line in enumerate(lines, start=first + 1):
+            text = line.decode("utf-8")
+            if ended or i < first + len(lines):
+                text += "\n"
+            if (o := reference_line(self.site, i, text)) is None:
+                continue
+            self.counts["records"] += 1
+            if o.row is None:
+                self._reject(o, bad, keys)
+                continue
+            writer.writerow([*o.row, i])
+            self.counts["clean"] += 1
+
+    def _finish(self, fast: tuple) -> _Outcome:
+        """A record the fast path did not read whole (a row of read_fields: per field its
+        text, whether read, its raw value; then source_url, _line, line): the reference reads
+        the fields it did not, in field order as normalize_record does; the rest keep the fast
+        text."""
+        row: list[Any] = []
+        problems: list[str] = []
+        for i, (name, convert) in enumerate(self.converters):
+            text, read, raw = fast[3 * i : 3 * i + 3]
+            if read:
+                row.append(text)
+                continue
+            try:
+                value = convert(raw)
+            except FieldError as exc:
+                problems.append(f"{name}: {exc}")
+                continue
+            if value is None and name in self.required:
+                problems.append(f"{name}: required field is empty")
+            row.append(_csv_value(value))
+        url, line_no, line = fast[-3:]
+        if not problems:
+            return _Outcome(line_no, [*row, url], None, None, None)
+        return _Outcome(line_no, None, "; ".join(problems), line.strip(), self._key(fast))
+
+    def _key(self, fast: tuple) -> list[Any] | None:
+        key = []
+        for i in self.key_at:
+            text, read, raw = fast[3 * i : 3 * i + 3]
+            if not read:
+                try:
+                    text = _csv_value(self.converters[i][1](raw))
+                except FieldError:
+                    return None
+            if text is None:
+                return None
+            key.append(text)
+        return key
+
+    def _reject(self, o: _Outcome, bad, keys) -> None:
+        self.counts["rejected"] += 1
+        if isinstance(o.record, str):  # the line's own JSON object, as it came
+            reason = json.dumps(o.reason, ensure_ascii=False)
+            bad.write(f'{{"line": {o.line}, "reason": {reason}, "record": {o.record}}}\n')
+            self._count_reason(o.reason)
+        else:
+            _reject(bad, o.line, o.reason, o.record, self.reasons)
+        if o.key is not None:
+            keys.writerow(o.key)
+            self.counts["rejected_keys"] += 1
+
+    def _count_reason(self, reason: str) -> None:
+        key = _reason_key(reason)
+        self.reasons[key] = self.reasons.get(key, 0) + 1
+
+
 def _reject(
     out, line_no: int, reason: str, record: dict[str, Any], reasons: dict[str, int]
 ) -> None:
     out.write(json.dumps({"line": line_no, "reason": reason, "record": record}, ensure_ascii=False))
     out.write("\n")
-    # Group by field and problem kind, not by value, so the summary stays short.
-    key = "; ".join(":".join(p.split(":")[:2]) for p in reason.split("; "))[:120]
+    key = _reason_key(reason)
     reasons[key] = reasons.get(key, 0) + 1
+
+
+def _reason_key(reason: str) -> str:
+    """Group by field and problem kind, not by value, so the summary stays short."""
+    return "; ".join(":".join(p.split(":")[:2]) for p in reason.split("; "))[:120]

@@ -14,6 +14,52 @@ if TYPE_CHECKING:
     from offpeak.config import Site
 
 
+def partition_rows(site: Site, schema: str) -> Any:
+    """The rows of the (site, region, trading_date) partition, for partition_summary."""
+    from psycopg import sql
+
+    return sql.SQL("{} WHERE region = %(region)s AND trading_date = %(trading_date)s").format(
+        ident(schema, site.name)
+    )
+
+
+def summarize(cur: Any, site: Site, region: str, trading_date: date, schema: str, rows=None):
+    """One scan of ``rows`` (default: the partition) for every check's numbers: (row count,
+    rows with a blank natural key, per configured range (values, outside, lowest, highest))."""
+    from psycopg import sql
+
+    (statement,) = sql_sections("quality.sql")["partition_summary"]
+    blank = []
+    for key in site.natural_key:
+        blank.append(sql.SQL("{} IS NULL").format(ident(key)))
+        if site.fields[key].type == "text":
+            blank.append(sql.SQL("btrim({}) = ''").format(ident(key)))
+    params: dict[str, Any] = {"region": region, "trading_date": trading_date}
+    ranges = []
+    for i, (name, bounds) in enumerate(site.quality.ranges.items()):
+        col = ident(name)
+        params[f"min{i}"] = None if bounds.min is None else Decimal(str(bounds.min))
+        params[f"max{i}"] = None if bounds.max is None else Decimal(str(bounds.max))
+        ranges.append(
+            sql.SQL(
+                ", count({c}), count(*) FILTER (WHERE {c} < %({lo})s OR {c} > %({hi})s),"
+                " min({c}), max({c})"
+            ).format(c=col, lo=sql.SQL(f"min{i}"), hi=sql.SQL(f"max{i}"))
+        )
+    cur.execute(
+        sql.SQL(statement).format(
+            blank_key=sql.SQL(" OR ").join(blank),
+            ranges=sql.SQL("").join(ranges),
+            rows=rows if rows is not None else partition_rows(site, schema),
+        ),
+        params,
+    )
+    found = cur.fetchone()
+    count, blank_keys = found[0], found[1]
+    per_range = [tuple(found[2 + 4 * i : 6 + 4 * i]) for i in range(len(ranges))]
+    return count, blank_keys, per_range
+
+
 def check_partition(
     cur: Any,
     site: Site,
@@ -22,10 +68,12 @@ def check_partition(
     schema: str,
     *,
     complete: bool = True,
+    summary: tuple | None = None,
 ) -> list[Check]:
     """SQL checks of the (site, region, trading_date) partition of ``schema.<site>``, run by
     the load in its transaction: non-blank natural keys, the row count against the previous
-    trading day's, and each configured range.
+    trading day's, and each configured range. ``summary`` is summarize()'s result when the
+    load already has it (else it is taken here).
 
     "Previous trading day" is the latest earlier trading date loaded for the same region
     (load_audit says which; the table says how many rows it has now): simple and
@@ -35,30 +83,23 @@ def check_partition(
     """
     from psycopg import sql
 
-    sections = sql_sections("quality.sql")
-    table = ident(schema, site.name)
-    params: dict[str, Any] = {"site": site.name, "region": region, "trading_date": trading_date}
-
-    def run(section: str, extra: dict[str, Any] | None = None, **identifiers: Any) -> tuple:
-        (statement,) = sections[section]
-        statement = sql.SQL(statement).format(schema=ident(schema), site_table=table, **identifiers)
-        cur.execute(statement, {**params, **(extra or {})})
-        return cur.fetchone()
-
-    blank = []
-    for key in site.natural_key:
-        blank.append(sql.SQL("{} IS NULL").format(ident(key)))
-        if site.fields[key].type == "text":
-            blank.append(sql.SQL("btrim({}) = ''").format(ident(key)))
-    rows, blank_keys = run("partition_keys", blank_key=sql.SQL(" OR ").join(blank))
+    rows, blank_keys, per_range = summary or summarize(cur, site, region, trading_date, schema)
     keys = ", ".join(site.natural_key)
     detail = f"{blank_keys} of {rows} rows have a null or blank natural key ({keys})"
     checks = [Check("natural_key", blank_keys == 0, detail)]
-    checks.append(_row_count(site, rows, complete, lambda: run("previous_partition")))
-    for name, bounds in site.quality.ranges.items():
-        lo = None if bounds.min is None else Decimal(str(bounds.min))
-        hi = None if bounds.max is None else Decimal(str(bounds.max))
-        values, outside, low, high = run("range", {"min": lo, "max": hi}, column=ident(name))
+
+    def previous() -> tuple:
+        (statement,) = sql_sections("quality.sql")["previous_partition"]
+        statement = sql.SQL(statement).format(
+            schema=ident(schema), site_table=ident(schema, site.name)
+        )
+        cur.execute(statement, {"site": site.name, "region": region, "trading_date": trading_date})
+        return cur.fetchone()
+
+    checks.append(_row_count(site, rows, complete, previous))
+    for (name, bounds), (values, outside, low, high) in zip(
+        site.quality.ranges.items(), per_range, strict=True
+    ):
         limits = ", ".join(
             f"{word} {_num(v)}"
             for word, v in (("min", bounds.min), ("max", bounds.max))

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from offpeak.pipeline import quality
 from offpeak.pipeline.transform import clean_columns
-from offpeak.warehouse.checks import check_partition
+from offpeak.warehouse.checks import check_partition, summarize
 from offpeak.warehouse.schema import ensure_site_table
 from offpeak.warehouse.sql import SQL_TYPES, ident, schema_name
 
@@ -48,6 +48,10 @@ class _Partition:
         return ident(self.schema, self.site.name)
 
     @property
+    def lock_key(self) -> str:
+        return f"{self.schema}.{self.site.name}/{self.region}/{self.trading_date}"
+
+    @property
     def params(self) -> dict[str, Any]:
         return {"region": self.region, "trading_date": self.trading_date, "run_id": self.run_id}
 
@@ -70,10 +74,13 @@ def load_partition(
 ) -> dict[str, Any]:
     """Replace one (site, region, trading_date) partition with the clean file, atomically.
 
-    COPY into a temporary staging table, keep the last record per natural key, upsert the rows
-    that changed, delete keys the source no longer lists, and write an audit row, all in one
-    transaction: a killed load leaves the previous partition exactly as it was. Schema changes
-    (a new table or column) are committed just before, in a short transaction of their own.
+    One pass, in one transaction: COPY into a temporary staging table; into a partition that
+    has no row yet, one plain INSERT; else a MERGE that inserts new keys and updates only rows
+    whose values changed, then, only when the partition now holds keys the file lacks, their
+    DELETE; one aggregate query for every quality check; an audit row. A file that repeats a
+    key loads its last record of that key. A killed load leaves the previous partition exactly
+    as it was. Schema changes (a new table or column) are committed just before, in a short
+    transaction of their own.
 
     An incomplete crawl (``complete=False``: a page lost, cut short or refused, a window stop,
     a sample) only upserts: keys it did not reach are kept, and the audit row says
@@ -93,15 +100,26 @@ def load_partition(
     with conn.transaction(), conn.cursor() as cur:
         ensure_site_table(cur, site)  # its own transaction: concurrent loads never wait on it
     with conn.transaction(), conn.cursor() as cur:
+        # Two loads of one partition (a backfill beside a scheduled run) take turns.
+        cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (part.lock_key,))
         staged = _stage(cur, site, clean, expected_rows)
         keep = _stage_kept_keys(cur, site, kept_keys)
-        existing = _count(cur, part)
-        inserted, updated = _upsert(cur, part)
-        deleted = 0
-        if complete:
-            deleted, complete = _prune(cur, part, keep, existing)
-        partition_rows = _count(cur, part)
-        checks = _check(cur, part, complete=complete)
+        if _insert_new(cur, part):  # a brand-new partition: one INSERT, nothing to compare
+            existing, inserted, updated, deleted = 0, staged, 0, 0
+            summary = summarize(cur, site, region, trading_date, part.schema, _staged())
+        else:
+            existing = _count(cur, part)
+            changed, unique = _merge(cur, part)
+            summary = summarize(cur, site, region, trading_date, part.schema)
+            inserted = summary[0] - existing
+            updated, deleted = changed - inserted, 0
+            # Keys the file lacks, if any (at most rows now - distinct keys staged): the prune.
+            if complete and (unique is None or summary[0] > unique):
+                deleted, complete = _prune(cur, part, keep, existing)
+                if deleted:
+                    summary = summarize(cur, site, region, trading_date, part.schema)
+        partition_rows = summary[0]
+        checks = _check(cur, part, complete=complete, summary=summary)
         counts = {
             "rows_staged": staged,
             "rows_inserted": inserted,
@@ -188,40 +206,79 @@ def _count(cur: psycopg.Cursor, part: _Partition) -> int:
     return rows
 
 
-def _upsert(cur: psycopg.Cursor, part: _Partition) -> tuple[int, int]:
-    """Insert or update the last staged record per natural key, leaving rows whose values did
-    not change untouched (their run_id and loaded_at too); returns (inserted, updated)."""
-    from psycopg import sql
+def _insert_new(cur: psycopg.Cursor, part: _Partition) -> bool:
+    """Insert the staged rows as they are when the partition has no row yet; False (and
+    nothing done) when it has rows, or when the file repeats a key (the merge then keeps the
+    last record of each)."""
+    from psycopg import errors, sql
+
+    cur.execute(
+        sql.SQL(
+            "SELECT EXISTS (SELECT 1 FROM {} WHERE region = %(region)s"
+            " AND trading_date = %(trading_date)s)"
+        ).format(part.table),
+        part.params,
+    )
+    if cur.fetchone()[0]:
+        return False
+    cols = _columns([*part.site.fields, "source_url"])
+    insert = sql.SQL(
+        "INSERT INTO {target} ({cols}, region, trading_date, run_id, loaded_at)"
+        " SELECT {cols}, %(region)s, %(trading_date)s, %(run_id)s, now() FROM offpeak_stage"
+    ).format(target=part.table, cols=cols)
+    try:
+        with cur.connection.transaction():  # a savepoint: a repeated key undoes only this
+            cur.execute(insert, part.params)
+    except errors.UniqueViolation:
+        return False
+    return True
+
+
+def _merge(cur: psycopg.Cursor, part: _Partition) -> tuple[int, int | None]:
+    """MERGE the staged rows into the partition: insert new keys, update rows whose values
+    changed, leave the rest untouched (their run_id and loaded_at too). Returns (rows
+    inserted or updated, distinct keys staged; None when the file repeated a key and only its
+    last record per key was merged)."""
+    from psycopg import errors, sql
 
     fields, keys = list(part.site.fields), part.site.natural_key
     all_cols = [*fields, "source_url"]
     non_key = [c for c in all_cols if c not in keys]
     data_cols = [c for c in fields if c not in keys] or keys
-    changed = sql.SQL("({}) IS DISTINCT FROM ({})").format(
-        _columns(data_cols, "t."), _columns(data_cols, "EXCLUDED.")
+    merge = sql.SQL(
+        "MERGE INTO {target} AS t USING ({source}) AS s"
+        " ON {on} AND t.region = %(region)s AND t.trading_date = %(trading_date)s"
+        " WHEN MATCHED AND ({t_data}) IS DISTINCT FROM ({s_data}) THEN UPDATE SET {sets},"
+        " run_id = %(run_id)s, loaded_at = now()"
+        " WHEN NOT MATCHED THEN INSERT ({cols}, region, trading_date, run_id, loaded_at)"
+        " VALUES ({s_cols}, %(region)s, %(trading_date)s, %(run_id)s, now())"
     )
-    upsert = sql.SQL(
-        "WITH up AS ("
-        " INSERT INTO {target} AS t ({cols}, region, trading_date, run_id, loaded_at)"
-        " SELECT DISTINCT ON ({keys}) {cols}, %(region)s, %(trading_date)s, %(run_id)s, now()"
-        " FROM offpeak_stage ORDER BY {keys}, _line DESC"
-        " ON CONFLICT ({keys}, region, trading_date) DO UPDATE SET {sets},"
-        " run_id = EXCLUDED.run_id, loaded_at = EXCLUDED.loaded_at"
-        " WHERE {changed}"
-        " RETURNING (xmax = 0) AS inserted)"
-        " SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM up"
-    ).format(
-        target=part.table,
-        cols=_columns(all_cols),
-        keys=_columns(keys),
-        sets=sql.SQL(", ").join(
-            sql.SQL("{} = EXCLUDED.{}").format(ident(c), ident(c)) for c in non_key
-        ),
-        changed=changed,
-    )
-    cur.execute(upsert, part.params)
-    inserted, updated = cur.fetchone()
-    return inserted, updated
+    parts = {
+        "target": part.table,
+        "on": sql.SQL(" AND ").join(sql.SQL("t.{k} = s.{k}").format(k=ident(k)) for k in keys),
+        "t_data": _columns(data_cols, "t."),
+        "s_data": _columns(data_cols, "s."),
+        "sets": sql.SQL(", ").join(sql.SQL("{c} = s.{c}").format(c=ident(c)) for c in non_key),
+        "cols": _columns(all_cols),
+        "s_cols": _columns(all_cols, "s."),
+    }
+    plain = sql.SQL("SELECT * FROM offpeak_stage")
+    try:
+        with cur.connection.transaction():  # a savepoint: a repeated key undoes only this
+            cur.execute(merge.format(source=plain, **parts), part.params)
+        return cur.rowcount, _staged_rows(cur)
+    except (errors.CardinalityViolation, errors.UniqueViolation):
+        pass
+    last = sql.SQL(
+        "SELECT DISTINCT ON ({keys}) * FROM offpeak_stage ORDER BY {keys}, _line DESC"
+    ).format(keys=_columns(keys))
+    cur.execute(merge.format(source=last, **parts), part.params)
+    return cur.rowcount, None
+
+
+def _staged_rows(cur: psycopg.Cursor) -> int:
+    cur.execute("SELECT count(*) FROM offpeak_stage")
+    return cur.fetchone()[0]
 
 
 def _prune(
@@ -284,11 +341,15 @@ def _excess_delete(
     return False
 
 
-def _check(cur: psycopg.Cursor, part: _Partition, *, complete: bool) -> list[quality.Check]:
-    """Run and log the site's partition checks; a failed one raises QualityCheckFailed, which
-    rolls the whole load back."""
+def _check(
+    cur: psycopg.Cursor, part: _Partition, *, complete: bool, summary: tuple
+) -> list[quality.Check]:
+    """Decide and log the site's partition checks on summarize()'s numbers; a failed one
+    raises QualityCheckFailed, which rolls the whole load back."""
     site, region, day = part.site, part.region, part.trading_date
-    checks = check_partition(cur, site, region, day, part.schema, complete=complete)
+    checks = check_partition(
+        cur, site, region, day, part.schema, complete=complete, summary=summary
+    )
     quality.log_checks(checks)
     quality.raise_failures(checks, site, region, day)
     return checks
@@ -351,3 +412,10 @@ def _copy(cur: psycopg.Cursor, path, statement: sql.Composable) -> None:
     with path.open("rb") as src, cur.copy(statement) as copy:
         while block := src.read(COPY_BLOCK):
             copy.write(block)
+
+
+def _staged() -> sql.Composable:
+    """The staged rows, as the rows partition_summary scans."""
+    from psycopg import sql
+
+    return sql.SQL("offpeak_stage")

@@ -1,0 +1,149 @@
+"""The transform's vectorised fast path: whole columns of raw strings to clean CSV text at once.
+
+It reads only the common shapes of each type (see the patterns below) and gives, per field, the
+clean text of every value it read or null, and whether it read it. A value it does not read goes
+to offpeak.pipeline.normalize, the per-record reference, which accepts it or says why not: so
+the fast path never decides a reject, and every value it does accept it writes exactly as the
+reference would (tests/unit/test_fastpath.py compares the two on generated and edge-case values).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import polars as pl
+
+if TYPE_CHECKING:
+    from offpeak.config import Site
+
+# Python's str.isspace() (what normalize's `\s` and strip() use) is Unicode White_Space, which
+# is what `\s` means to polars' regex engine, plus the four C0 separators \x1c-\x1f.
+_SPACE = r"[\s\x1c-\x1f]+"
+# Currency codes written next to the amount (normalize._CODES) and the currency symbols the fast
+# path knows (all Unicode category Sc, which normalize drops; any other goes the slow way).
+_CODES = r"(?:[A-Z]{3}|kr|Kr|Rs|Fr|zł|A|C|NZ|HK|S|US|R)"
+# Whole part: plain digits, or groups of three by one separator, or Indian lakh groups.
+_WHOLE = (
+    r"[0-9]{1,3}(?:,[0-9]{3})+|[0-9]{1,3}(?:'[0-9]{3})+|[0-9]{1,3}(?: [0-9]{3})+"
+    r"|[0-9]{1,3}(?:_[0-9]{3})+|[0-9]{1,2}(?:,[0-9]{2})+,[0-9]{3}|[0-9]+"
+)
+_NUMBER = (  # the shapes read; the value is then its digits and point
+    rf"^\(?[+-]?(?:{_CODES}\.? ?)?[$€£¥]?(?:{_WHOLE})"
+    rf"(?:\.[0-9]+)?(?: ?{_CODES}\.?)?%?\)?$"
+)
+_DATE = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
+_DATETIME = (
+    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]"
+    r"[+-](?:[01][0-9]|2[0-3]):[0-5][0-9]$"
+)
+# A negated Decimal is rounded to the context's 28 digits; longer ones go the slow way.
+_DECIMAL_DIGITS = 28
+_INT_DIGITS = 18  # always within a signed 64-bit integer
+
+
+def blank(col: pl.Expr) -> pl.Expr:
+    """normalize._blank on a column: runs of whitespace to one space, trimmed, empty to null."""
+    text = col.str.replace_all(_SPACE, " ").str.strip_chars(" ")
+    return pl.when(text == "").then(None).otherwise(text)
+
+
+def _blank(name: str, kind: str) -> pl.Expr:
+    """Text is blanked as normalize does. A typed field only loses its outer whitespace: the
+    shapes the fast path reads hold no other whitespace than single spaces, so any value that
+    blanking would change further is left to the reference anyway."""
+    if kind == "text":
+        return blank(pl.col(name))
+    text = pl.col(name).str.strip_chars()
+    return pl.when(text == "").then(None).otherwise(text)
+
+
+def _number(text: pl.Expr, name: str) -> list[pl.Expr]:
+    """Stage 2 of a number: whether its shape is read, its sign, and its digits and point
+    (currency codes with their dots, then every other mark, removed)."""
+    shaped = text.str.contains(_NUMBER) & (text.str.starts_with("(") == text.str.ends_with(")"))
+    digits = text.str.replace_all(r"[A-Za-zł]+\.?|[^0-9.]", "")
+    parts = digits.str.split_exact(".", 1)
+    return [
+        shaped.alias(f"{name}?"),
+        (text.str.starts_with("(") | text.str.starts_with("-")).alias(f"{name}-"),
+        parts.struct["field_0"].str.strip_chars_start("0").alias(f"{name}.w"),
+        parts.struct["field_1"].fill_null("").alias(f"{name}.f"),
+    ]
+
+
+def _number_value(name: str, *, decimal: bool) -> list[pl.Expr]:
+    """Stage 3 of a number: its clean text, and whether the fast path read it (the rest of the
+    checks: no exponent notation, no rounding on negation, a whole number, 64-bit)."""
+    shaped, negative = pl.col(f"{name}?"), pl.col(f"{name}-")
+    whole, frac = pl.col(f"{name}.w"), pl.col(f"{name}.f")
+    zero_whole = whole == ""
+    whole = pl.when(zero_whole).then(pl.lit("0")).otherwise(whole)
+    zero = zero_whole & (frac.str.strip_chars("0") == "")
+    if decimal:
+        # Decimal's str() turns to exponent notation below 1e-6 ("0.0000001" is "1E-7"), and
+        # negation rounds to 28 digits: both left to the reference.
+        tiny = zero_whole & frac.str.starts_with("000000")
+        long = negative & (whole.str.len_bytes() + frac.str.len_bytes() > _DECIMAL_DIGITS)
+        read = shaped & ~tiny & ~long
+        body = pl.when(frac == "").then(whole).otherwise(pl.concat_str(whole, pl.lit("."), frac))
+    else:
+        read = shaped & (frac.str.strip_chars("0") == "") & (whole.str.len_bytes() <= _INT_DIGITS)
+        body = whole
+    value = pl.when(negative & ~zero).then(pl.concat_str(pl.lit("-"), body)).otherwise(body)
+    return [read.alias(f"{name}?"), value.alias(name)]
+
+
+def _date(text: pl.Expr) -> pl.Expr:
+    shaped = text.str.contains(_DATE) & ~text.str.starts_with("0000")
+    return shaped & text.str.strptime(pl.Date, "%Y-%m-%d", strict=False).is_not_null()
+
+
+def _datetime(text: pl.Expr) -> pl.Expr:
+    """The shape (time and offset in range) by the pattern; the day by the calendar."""
+    shaped = text.str.contains(_DATETIME) & ~text.str.starts_with("0000")
+    shaped = shaped & ~text.str.ends_with("-00:00")  # fromisoformat writes it back as +00:00
+    day = text.str.slice(0, 10).str.strptime(pl.Date, "%Y-%m-%d", strict=False)
+    return shaped & day.is_not_null()
+
+
+def read_fields(site: Site, raw: pl.DataFrame) -> pl.DataFrame:
+    """``raw``: one row per record, each field's raw string (or null), ``_url``, ``_line`` and
+    ``line`` (the JSON text). Returns, per field ``f``: ``f`` (its clean CSV text, or null),
+    ``f?`` (true where the fast path read it, a null or blank included) and ``f!`` (the raw
+    value, for the reference); ``_read`` (every field read), ``source_url``, ``_line``,
+    ``line``. A required field that is null or blank is not read: the reference says why.
+
+    Three stages, each a set of columns computed in parallel: the blanked text; each type's
+    parts; the values."""
+    fields = site.fields
+    required = site.required_fields()
+    frame = raw.select(
+        *(_blank(name, spec.type).alias(name) for name, spec in fields.items()),
+        *(pl.col(name).alias(f"{name}!") for name in fields),
+        pl.when(pl.col("_url") != "").then(pl.col("_url")).alias("source_url"),
+        "_line",
+        "line",
+    )
+    stage2: list[pl.Expr] = []
+    stage3: list[pl.Expr] = []
+    for name, spec in fields.items():
+        text = pl.col(name)
+        if spec.type in ("int", "decimal"):
+            stage2 += _number(text, name)
+            stage3 += _number_value(name, decimal=spec.type == "decimal")
+        elif spec.type == "date":
+            stage2.append(_date(text).alias(f"{name}?"))
+        elif spec.type == "datetime":
+            stage2.append(_datetime(text).alias(f"{name}?"))
+        else:
+            stage2.append(pl.lit(True).alias(f"{name}?"))
+    frame = frame.with_columns(stage2)
+    if stage3:
+        frame = frame.with_columns(stage3)
+    out = []
+    for name in fields:
+        value, read = pl.col(name), pl.col(f"{name}?")
+        read = pl.when(value.is_null()).then(name not in required).otherwise(read.fill_null(False))
+        out += [pl.when(read).then(value).alias(name), read.alias(f"{name}?"), f"{name}!"]
+    frame = frame.select(*out, "source_url", "_line", "line")
+    return frame.with_columns(_read=pl.all_horizontal([f"{name}?" for name in fields]))

@@ -1,0 +1,185 @@
+"""The vectorised transform writes exactly what the per-record reference writes.
+
+The reference is offpeak.pipeline.transform.reference_line: the per-record transform the
+pipeline had before the fast path (normalize_record per record, csv.writer per row), line by
+line. The fast path may decline a value (the reference then reads it) but must never write a
+different row, reject, reason or kept key.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+import pytest
+from airflow.sdk import ObjectStoragePath
+
+from offpeak.config import load_project, load_site
+from offpeak.pipeline import transform
+from offpeak.pipeline.transform import reference_line, transform_file
+from support import feeds
+
+# Lines no spider writes but a damaged or hostile feed can hold.
+HOSTILE = [
+    "",
+    "   ",
+    "\u00a0",
+    "\x1c",
+    '{"symbol": "TRUNC", "name": "cut',
+    "[1, 2]",
+    '"just a string"',
+    '{"symbol": "DUP", "name": "first", "name": "second", "last_price": "1"}',
+    '{"symbol": "NUM", "name": "n", "last_price": 12.5, "volume": 7}',
+    '{"symbol": "EXTRA", "name": "x", "last_price": "1", "page": "2"}',
+    '{"symbol":"TIGHT","name":"x","last_price":"1","name":null}',
+    '{"symbol" : "SPACED", "name": "x", "last_price": "1", "symbol": "OTHER"}',
+    '{"symbol": "BOOL", "name": true, "last_price": "1"}',
+    '{"symbol": "NEST", "name": "x", "last_price": {"v": 1}}',
+    '{"symbol": "NAN", "name": "x", "last_price": NaN}',
+    '{"_url": "http://127.0.0.1/p3", "_error": "HTTP 500 after 3 retries"}',
+    '{"_url": "", "_error": "", "symbol": "EMPTYERR", "name": "e", "last_price": "2"}',
+    '{"symbol": "CR", "name": "a",\r"last_price": "3"}',
+    '{"symbol": "URLNUM", "name": "u", "last_price": "4", "_url": 5}',
+    '{"symbol": "ESC\\u0041", "name": "\\u00e9t\\u00e9", "last_price": "\\u00245"}',
+    '{"symbol": "ODD", "name": "x", "last_price": "\u2212 5", "change": "$-1.37"}',
+]
+
+# Raw values of every shape the fast path reads, and of many it must leave to the reference.
+NUMBERS = [
+    "0", "00", "007", "0.00", "-0", "-0.00", "(0.00)", "+0", "1", "-1", "+1", "(1)", "( 1 )",
+    "1,234", "1,234,567.891", "12,34,567.89", "1 234 567", "1'234", "1_234", "1,23", "1,2345",
+    "1.", ".5", "0.5", "0.000001", "0.0000001", "0.00000010", "0.000000", "0.0000000",
+    "$1", "$-1.37", "-$1.37", "(-$1.37)", "($1.37)", "US$ 5", "A$1.20", "CHF 12.50",
+    "12.50 EUR", "kr. 26.54", "Rs. 9", "1.2bn", "2.5 Cr", "5%", "(5%)", "(5)%", "5 %",
+    "- 5", "\u22125", "\u20135", "١٢٣", "1e5", "NaN", "", " ", "n/a", "—", "% Chg",
+    "12345678901234567890123456789", "-12345678901234567890123456789",
+    "123456789012345678", "1234567890123456789", "-9223372036854775808", "9223372036854775808",
+    "5.000", "5.10", "1,234.00", "¥500", "£3", "€ 4", "(USD 5)", "USD 5 USD", "S5", "5 A",
+    "\n  12.5  \n", "1\u00a0234", "1\u202f234.5", "12.3.4", "1,5", "1,,234", "+-5", "(5",
+]  # fmt: skip
+DATES = [
+    "2019-03-04", " 2019-03-04 ", "2019-02-29", "2020-02-29", "2019-13-01", "0000-01-01",
+    "0001-01-01", "9999-12-31", "20190304", "2019-3-4", "2019-W10-1", "04/03/2019", "",
+]  # fmt: skip
+DATETIMES = [
+    "2026-11-20T16:59:58+05:30", "2026-11-20T16:59:58+00:00", "2026-11-20T16:59:58-00:00",
+    "2026-11-20T16:59:58Z", "2026-11-20T16:59:58", "2026-11-20T16:59:58.5+01:00",
+    "2026-11-20 16:59:58+01:00", "2026-11-20T24:00:00+01:00", "2026-11-20T16:60:00+01:00",
+    "2026-11-20T16:59:58+24:00", "2026-11-20T16:59:58+23:59", "2026-02-30T10:00:00+01:00",
+    "0000-11-20T16:59:58+01:00", "2026-11-20T16:59:58+0100",
+]  # fmt: skip
+TEXTS = [
+    "plain", "  padded  ", "two  spaces", "tab\tin", "line\nbreak", "nbsp\u00a0x",
+    "\x1cfs", "sep\x1fx", '"quoted", comma', "é 株", "\u2028ls", "   ", "",
+]  # fmt: skip
+
+
+@pytest.fixture
+def site(tmp_path: Path):
+    path = tmp_path / "bench.yaml"
+    path.write_text(feeds.SITE_YAML, encoding="utf-8")
+    return load_site(path, load_project().regions)
+
+
+def reference(site, raw: Path) -> tuple[str, list[dict], str]:
+    """What the per-record transform writes for ``raw``: clean CSV, rejects, kept-keys CSV."""
+    clean, keys = io.StringIO(), io.StringIO()
+    rows, kept = csv.writer(clean, lineterminator="\n"), csv.writer(keys, lineterminator="\n")
+    rejects = []
+    with open(raw, encoding="utf-8") as src:
+        for line_no, line in enumerate(src, start=1):
+            if (out := reference_line(site, line_no, line)) is None:
+                continue
+            if out.row is not None:
+                rows.writerow([*out.row, line_no])
+                continue
+            rejects.append({"line": line_no, "reason": out.reason, "record": out.record})
+            if out.key is not None:
+                kept.writerow(out.key)
+    return clean.getvalue(), rejects, keys.getvalue()
+
+
+def fast(site, raw: Path, tmp_path: Path) -> tuple[str, list[dict], str, dict]:
+    paths = [tmp_path / "clean.csv", tmp_path / "rejects.jsonl"]
+    result = transform_file(site, *(ObjectStoragePath(p.as_uri()) for p in [raw, *paths]))
+    rejects = [json.loads(line) for line in paths[1].read_text(encoding="utf-8").splitlines()]
+    keys = Path(ObjectStoragePath(result["rejected_keys_uri"]).path).read_text(encoding="utf-8")
+    return paths[0].read_text(encoding="utf-8"), rejects, keys, result
+
+
+def test_generated_feed_matches_the_reference(site, tmp_path, monkeypatch):
+    """20,000 generated records (about 8% with a malformed value) and every hostile line, in
+    several blocks: the same clean rows byte for byte, the same rejects and reasons."""
+    monkeypatch.setattr(transform, "BLOCK_BYTES", 1 << 20)  # several blocks, lines cut across
+    raw = tmp_path / "raw.jsonl"
+    with open(raw, "w", encoding="utf-8", newline="") as out:
+        for i, line in enumerate(feeds.lines(20_000)):
+            out.write(line + ("\r\n" if i % 997 == 0 else "\n"))
+            if i % 1000 == 500:
+                out.write("\n".join(HOSTILE) + "\n")
+    expected_clean, expected_rejects, expected_keys = reference(site, raw)
+    by_reference = spy(monkeypatch, transform, "reference_line")
+    clean, rejects, keys, result = fast(site, raw, tmp_path)
+    # The fast path read the generated records: only the hostile lines went the slow way.
+    assert len(by_reference) <= 20 * len(HOSTILE)
+    assert clean == expected_clean
+    assert rejects == expected_rejects
+    assert keys == expected_keys
+    assert result["clean"] == expected_clean.count("\n") > 18_000
+    assert result["rejected"] == len(expected_rejects) > 1_500
+    assert result["records"] == result["clean"] + result["rejected"]
+
+
+def test_a_block_the_reader_refuses_goes_line_by_line(site, tmp_path, monkeypatch):
+    """A line that looks like an object but is not JSON (a missing comma) makes polars refuse
+    its block: that block goes through the reference, with the same output."""
+    raw = tmp_path / "raw.jsonl"
+    lines = list(feeds.lines(300))
+    lines[150] = '{"symbol": "X" "name": "no comma", "last_price": "1"}'
+    raw.write_text("\n".join(lines), encoding="utf-8")  # and no newline at the end
+    expected_clean, expected_rejects, expected_keys = reference(site, raw)
+    blocks = spy(monkeypatch, transform._Batch, "_reference")
+    clean, rejects, keys, _ = fast(site, raw, tmp_path)
+    assert len(blocks) == 1
+    assert (clean, rejects, keys) == (expected_clean, expected_rejects, expected_keys)
+    (no_comma,) = [r for r in rejects if r["line"] == 151]
+    assert no_comma["reason"].startswith("malformed JSON line: Expecting ',' delimiter")
+
+
+def spy(monkeypatch, owner, name: str) -> list:
+    """Record each call of ``owner.name`` (still calling it)."""
+    calls, real = [], getattr(owner, name)
+
+    def wrapper(*args, **kwargs):
+        calls.append(args)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(owner, name, wrapper)
+    return calls
+
+
+@pytest.mark.parametrize(
+    ("field", "values"),
+    [
+        ("last_price", NUMBERS),
+        ("change", NUMBERS),
+        ("volume", NUMBERS),
+        ("listed_on", DATES),
+        ("quoted_at", DATETIMES),
+        ("symbol", TEXTS),
+        ("name", TEXTS),
+    ],
+)
+def test_edge_values_match_the_reference(site, tmp_path, field, values):
+    """Each edge value in a record of its own: read the same, or rejected for the same reason."""
+    raw = tmp_path / "raw.jsonl"
+    with open(raw, "w", encoding="utf-8") as out:
+        for i, value in enumerate(values):
+            rec = {"symbol": f"E{i}", "name": "edge", "last_price": "1", field: value}
+            out.write(json.dumps(rec, ensure_ascii=i % 2 == 0) + "\n")
+    expected_clean, expected_rejects, _ = reference(site, raw)
+    clean, rejects, _, _ = fast(site, raw, tmp_path)
+    assert clean.splitlines() == expected_clean.splitlines()
+    assert rejects == expected_rejects
