@@ -63,5 +63,5 @@ format: $(STAMP)
 clean:  ## remove the venv and all local state (databases, data, logs)
 	rm -rf $(VENV) .local .pytest_cache test-artifacts
 
-bench: $(STAMP)  ## crawl, transform and load throughput (prints a Markdown table)
-	$(PY) tests/bench/bench_pipeline.py
+bench: $(STAMP)  ## every performance target against its anchor; writes docs/benchmarks.md
+	$(PY) tests/bench/run.py

@@ -59,37 +59,33 @@ def _blank(name: str, kind: str) -> pl.Expr:
 
 def _number(text: pl.Expr, name: str) -> list[pl.Expr]:
     """Stage 2 of a number: whether its shape is read, its sign, and its digits and point
-    (currency codes with their dots, then every other mark, removed)."""
+    (currency codes with their dots, then every other mark, removed; leading zeros too, as
+    Decimal and int drop them)."""
     shaped = text.str.contains(_NUMBER) & (text.str.starts_with("(") == text.str.ends_with(")"))
-    digits = text.str.replace_all(r"[A-Za-zł]+\.?|[^0-9.]", "")
-    parts = digits.str.split_exact(".", 1)
+    digits = text.str.replace_all(r"[A-Za-zł]+\.?|[^0-9.]", "").str.replace(r"^0+([0-9])", "$1")
     return [
         shaped.alias(f"{name}?"),
         (text.str.starts_with("(") | text.str.starts_with("-")).alias(f"{name}-"),
-        parts.struct["field_0"].str.strip_chars_start("0").alias(f"{name}.w"),
-        parts.struct["field_1"].fill_null("").alias(f"{name}.f"),
+        digits.alias(f"{name}.d"),
     ]
 
 
 def _number_value(name: str, *, decimal: bool) -> list[pl.Expr]:
     """Stage 3 of a number: its clean text, and whether the fast path read it (the rest of the
     checks: no exponent notation, no rounding on negation, a whole number, 64-bit)."""
-    shaped, negative = pl.col(f"{name}?"), pl.col(f"{name}-")
-    whole, frac = pl.col(f"{name}.w"), pl.col(f"{name}.f")
-    zero_whole = whole == ""
-    whole = pl.when(zero_whole).then(pl.lit("0")).otherwise(whole)
-    zero = zero_whole & (frac.str.strip_chars("0") == "")
+    shaped, negative, digits = pl.col(f"{name}?"), pl.col(f"{name}-"), pl.col(f"{name}.d")
     if decimal:
         # Decimal's str() turns to exponent notation below 1e-6 ("0.0000001" is "1E-7"), and
         # negation rounds to 28 digits: both left to the reference.
-        tiny = zero_whole & frac.str.starts_with("000000")
-        long = negative & (whole.str.len_bytes() + frac.str.len_bytes() > _DECIMAL_DIGITS)
+        tiny = digits.str.starts_with("0.000000")
+        long = negative & (digits.str.len_bytes() > _DECIMAL_DIGITS)
         read = shaped & ~tiny & ~long
-        body = pl.when(frac == "").then(whole).otherwise(pl.concat_str(whole, pl.lit("."), frac))
     else:
-        read = shaped & (frac.str.strip_chars("0") == "") & (whole.str.len_bytes() <= _INT_DIGITS)
-        body = whole
-    value = pl.when(negative & ~zero).then(pl.concat_str(pl.lit("-"), body)).otherwise(body)
+        digits = digits.str.replace(r"\.0*$", "")
+        whole = ~digits.str.contains(".", literal=True)
+        read = shaped & whole & (digits.str.len_bytes() <= _INT_DIGITS)
+    zero = digits.str.contains(r"^[0.]+$")  # -0 and -0.00 are written without the sign
+    value = pl.when(negative & ~zero).then(pl.concat_str(pl.lit("-"), digits)).otherwise(digits)
     return [read.alias(f"{name}?"), value.alias(name)]
 
 

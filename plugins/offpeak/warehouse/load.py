@@ -109,7 +109,7 @@ def load_partition(
             summary = summarize(cur, site, region, trading_date, part.schema, _staged())
         else:
             existing = _count(cur, part)
-            changed, unique = _merge(cur, part)
+            changed, unique = _merge(cur, part, staged)
             summary = summarize(cur, site, region, trading_date, part.schema)
             inserted = summary[0] - existing
             updated, deleted = changed - inserted, 0
@@ -234,7 +234,7 @@ def _insert_new(cur: psycopg.Cursor, part: _Partition) -> bool:
     return True
 
 
-def _merge(cur: psycopg.Cursor, part: _Partition) -> tuple[int, int | None]:
+def _merge(cur: psycopg.Cursor, part: _Partition, staged: int) -> tuple[int, int | None]:
     """MERGE the staged rows into the partition: insert new keys, update rows whose values
     changed, leave the rest untouched (their run_id and loaded_at too). Returns (rows
     inserted or updated, distinct keys staged; None when the file repeated a key and only its
@@ -266,7 +266,7 @@ def _merge(cur: psycopg.Cursor, part: _Partition) -> tuple[int, int | None]:
     try:
         with cur.connection.transaction():  # a savepoint: a repeated key undoes only this
             cur.execute(merge.format(source=plain, **parts), part.params)
-        return cur.rowcount, _staged_rows(cur)
+        return cur.rowcount, staged  # no key repeated: as many keys as rows staged
     except (errors.CardinalityViolation, errors.UniqueViolation):
         pass
     last = sql.SQL(
@@ -274,11 +274,6 @@ def _merge(cur: psycopg.Cursor, part: _Partition) -> tuple[int, int | None]:
     ).format(keys=_columns(keys))
     cur.execute(merge.format(source=last, **parts), part.params)
     return cur.rowcount, None
-
-
-def _staged_rows(cur: psycopg.Cursor) -> int:
-    cur.execute("SELECT count(*) FROM offpeak_stage")
-    return cur.fetchone()[0]
 
 
 def _prune(
