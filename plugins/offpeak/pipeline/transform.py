@@ -213,7 +213,6 @@ class _Batch:
         self.columns = clean_columns(site)
         self.keys = [*self.fields, "_url", "_error"]
         self.converters = [(n, CONVERTERS[spec.type]) for n, spec in site.fields.items()]
-        self.key_at = [self.fields.index(k) for k in site.natural_key]
         self.counts = {"records": 0, "clean": 0, "rejected": 0, "rejected_keys": 0}
         self.reasons: dict[str, int] = {}
 
@@ -266,18 +265,103 @@ class _Batch:
         typed = read_fields(self.site, raw)
         self.counts["records"] += raw.height + len(outcomes)
         clean = typed.filter("_read").select(self.columns)
-        partial = typed.filter(~pl.col("_read")).drop("_read")
-        outcomes += map(self._finish, partial.iter_rows())
-        extra = [o for o in outcomes if o.row is not None]
-        if extra:
-            rows = [[*o.row, o.line] for o in extra]
-            clean = pl.concat([clean, pl.DataFrame(rows, schema=clean.schema, orient="row")])
-            clean = clean.sort("_line")
+        settled, rejects, kept = self._settle(typed.filter(~pl.col("_read")))
+        extra = [[*o.row, o.line] for o in outcomes if o.row is not None]
+        if extra or settled.height:
+            more = pl.DataFrame(extra, schema=clean.schema, orient="row")
+            clean = pl.concat([clean, settled, more]).sort("_line")
         self.counts["clean"] += clean.height
         if clean.height:
             out.write(clean.write_csv(include_header=False))
-        for o in sorted((o for o in outcomes if o.row is None), key=lambda o: o.line):
-            self._reject(o, bad, keys)
+        slow = [o for o in outcomes if o.row is None]
+        if slow:
+            line = [o.line for o in slow]
+            text = [
+                json.dumps(
+                    {"line": o.line, "reason": o.reason, "record": o.record}, ensure_ascii=False
+                )
+                for o in slow
+            ]
+            rejects = pl.concat([rejects, pl.DataFrame({"_line": line, "text": text})]).sort(
+                "_line"
+            )
+            key_rows = [[o.line, *o.key] for o in slow if o.key is not None]
+            kept = pl.concat([kept, pl.DataFrame(key_rows, schema=kept.schema, orient="row")])
+            kept = kept.sort("_line")
+            for o in slow:
+                self._count_reason(o.reason)
+        self.counts["rejected"] += rejects.height
+        self.counts["rejected_keys"] += kept.height
+        if rejects.height:
+            bad.write("\n".join(rejects.get_column("text")) + "\n")
+        if kept.height:
+            keys_text = kept.drop("_line").write_csv(include_header=False)
+            keys.writerows(csv.reader(io.StringIO(keys_text)))  # csv.writer's quoting
+
+    def _settle(self, partial):
+        """Rows the fast path did not read whole, a column at a time: each unread value goes
+        through the reference's converter once per distinct value (normalize_record's reason
+        for it, or its value); a row none of whose values fails is clean, any other is a
+        reject with the reasons in field order and, when its key fields read, its kept key.
+        Returns (clean rows, rejects: _line and the rejects file's line, kept keys: _line and
+        the key)."""
+        import polars as pl
+
+        texts, problems = [], []
+        for name, convert in self.converters:
+            raw = pl.col(f"{name}!")
+            unread = partial.filter(~pl.col(f"{name}?")).get_column(f"{name}!").unique()
+            text_of: dict[Any, str | None] = {}
+            problem_of: dict[Any, str | None] = {}
+            for value in unread.to_list():
+                try:
+                    typed = convert(value)
+                except FieldError as exc:
+                    text_of[value], problem_of[value] = None, f"{name}: {exc}"
+                    continue
+                text_of[value], problem_of[value] = _csv_value(typed), None
+                if typed is None and name in self.required:
+                    problem_of[value] = f"{name}: required field is empty"
+            for mapping, out, read in (
+                (text_of, texts, pl.col(name)),
+                (problem_of, problems, None),
+            ):
+                found = {k: v for k, v in mapping.items() if k is not None}
+                looked_up = pl.when(raw.is_null()).then(pl.lit(mapping.get(None), pl.String))
+                looked_up = looked_up.otherwise(
+                    raw.replace_strict(
+                        list(found), list(found.values()), default=None, return_dtype=pl.String
+                    )
+                )
+                value = pl.when(pl.col(f"{name}?")).then(read).otherwise(looked_up)
+                out.append(value.alias(name if read is not None else f"{name}~"))
+        frame = partial.with_columns(*texts, *problems).with_columns(
+            _reason=pl.concat_str(
+                [f"{name}~" for name in self.fields], separator="; ", ignore_nulls=True
+            )
+        )
+        settled = frame.filter(pl.col("_reason") == "").select(self.columns)
+        rejected = frame.filter(pl.col("_reason") != "")
+        reasons = rejected.get_column("_reason").value_counts()
+        for reason, count in reasons.iter_rows():
+            key = _reason_key(reason)
+            self.reasons[key] = self.reasons.get(key, 0) + count
+        as_json = {r: json.dumps(r, ensure_ascii=False) for r in reasons.get_column("_reason")}
+        rejects = rejected.select(
+            "_line",
+            text=pl.concat_str(
+                pl.lit('{"line": '),
+                pl.col("_line").cast(pl.String),
+                pl.lit(', "reason": '),
+                pl.col("_reason").replace_strict(as_json, return_dtype=pl.String),
+                pl.lit(', "record": '),
+                pl.col("line"),
+                pl.lit("}"),
+            ),
+        )
+        key = self.site.natural_key
+        kept = rejected.filter(pl.all_horizontal(pl.col(k).is_not_null() for k in key))
+        return settled, rejects, kept.select("_line", *key)
 
     def _repeats(self, raw) -> Any:
         """Lines that name a key twice (polars keeps the first value, json.loads the last).
@@ -327,45 +411,6 @@ class _Batch:
                 continue
             writer.writerow([*o.row, i])
             self.counts["clean"] += 1
-
-    def _finish(self, fast: tuple) -> _Outcome:
-        """A record the fast path did not read whole (a row of read_fields: per field its
-        text, whether read, its raw value; then source_url, _line, line): the reference reads
-        the fields it did not, in field order as normalize_record does; the rest keep the fast
-        text."""
-        row: list[Any] = []
-        problems: list[str] = []
-        for i, (name, convert) in enumerate(self.converters):
-            text, read, raw = fast[3 * i : 3 * i + 3]
-            if read:
-                row.append(text)
-                continue
-            try:
-                value = convert(raw)
-            except FieldError as exc:
-                problems.append(f"{name}: {exc}")
-                continue
-            if value is None and name in self.required:
-                problems.append(f"{name}: required field is empty")
-            row.append(_csv_value(value))
-        url, line_no, line = fast[-3:]
-        if not problems:
-            return _Outcome(line_no, [*row, url], None, None, None)
-        return _Outcome(line_no, None, "; ".join(problems), line.strip(), self._key(fast))
-
-    def _key(self, fast: tuple) -> list[Any] | None:
-        key = []
-        for i in self.key_at:
-            text, read, raw = fast[3 * i : 3 * i + 3]
-            if not read:
-                try:
-                    text = _csv_value(self.converters[i][1](raw))
-                except FieldError:
-                    return None
-            if text is None:
-                return None
-            key.append(text)
-        return key
 
     def _reject(self, o: _Outcome, bad, keys) -> None:
         self.counts["rejected"] += 1
