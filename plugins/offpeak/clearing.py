@@ -15,7 +15,7 @@ from datetime import date
 
 from offpeak.config import Project, load_project
 from offpeak.naming import scope_of
-from offpeak.rollups.sensor import rollup_clock
+from offpeak.rollups.dates import rollup_clock
 
 
 @dataclass(frozen=True)

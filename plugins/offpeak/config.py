@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import time
 from functools import cached_property, lru_cache
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
@@ -25,6 +26,7 @@ from pydantic import (
 from offpeak import naming, settings
 
 IDENTIFIER = r"^[a-z][a-z0-9_]{0,47}$"
+_T = TypeVar("_T")
 
 
 def _id_part(what: str) -> AfterValidator:
@@ -527,17 +529,53 @@ def _format_validation_error(path: Path, site: str | None, err: ValidationError)
     return "\n".join(lines)
 
 
-def _read_yaml(path: Path) -> object:
+# libyaml's C parser and emitter, about 10x PyYAML's pure-Python ones, with the same resolver
+# and representer: the same values (YAML 1.1's 18:30 is still 1110) and the same text. A PyYAML
+# built without libyaml falls back to the pure-Python classes.
+YamlLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+YamlDumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+
+# What was built from each config file (a RegionsFile, a Site or the ConfigError), with the
+# bytes it was built from: parsing is the slow part, and the three DAG files, each task and the
+# crawl read the same files, so an unchanged file is parsed once per process. The bytes, not
+# the mtime, decide: an edit is always seen (an mtime may not tick between two quick writes),
+# and comparing them costs microseconds a file.
+_MEMO_LIMIT = 4096
+_memo: dict[tuple, tuple[bytes, object]] = {}
+
+
+def _memoized(key: tuple, content: bytes, build: Callable[[], _T]) -> _T:
+    """``build()``, or what it gave last time for ``key`` if ``content`` is unchanged since.
+    A ConfigError is remembered too, and raised again (a new one) on each call."""
+    hit = _memo.get(key)
+    if hit is None or hit[0] != content:
+        try:
+            result: object = build()
+        except ConfigError as exc:
+            result = exc
+        if len(_memo) >= _MEMO_LIMIT:  # a long test session's temporary configs
+            _memo.clear()
+        _memo[key] = hit = (content, result)
+    if isinstance(hit[1], ConfigError):
+        raise ConfigError(*hit[1].args)
+    return hit[1]  # type: ignore[return-value]
+
+
+def _compose(path: Path, text: str) -> tuple[yaml.Node | None, object]:
+    """The YAML document's node tree and the value built from it, parsed once."""
+    loader = YamlLoader(text)
     try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
+        node = loader.get_single_node()
+        return node, None if node is None else loader.construct_document(node)
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    finally:
+        loader.dispose()
 
 
-def _repeated_keys(path: Path, section: str) -> dict[str, list[int]]:
-    """Keys given more than once in the top-level mapping ``section`` of a YAML file, with
+def _repeated_keys(root: yaml.Node | None, section: str) -> dict[str, list[int]]:
+    """Keys given more than once in the top-level mapping ``section`` of a YAML document, with
     their line numbers: YAML itself keeps the last one and says nothing."""
-    root = yaml.compose(path.read_text(encoding="utf-8"), Loader=yaml.SafeLoader)
     lines: dict[str, list[int]] = {}
     for key, value in root.value if isinstance(root, yaml.MappingNode) else []:
         if key.value == section and isinstance(value, yaml.MappingNode):
@@ -547,8 +585,13 @@ def _repeated_keys(path: Path, section: str) -> dict[str, list[int]]:
 
 
 def load_regions_file(path: Path) -> RegionsFile:
-    data = _read_yaml(path)
-    repeated = _repeated_keys(path, "regions")
+    content = path.read_bytes()
+    return _memoized(("regions", str(path)), content, lambda: _parse_regions(path, content))
+
+
+def _parse_regions(path: Path, content: bytes) -> RegionsFile:
+    root, data = _compose(path, content.decode("utf-8"))
+    repeated = _repeated_keys(root, "regions")
     if repeated:
         raise ConfigError(
             f"{path}: invalid config for regions:\n"
@@ -573,8 +616,18 @@ def load_regions(path: Path) -> dict[str, Region]:
 def load_site(path: Path, regions: dict[str, Region], *, compile_selectors: bool = False) -> Site:
     """One site file. ``compile_selectors`` compiles every selector with lxml, as the crawl
     will (run time); without it the check is the cheap one fit for DAG parsing."""
+    content = path.read_bytes()
+    # The result depends on the file, the region names (no other part of regions.yaml) and
+    # how selectors are checked.
+    key = ("site", str(path), frozenset(regions), compile_selectors)
+    return _memoized(key, content, lambda: _parse_site(path, content, regions, compile_selectors))
+
+
+def _parse_site(
+    path: Path, content: bytes, regions: dict[str, Region], compile_selectors: bool
+) -> Site:
     site_name = path.stem
-    data = _read_yaml(path)
+    _, data = _compose(path, content.decode("utf-8"))
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: site {site_name!r}: expected a mapping at the top level")
     if "name" in data and data["name"] != site_name:
@@ -614,9 +667,12 @@ def _claim_dag_ids(site: Site, path: Path, owners: dict[str, Path]) -> None:
     owners.update(dict.fromkeys(built, path))
 
 
-def load_project(config_dir: Path | None = None) -> Project:
+def load_project(config_dir: Path | None = None, *, only_site: str | None = None) -> Project:
     """Read every config file. Broken site files are collected in ``errors``, never raised,
-    so one bad file cannot hide the other sites; a broken regions.yaml leaves no sites."""
+    so one bad file cannot hide the other sites; a broken regions.yaml leaves no sites.
+
+    ``only_site``: read regions.yaml and that site's file alone (a worker building the one
+    DAG it runs); a site without a file gives a project without sites."""
     config_dir = Path(config_dir or settings.config_dir())
     errors: dict[str, str] = {}
     try:
@@ -626,7 +682,11 @@ def load_project(config_dir: Path | None = None) -> Project:
     regions = regions_file.regions
     sites: dict[str, Site] = {}
     owners: dict[str, Path] = {}  # DAG id -> the site file it is built from
-    for path in sorted((config_dir / "sites").glob("*.yaml")):
+    if only_site is None:
+        paths = sorted((config_dir / "sites").glob("*.yaml"))
+    else:
+        paths = [p for p in [config_dir / "sites" / f"{only_site}.yaml"] if p.is_file()]
+    for path in paths:
         try:
             site = load_site(path, regions)
             _claim_dag_ids(site, path, owners)

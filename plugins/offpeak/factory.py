@@ -10,8 +10,16 @@ from typing import TYPE_CHECKING
 import yaml
 
 from offpeak import settings
-from offpeak.config import Alerts, ConfigError, Project, Region, Site, load_project
-from offpeak.naming import GLOBAL, pool_name, rollup_dag_id, scrape_dag_id
+from offpeak.config import (
+    Alerts,
+    ConfigError,
+    Project,
+    Region,
+    Site,
+    YamlDumper,
+    load_project,
+)
+from offpeak.naming import GLOBAL, parse_dag_id, pool_name, rollup_dag_id, scrape_dag_id
 
 if TYPE_CHECKING:
     from airflow.sdk import DAG
@@ -20,12 +28,33 @@ log = logging.getLogger(__name__)
 START_DATE = (2026, 1, 1)
 
 
+# Rendered YAML by id() of the model, with the model itself (so the id is not reused while
+# the entry lives): a site is in one DAG per region and a region in one per site, and a dump
+# per DAG was over a third of parsing them.
+_RENDERED_LIMIT = 1024
+_rendered: dict[tuple[str, int], tuple[object, str]] = {}
+
+
+def _yaml_section(key: str, model: Site | Region) -> str:
+    """``key:`` and ``model``'s resolved config below it, as YAML, rendered once per model."""
+    hit = _rendered.get((key, id(model)))
+    if hit is None or hit[0] is not model:
+        text = yaml.dump(
+            {key: model.model_dump(mode="json")},
+            Dumper=YamlDumper,
+            sort_keys=False,
+            allow_unicode=True,
+        )
+        if len(_rendered) >= _RENDERED_LIMIT:
+            _rendered.clear()
+        _rendered[(key, id(model))] = hit = (model, text)
+    return hit[1]
+
+
 def _doc_md(site: Site, region: Region, alerts: Alerts) -> str:
-    resolved = yaml.safe_dump(
-        {"site": site.model_dump(mode="json"), "region": region.model_dump(mode="json")},
-        sort_keys=False,
-        allow_unicode=True,
-    )
+    # The same text as dumping {"site": ..., "region": ...} at once (a block mapping's entries
+    # are rendered independently), at one dump per site and per region instead of per DAG.
+    resolved = _yaml_section("site", site) + _yaml_section("region", region)
     queue = f"* the crawl runs on Celery queue `{site.queue}`\n" if site.queue else ""
     return (
         f"### {site.name} in {region.name}\n\n"
@@ -60,7 +89,7 @@ def build_scrape_dag(site: Site, region: Region, alerts: Alerts | None = None) -
     from offpeak.alerts.notifier import FailureNotifier
     from offpeak.crawl.operator import ScrapeOperator
     from offpeak.params import scrape_params
-    from offpeak.rollups.sensor import rollup_logical_date
+    from offpeak.rollups.dates import rollup_logical_date
     from offpeak.schedule.timetable import OffPeakTimetable
     from offpeak.warehouse.assets import table_asset
 
@@ -144,7 +173,7 @@ def build_region_rollup_dag(project: Project, region: Region) -> DAG:
     from airflow.sdk import DAG, TaskGroup
 
     from offpeak.params import rollup_params
-    from offpeak.rollups.sensor import rollup_logical_date
+    from offpeak.rollups.dates import rollup_logical_date
     from offpeak.rollups.summaries import summarize_region
     from offpeak.schedule.timetable import OffPeakTimetable
     from offpeak.warehouse.assets import REGION_ROLLUP_TABLES, table_asset
@@ -167,12 +196,13 @@ def build_region_rollup_dag(project: Project, region: Region) -> DAG:
             "offpeak_rollup_logical_date": partial(rollup_logical_date, region.name, GLOBAL)
         },
     ) as dag:
+        timeout = _window_seconds(region)
         with TaskGroup("wait_for_sites") as waits:
             for site in sites:
                 _wait_for(
                     cfg, site.name, scope=region.name, upstream_region=region.name,
                     external_dag_id=scrape_dag_id(site.name, region.name),
-                    external_task_id="load", timeout=_window_seconds(region),
+                    external_task_id="load", timeout=timeout,
                 )  # fmt: skip
         summarize = PythonOperator(
             task_id="summarize",
@@ -282,12 +312,20 @@ def _rollup_doc(scope: str, upstream: list[str], cfg) -> str:
     )
 
 
-def build_rollup_dags(project: Project | None = None) -> dict[str, DAG]:
-    """rollup__<region> for every region with sites, and rollup__global."""
+def _wanted() -> str | None:
+    """The DAG id a worker parses this file for (Airflow's parsing context), or None: all."""
     from airflow.sdk import get_parsing_context
 
-    project = project or load_project()
-    wanted = get_parsing_context().dag_id
+    return get_parsing_context().dag_id
+
+
+def build_rollup_dags(project: Project | None = None) -> dict[str, DAG]:
+    """rollup__<region> for every region with sites, and rollup__global."""
+    wanted = _wanted()
+    if project is None:
+        if wanted is not None and not _is_rollup(wanted):
+            return {}  # a worker running another file's DAG: nothing to build or read
+        project = load_project()
     dags = {}
     regions = project.rolled_up_regions()
     for region in regions:
@@ -296,6 +334,21 @@ def build_rollup_dags(project: Project | None = None) -> dict[str, DAG]:
     if regions and wanted in (None, rollup_dag_id(GLOBAL)):
         dags[rollup_dag_id(GLOBAL)] = build_global_rollup_dag(project)
     return dags
+
+
+def _is_rollup(dag_id: str) -> bool:
+    try:
+        return parse_dag_id(dag_id).site is None
+    except ValueError:
+        return False
+
+
+def _site_of(dag_id: str) -> str | None:
+    """The site of a scrape__<site>__<region> id; None for any other id."""
+    try:
+        return parse_dag_id(dag_id).site
+    except ValueError:
+        return None
 
 
 def dag_ids(project: Project) -> list[str]:
@@ -307,11 +360,14 @@ def dag_ids(project: Project) -> list[str]:
 
 
 def build_scrape_dags(project: Project | None = None) -> dict[str, DAG]:
-    """All valid (site, region) DAGs; in a worker, only the one it runs."""
-    from airflow.sdk import get_parsing_context
-
-    project = project or load_project()
-    wanted = get_parsing_context().dag_id
+    """All valid (site, region) DAGs; in a worker, only the one it runs, from that site's
+    config file alone."""
+    wanted = _wanted()
+    if project is None:
+        only_site = _site_of(wanted) if wanted else None
+        if wanted and only_site is None:
+            return {}  # a worker running another file's DAG: nothing to build or read
+        project = load_project(only_site=only_site)
     dags = {}
     for site, region in project.pairs():
         dag_id = scrape_dag_id(site.name, region.name)

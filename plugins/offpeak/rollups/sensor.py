@@ -1,5 +1,5 @@
-"""Rollup inputs: which run of a site DAG a rollup waits for, the sensor that waits for it,
-and the check that every input succeeded."""
+"""Rollup inputs: the sensor that waits for a site DAG's run of the rollup's trading date, and
+the check that every input succeeded (which run that is: offpeak.rollups.dates)."""
 
 from __future__ import annotations
 
@@ -10,34 +10,14 @@ from typing import TYPE_CHECKING, Any
 from airflow.providers.standard.sensors.external_task import ExternalTaskSensor
 
 from offpeak import params
-from offpeak.naming import GLOBAL
+
+# rollup_logical_date: re-exported for callers of the former home of the rollup dates.
+from offpeak.rollups.dates import rollup_clock, rollup_logical_date  # noqa: F401
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
-    from offpeak.config import Project
-
 log = logging.getLogger(__name__)
-
-
-def rollup_clock(project: Project, region: str) -> Any:
-    """The trading days a rollup runs on: the region's, or (``GLOBAL``) any region's."""
-    from offpeak.schedule.tradingtime import GlobalClock, RegionClock
-
-    if region == GLOBAL:
-        return GlobalClock.of(project.rolled_up_regions(), project.rollups.global_delay_minutes)
-    return RegionClock.of(project.regions[region])
-
-
-def rollup_logical_date(own_region: str, target: str, dag_run: Any) -> str:
-    """Template macro for ExternalTaskMarker: the logical date of the ``target`` rollup (a
-    region or ``GLOBAL``) for the trading date of this run of an ``own_region`` DAG. Works
-    for runs without a logical date too (their trading date comes from conf or the clock)."""
-    from offpeak.config import load_project
-
-    project = load_project()
-    day = params.run_trading_date(rollup_clock(project, own_region), dag_run)
-    return rollup_clock(project, target).midnight(day).isoformat()
 
 
 class TradingDateSensor(ExternalTaskSensor):

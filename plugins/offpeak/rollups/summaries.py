@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from offpeak import params, retries, settings
 from offpeak.naming import GLOBAL
-from offpeak.rollups.sensor import rollup_clock
+from offpeak.rollups.dates import rollup_clock
 
 if TYPE_CHECKING:
     pass

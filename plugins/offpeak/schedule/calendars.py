@@ -17,9 +17,13 @@ class UnknownExchange(ValueError):
 @lru_cache(maxsize=1)
 def supported_exchanges() -> frozenset[str]:
     """Every exchange code with a calendar: `holidays`' financial markets plus our aliases."""
-    import holidays
+    # The codes of holidays.list_supported_financial(), read from the registry: that function
+    # imports every market's module for its subdivisions (~130 ms), and the config check runs
+    # on every DAG parse. tests/unit/test_parse_path.py checks that the two agree.
+    from holidays.registry import EntityLoader
 
-    return frozenset(holidays.list_supported_financial()) | frozenset(ALIASES)
+    codes = frozenset(EntityLoader.get_financial_codes(include_aliases=True))
+    return codes | {alias for alias, code in ALIASES.items() if code in codes}
 
 
 def check_exchange(exchange: str) -> str:

@@ -216,8 +216,12 @@ class OffPeakTimetable(_TradingDayTimetable):
     def validate(self) -> None:
         from airflow.exceptions import AirflowTimetableInvalid
 
+        from offpeak.schedule.calendars import check_exchange
+
+        # Every DAG parse calls this: check the exchange's code, without building its calendar
+        # (holidays' financial package imports every country's module, ~0.3 s).
         try:
-            _ = self.clock.tz, self.clock.calendar
+            _ = self.clock.tz, check_exchange(self.exchange)
         except Exception as exc:
             raise AirflowTimetableInvalid(f"region {self.region!r}: {exc}") from exc
 

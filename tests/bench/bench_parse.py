@@ -1,0 +1,598 @@
+"""`make bench`, section Parsing: what the dag-processor pays for our DAG files, and what a worker
+pays at each task start to rebuild the one DAG it runs.
+
+1. **300 (site, region) DAGs + rollups**: a generated config (the shipped sites copied and
+   varied, 60 sites x 5 regions) parsed from a folder holding copies of our three DAG files,
+   against the anchor: one generated static Python file that writes the same DAGs out literally
+   (same operators, arguments and doc_md strings; no config read). Both are parsed the same way,
+   ``DagBag(dag_folder=...)``, each run in a fresh process; the clock covers the DagBag fill
+   only, after ``import airflow`` and the DagBag module. The two must serialise identically
+   (``DagSerialization.to_dict`` per DAG id, file locations left out): the script fails if not.
+2. **One DAG under the parsing context**: a fresh process that has imported what a task runner
+   has when it parses (``airflow.sdk.execution_time.task_runner`` and the DagBag module) builds
+   ``BundleDagBag(dags/scrape.py)`` inside ``_airflow_parsing_context_manager(dag_id=...)``, as
+   ``task_runner.parse`` does; budget 100 ms. Beside it (in ``extra``): the same DAG from a
+   static file of its own, parsed the same way (what Airflow and the operators cost), and ours
+   again with Airflow's asset-URI handler discovery done beforehand, with that discovery's time.
+
+Every measured process starts as Airflow's own do: bytecode already compiled (an untimed
+warm-up run writes it, under ``PYTHONPYCACHEPREFIX=.local/bench-pycache``, kept between runs),
+and ``gc.freeze()`` after the imports, as the dag-processor does before forking a parse and the
+executors before forking workers (without it, a full collection of Airflow's ~1M objects lands
+in the measured part at random). Wall and CPU seconds are both recorded; the figures are wall
+seconds.
+
+Run: ``.venv/bin/python tests/bench/bench_parse.py --json /tmp/parse.json [--repeat 3]``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import common
+from common import REPO, Figure
+
+SECTION = "Parsing"
+SITES = 60  # x 5 shipped regions = 300 (site, region) DAGs
+BUDGET = 0.1  # seconds: one DAG under the parsing context
+# What legitimately differs between a DAG built by the factory and the same DAG written out.
+FILE_FIELDS = ("fileloc", "relative_fileloc", "_processor_dags_folder")
+DAG_FILES = ("scrape.py", "rollups.py", "config_check.py")
+CHILD_TIMEOUT = 300
+# Bytecode of everything the children import (this environment sets PYTHONDONTWRITEBYTECODE):
+# kept between runs, so only the first run compiles Airflow's modules.
+PYCACHE = REPO / ".local" / "bench-pycache"
+
+
+# --------------------------------------------------------------------------- the setup
+
+
+def make_config(target: Path, sites: int = SITES) -> list[str]:
+    """A config folder with ``sites`` sites (the shipped ones, copied round-robin, each in
+    every shipped region, with its own name, description and connection); the scrape DAG
+    ids it gives, sorted."""
+    import yaml
+
+    shipped = REPO / "include" / "config"
+    (target / "sites").mkdir(parents=True)
+    shutil.copy(shipped / "regions.yaml", target / "regions.yaml")
+    regions = sorted(yaml.safe_load((shipped / "regions.yaml").read_text("utf-8"))["regions"])
+    bases = sorted((shipped / "sites").glob("*.yaml"))
+    dag_ids = []
+    for i in range(sites):
+        base = bases[i % len(bases)]
+        data = yaml.safe_load(base.read_text("utf-8"))
+        name = f"{base.stem}_{i:02d}"
+        data.update(
+            description=f"{data.get('description', '')} (copy {i})",
+            base_url_conn_id=f"{data['base_url_conn_id']}_{i:02d}",
+            regions=regions,
+        )
+        if i % 10 == 3:  # a few sites crawl on a queue of their own
+            data["queue"] = "crawl_vpn"
+        (target / "sites" / f"{name}.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+        dag_ids += [f"scrape__{name}__{r}" for r in regions]
+    return sorted(dag_ids)
+
+
+def child_env(tmp: Path, config: Path) -> dict[str, str]:
+    """Airflow and the project in a private home, nothing read from the developer's."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "OFFPEAK_"))}
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    env.update(
+        AIRFLOW_HOME=str(tmp / "airflow"),
+        AIRFLOW__CORE__LOAD_EXAMPLES="False",
+        AIRFLOW__CORE__PLUGINS_FOLDER=str(REPO / "plugins"),
+        AIRFLOW__CORE__DAGS_FOLDER=str(tmp / "ours"),
+        AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT="600",
+        AIRFLOW__LOGGING__LOGGING_LEVEL="WARNING",
+        OFFPEAK_CONFIG_DIR=str(config),
+        PYTHONPATH=os.pathsep.join([str(REPO / "plugins"), str(REPO / "tests" / "bench")]),
+        PYTHONPYCACHEPREFIX=str(PYCACHE),
+    )
+    return env
+
+
+def run_child(env: dict[str, str], *args: str) -> dict:
+    """This script's ``--child`` mode in a fresh interpreter; its JSON answer."""
+    proc = subprocess.run(
+        [sys.executable, str(Path(__file__).resolve()), "--child", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=CHILD_TIMEOUT,
+        check=False,
+    )
+    answer = [line for line in proc.stdout.splitlines() if line.startswith("@@")]
+    if proc.returncode != 0 or not answer:
+        raise RuntimeError(f"child {args} failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
+    return json.loads(answer[-1][2:])
+
+
+# --------------------------------------------------------------------------- the anchor
+
+
+class Src(str):
+    """Python source, written as is (any other value is written as its repr)."""
+
+
+def lit(value) -> str:
+    return value if isinstance(value, Src) else repr(value)
+
+
+def call(fn: str, /, *args, **kwargs) -> Src:
+    parts = [lit(a) for a in args] + [f"{k}={lit(v)}" for k, v in kwargs.items()]
+    return Src(f"{fn}({', '.join(parts)})")
+
+
+def listing(items) -> Src:
+    return Src(f"[{', '.join(lit(i) for i in items)}]")
+
+
+def mapping(items: dict) -> Src:
+    return Src("{" + ", ".join(f"{k!r}: {lit(v)}" for k, v in items.items()) + "}")
+
+
+def clock(t) -> Src:
+    return Src(f"time({t.hour}, {t.minute}, {t.second})")
+
+
+def seconds(delta) -> Src:
+    return Src(f"timedelta(seconds={delta.total_seconds()!r})")
+
+
+def params(dag) -> Src:
+    out = {}
+    for key in dag.params:
+        param = dag.params.get_param(key)
+        out[key] = call("Param", param.value, description=param.description, **param.schema)
+    return mapping(out)
+
+
+def assets(items) -> Src:
+    return listing(call("Asset", name=a.name, uri=a.uri, group=a.group) for a in items)
+
+
+def offpeak_timetable(tt) -> Src:
+    return call(
+        "OffPeakTimetable", region=tt.region, timezone=tt.timezone, exchange=tt.exchange,
+        window_start=clock(tt.window_start), window_end=clock(tt.window_end),
+        catchup_days=tt.catchup_days,
+    )  # fmt: skip
+
+
+def sensor(task) -> Src:
+    return call(
+        "TradingDateSensor", task_id=task.task_id.split(".", 1)[1],
+        allowed_states=task.allowed_states, failed_states=task.failed_states, deferrable=True,
+        poke_interval=task.poke_interval, soft_fail=task.soft_fail, scope=task.scope,
+        upstream_region=task.upstream_region, external_dag_id=task.external_dag_id,
+        external_task_id=task.external_task_ids[0], timeout=task.timeout,
+    )  # fmt: skip
+
+
+VERDICT = Src(
+    "PythonOperator(task_id='check_inputs', python_callable=check_inputs, retries=0)"
+    ".as_teardown(on_failure_fail_dagrun=True)"
+)
+
+
+def scrape_source(dag, site, region, alerts) -> str:
+    tasks = dag.task_dict
+    (deadline,) = dag.deadline or [None]
+    if deadline is not None:
+        deadline = call(
+            "DeadlineAlert", reference=Src("DeadlineReference.DAGRUN_QUEUED_AT"),
+            interval=seconds(deadline.interval),
+            callback=call("SyncCallback", Src("deadline_missed"), kwargs=deadline.callback.kwargs),
+            name=deadline.name,
+        )  # fmt: skip
+    dag_args = call(
+        "DAG", dag_id=dag.dag_id, description=dag.description,
+        schedule=offpeak_timetable(dag.timetable),
+        start_date=call("pendulum.datetime", 2026, 1, 1, tz=region.timezone),
+        catchup=dag.catchup, max_active_runs=dag.max_active_runs,
+        max_consecutive_failed_dag_runs=dag.max_consecutive_failed_dag_runs,
+        deadline=deadline, params=params(dag),
+        default_args=mapping({
+            "on_failure_callback": listing([call(
+                "FailureNotifier", http_conn_id=alerts.http_conn_id, site=site.name,
+                region=region.name,
+            )]),
+            "owner": site.dag.owner, "retries": site.dag.retries,
+            "retry_delay": seconds(dag.default_args["retry_delay"]),
+            "retry_exponential_backoff": 2.0,
+            "max_retry_delay": seconds(dag.default_args["max_retry_delay"]),
+        }),
+        tags=[f"site:{site.name}", f"region:{region.name}", f"kind:{site.kind}"],
+        doc_md=dag.doc_md,
+        user_defined_macros=mapping({"offpeak_rollup_logical_date": call(
+            "partial", Src("rollup_logical_date"), region.name, region.name
+        )}),
+    )  # fmt: skip
+    queue = {"queue": site.queue} if site.queue else {}
+    kwargs = {"site": site.name, "region": region.name}
+    scrape = call(
+        "ScrapeOperator", task_id="scrape", site=site.name, region=region.name,
+        pool=tasks["scrape"].pool, **queue,
+    )  # fmt: skip
+    transform = call(
+        "PythonOperator", task_id="transform", python_callable=Src("tasks.transform"),
+        op_kwargs=kwargs,
+    )  # fmt: skip
+    load = call(
+        "PythonOperator", task_id="load", python_callable=Src("tasks.load"), op_kwargs=kwargs,
+        outlets=assets(tasks["load"].outlets),
+    )  # fmt: skip
+    return "\n".join([
+        f"with {dag_args} as dag:",
+        f"    scrape = {scrape}",
+        f"    transform = {transform}",
+        f"    load = {load}",
+        f"    mark = {marker(tasks['mark_rollup'])}",
+        "    scrape >> transform >> load >> mark",
+        "",
+    ])  # fmt: skip
+
+
+def marker(task) -> Src:
+    return call(
+        "ExternalTaskMarker", task_id=task.task_id, external_dag_id=task.external_dag_id,
+        external_task_id=task.external_task_id, logical_date=task.logical_date,
+    )  # fmt: skip
+
+
+def summarizer(task, function: str) -> Src:
+    kwargs = {"op_kwargs": task.op_kwargs} if task.op_kwargs else {}
+    return call(
+        "PythonOperator", task_id=task.task_id, python_callable=Src(function), **kwargs,
+        retries=task.retries, inlets=assets(task.inlets), outlets=assets(task.outlets),
+    )  # fmt: skip
+
+
+def rollup_args(dag, project, schedule, start_tz, tags, macros) -> Src:
+    return call(
+        "DAG", dag_id=dag.dag_id, description=dag.description, schedule=schedule,
+        start_date=call("pendulum.datetime", 2026, 1, 1, tz=start_tz), catchup=False,
+        max_active_runs=4, fail_fast=True,
+        default_args=mapping({
+            "owner": "data-engineering", "retries": 0,
+            "on_failure_callback": listing(
+                [call("FailureNotifier", http_conn_id=project.alerts.http_conn_id)]
+            ),
+        }),
+        params=params(dag), tags=tags, doc_md=dag.doc_md, **macros,
+    )  # fmt: skip
+
+
+def region_rollup_source(dag, project, region) -> str:
+    tasks = dag.task_dict
+    args = rollup_args(
+        dag, project, offpeak_timetable(dag.timetable), region.timezone,
+        ["rollup", f"region:{region.name}"],
+        {"user_defined_macros": mapping({"offpeak_rollup_logical_date": call(
+            "partial", Src("rollup_logical_date"), region.name, "global"
+        )})},
+    )  # fmt: skip
+    waits = [t for t in dag.tasks if t.task_id.startswith("wait_for_sites.")]
+    return "\n".join([
+        f"with {args} as dag:",
+        "    with TaskGroup('wait_for_sites') as waits:",
+        *(f"        {sensor(t)}" for t in waits),
+        f"    summarize = {summarizer(tasks['summarize'], 'summarize_region')}",
+        f"    mark = {marker(tasks['mark_global'])}",
+        f"    waits >> summarize >> mark >> {VERDICT}",
+        "",
+    ])  # fmt: skip
+
+
+def global_rollup_source(dag, project) -> str:
+    tt = dag.timetable
+    schedule = call("GlobalTradingDayTimetable", regions=tt.regions, delay_minutes=tt.delay_minutes)
+    args = rollup_args(dag, project, schedule, "UTC", ["rollup", "region:global"], {})
+    waits = [t for t in dag.tasks if t.task_id.startswith("wait_for_regions.")]
+    return "\n".join([
+        f"with {args} as dag:",
+        "    with TaskGroup('wait_for_regions') as waits:",
+        *(f"        {sensor(t)}" for t in waits),
+        f"    summarize = {summarizer(dag.task_dict['summarize'], 'summarize_global')}",
+        f"    waits >> summarize >> {VERDICT}",
+        "",
+    ])  # fmt: skip
+
+
+SCRAPE_IMPORTS = """\
+from datetime import time, timedelta
+from functools import partial
+
+import pendulum
+from airflow.providers.standard.operators.python import PythonOperator
+from airflow.providers.standard.sensors.external_task import ExternalTaskMarker
+from airflow.sdk import DAG, Asset, DeadlineAlert, DeadlineReference, Param, SyncCallback
+
+from offpeak import tasks
+from offpeak.alerts.notifier import FailureNotifier, deadline_missed
+from offpeak.crawl.operator import ScrapeOperator
+from offpeak.rollups.dates import rollup_logical_date
+from offpeak.schedule.timetable import OffPeakTimetable
+"""
+ROLLUP_IMPORTS = """\
+from airflow.sdk import TaskGroup
+
+from offpeak.rollups.sensor import TradingDateSensor, check_inputs
+from offpeak.rollups.summaries import summarize_global, summarize_region
+from offpeak.schedule.timetable import GlobalTradingDayTimetable
+"""
+
+
+def header(what: str) -> str:
+    return f'"""Generated by tests/bench/bench_parse.py: {what}, written out literally."""\n\n'
+
+
+def write_static_files(bag, path: Path, one_path: Path, one_dag_id: str) -> int:
+    """The anchors: every DAG of ``bag`` (our DAG files' parse) as literal Python, in one
+    file; and ``one_dag_id`` alone, in another."""
+    from offpeak.config import load_project
+
+    project = load_project()
+    assert not project.errors, project.errors
+    blocks = [header("the factory's DAGs") + SCRAPE_IMPORTS + ROLLUP_IMPORTS]
+    for site, region in project.pairs():
+        dag = bag.dags[f"scrape__{site.name}__{region.name}"]
+        blocks.append(scrape_source(dag, site, region, project.alerts))
+        if dag.dag_id == one_dag_id:
+            one_path.write_text(
+                "\n".join([header(f"{one_dag_id}") + SCRAPE_IMPORTS, blocks[-1]]), "utf-8"
+            )
+    for region in project.rolled_up_regions():
+        dag = bag.dags[f"rollup__{region.name}"]
+        blocks.append(region_rollup_source(dag, project, region))
+    blocks.append(global_rollup_source(bag.dags["rollup__global"], project))
+    path.write_text("\n".join(blocks), encoding="utf-8")
+    return len(blocks) - 1
+
+
+# --------------------------------------------------------------------------- the children
+
+
+def serialise(bag, path: Path) -> None:
+    from airflow.serialization.serialized_objects import DagSerialization
+
+    out = {d: DagSerialization.to_dict(dag) for d, dag in sorted(bag.dags.items())}
+    path.write_text(json.dumps(out, default=str), encoding="utf-8")
+
+
+def bag_errors(bag) -> dict[str, str]:
+    return {str(k): str(v)[-2000:] for k, v in bag.import_errors.items()}
+
+
+def child(argv: list[str]) -> None:
+    """One process; prints ``@@`` and a JSON answer as its last line."""
+    import gc
+
+    mode, *rest = argv
+    answer: dict = {}
+    if mode == "prepare":  # untimed: the anchors, both serialisations, every bytecode file
+        import py_compile
+
+        import airflow.sdk.execution_time.task_runner
+        from airflow.dag_processing.dagbag import BundleDagBag, DagBag
+
+        ours, static, one_dag_id, tmp = Path(rest[0]), Path(rest[1]), rest[2], Path(rest[3])
+        bag = DagBag(dag_folder=str(ours))
+        answer.update(dags=len(bag.dags), errors=bag_errors(bag))
+        serialise(bag, tmp / "ours.json")
+        one = static.parent / "static_one" / "static_one.py"
+        one.parent.mkdir()
+        answer["generated"] = write_static_files(bag, static / "static_dags.py", one, one_dag_id)
+        for path in (static / "static_dags.py", one):
+            py_compile.compile(str(path), doraise=True)  # under PYTHONPYCACHEPREFIX
+        static_bag = DagBag(dag_folder=str(static))
+        answer.update(static_dags=len(static_bag.dags), static_errors=bag_errors(static_bag))
+        serialise(static_bag, tmp / "static.json")
+    elif mode == "bag":  # rest: folder
+        import airflow
+        from airflow.dag_processing.dagbag import DagBag
+
+        gc.freeze()
+        wall, cpu = time.perf_counter(), time.process_time()
+        bag = DagBag(dag_folder=rest[0])
+        answer.update(wall=time.perf_counter() - wall, cpu=time.process_time() - cpu)
+        answer.update(dags=len(bag.dags), errors=bag_errors(bag))
+    elif mode == "one":  # rest: DAG file, dag_id [warm]
+        file, dag_id = Path(rest[0]), rest[1]
+        import airflow.sdk.execution_time.task_runner  # noqa: F401 (what a task runner has)
+        from airflow.dag_processing.dagbag import BundleDagBag
+        from airflow.sdk.definitions._internal.dag_parsing_context import (
+            _airflow_parsing_context_manager,
+        )
+
+        gc.freeze()
+        if "warm" in rest:  # the providers' asset URI handlers already discovered
+            from airflow.sdk.providers_manager_runtime import ProvidersManagerTaskRuntime
+
+            started = time.perf_counter()
+            _ = ProvidersManagerTaskRuntime().asset_uri_handlers
+            answer["asset_uri_discovery"] = time.perf_counter() - started
+            gc.freeze()
+        before = set(sys.modules)
+        wall, cpu = time.perf_counter(), time.process_time()
+        with _airflow_parsing_context_manager(dag_id=dag_id, task_id="scrape"):
+            bag = BundleDagBag(
+                dag_folder=str(file), safe_mode=False, load_op_links=False,
+                bundle_path=file.parent, bundle_name="dags-folder",
+            )  # fmt: skip
+        answer.update(wall=time.perf_counter() - wall, cpu=time.process_time() - cpu)
+        answer.update(dags=sorted(bag.dags), errors=bag_errors(bag))
+        answer["imported"] = sorted({m.split(".")[0] for m in set(sys.modules) - before})
+    print("@@" + json.dumps(answer), flush=True)
+
+
+# --------------------------------------------------------------------------- comparing
+
+
+def comparable(serialised: dict) -> dict:
+    out = {}
+    for dag_id, data in serialised.items():
+        dag = {k: v for k, v in data["dag"].items() if k not in FILE_FIELDS}
+        out[dag_id] = {**data, "dag": dag}
+    return out
+
+
+def first_difference(a, b, path: str = "") -> str:
+    if type(a) is not type(b):
+        return f"{path}: {type(a).__name__} vs {type(b).__name__}"
+    if isinstance(a, dict):
+        for key in sorted(set(a) | set(b), key=str):
+            if key not in a or key not in b:
+                return f"{path}.{key}: only in {'the factory' if key in a else 'the static file'}"
+            if a[key] != b[key]:
+                return first_difference(a[key], b[key], f"{path}.{key}")
+    if isinstance(a, list):
+        if len(a) != len(b):
+            return f"{path}: {len(a)} vs {len(b)} items"
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            if x != y:
+                return first_difference(x, y, f"{path}[{i}]")
+    return f"{path}: {str(a)[:120]!r} vs {str(b)[:120]!r}"
+
+
+def same_dags(ours: Path, anchor: Path) -> dict:
+    """Compare the two serialisations DAG by DAG; raise naming the first difference."""
+    a = comparable(json.loads(ours.read_text("utf-8")))
+    b = comparable(json.loads(anchor.read_text("utf-8")))
+    if sorted(a) != sorted(b):
+        raise SystemExit(
+            f"DAG ids differ: factory only {sorted(set(a) - set(b))[:5]}, "
+            f"static file only {sorted(set(b) - set(a))[:5]}"
+        )
+    differ = [d for d in sorted(a) if a[d] != b[d]]
+    if differ:
+        raise SystemExit(
+            f"{len(differ)} of {len(a)} DAGs serialise differently, e.g. {differ[0]}: "
+            f"{first_difference(a[differ[0]], b[differ[0]])}"
+        )
+    return {"dags_compared": len(a), "identical": True, "fields_left_out": list(FILE_FIELDS)}
+
+
+# --------------------------------------------------------------------------- main
+
+
+def main() -> None:
+    args = common.main_args()
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="offpeak-bench-parse-") as name:
+        tmp = Path(name)
+        dag_ids = make_config(tmp / "config")
+        one_dag_id = dag_ids[len(dag_ids) // 2]
+        ours, static = tmp / "ours", tmp / "static"
+        ours.mkdir()
+        static.mkdir()
+        for file in DAG_FILES:
+            shutil.copy(REPO / "dags" / file, ours / file)
+        env = child_env(tmp, tmp / "config")
+        prepared = run_child(env, "prepare", str(ours), str(static), one_dag_id, str(tmp))
+        for label, key in (("our DAG files", "errors"), ("the static file", "static_errors")):
+            if prepared[key]:
+                raise SystemExit(f"{label}: import errors {prepared[key]}")
+        check = same_dags(tmp / "ours.json", tmp / "static.json")
+        check.update(generated_dags=prepared["generated"], scrape_dags=len(dag_ids))
+        print(f"same serialisation: {check}", file=sys.stderr)
+
+        series: dict[str, list[float]] = {}
+
+        def measure(key: str, *child_args: str, expect) -> dict:
+            result = run_child(env, *child_args)
+            if result["dags"] != expect or result["errors"]:
+                raise SystemExit(f"{child_args}: {result['dags']!r:.200}, {result['errors']}")
+            series.setdefault(key, []).append(result["wall"])
+            series.setdefault(f"{key}_cpu", []).append(result["cpu"])
+            return result
+
+        static_one = str(tmp / "static_one" / "static_one.py")
+        for i in range(args.repeat):
+            # Each pair back to back, alternating which goes first.
+            pair = [("ours", str(ours)), ("static", str(static))]
+            for key, folder in pair if i % 2 == 0 else pair[::-1]:
+                measure(key, "bag", folder, expect=prepared["dags"])
+            one = measure("one", "one", str(ours / "scrape.py"), one_dag_id, expect=[one_dag_id])
+            imported = one["imported"]
+            warm = measure(
+                "warm", "one", str(ours / "scrape.py"), one_dag_id, "warm", expect=[one_dag_id]
+            )
+            series.setdefault("asset_uri_discovery", []).append(warm["asset_uri_discovery"])
+            measure("static_one", "one", static_one, one_dag_id, expect=[one_dag_id])
+            measure("static_warm", "one", static_one, one_dag_id, "warm", expect=[one_dag_id])
+
+    figures = [
+        Figure(
+            section=SECTION,
+            name=f"parse {len(dag_ids)} (site, region) DAGs + rollups",
+            runs=series["ours"],
+            anchor="one static file of the same DAGs",
+            anchor_runs=series["static"],
+            target=1.3,
+            note=(
+                f"{prepared['dags']} DAGs from {SITES} site files x 5 regions: DagBag fill of "
+                "a folder with our 3 DAG files vs one generated file, fresh process each"
+            ),
+            extra={
+                "serialisation": check,
+                "cpu_runs": series["ours_cpu"],
+                "anchor_cpu_runs": series["static_cpu"],
+            },
+        ),
+        Figure(
+            section=SECTION,
+            name="one DAG under the parsing context",
+            runs=series["one"],
+            anchor="100 ms budget",
+            anchor_runs=[BUDGET] * len(series["one"]),
+            target=1.0,
+            note=f"{one_dag_id}: BundleDagBag(dags/scrape.py) after the task runner's imports",
+            extra={
+                "cpu_runs": series["one_cpu"],
+                # The same DAG from a static file of its own, parsed the same way: what
+                # Airflow and the operators cost, with no config read.
+                "static_file_runs": series["static_one"],
+                "static_file_cpu_runs": series["static_one_cpu"],
+                # Both again with Airflow's asset-URI handler discovery done beforehand (the
+                # first Asset with a non-file URI imports every provider's asset module,
+                # amazon's with boto3), and that discovery's own time.
+                "providers_discovered_runs": series["warm"],
+                "providers_discovered_cpu_runs": series["warm_cpu"],
+                "static_file_providers_discovered_runs": series["static_warm"],
+                "asset_uri_discovery_runs": series["asset_uri_discovery"],
+                "top_level_packages_imported": imported,
+            },
+        ),
+    ]
+    common.write(figures, args.json)
+    for fig in figures:
+        print(
+            f"{fig.name}: {common.spread(fig.runs)} s vs {fig.anchor} "
+            f"{common.spread(fig.anchor_runs or [])} s, ratio "
+            f"{common.spread(fig.ratios, '{:.2f}')} (target {fig.target})"
+        )
+    for key in (
+        "static_file_runs",
+        "providers_discovered_runs",
+        "static_file_providers_discovered_runs",
+        "asset_uri_discovery_runs",
+    ):
+        print(f"  {key}: {common.spread(figures[1].extra[key])} s")
+    print(f"({time.perf_counter() - started:.0f} s in all)")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "--child":
+        child(sys.argv[2:])
+    else:
+        main()
