@@ -35,7 +35,7 @@ def site(workdir: Path):
     return load_site(path, load_project().regions)
 
 
-def worker(step: str, workdir: Path, raw: str, clean: str, uri: str = "") -> None:
+def worker(step: str, workdir: Path, raw: str, clean: str, uri: str = "", day: str = "") -> None:
     """One transform or load in this process; prints seconds, peak RSS and the result."""
     from airflow.sdk import ObjectStoragePath
 
@@ -66,7 +66,7 @@ def worker(step: str, workdir: Path, raw: str, clean: str, uri: str = "") -> Non
                     the_site,
                     path,
                     region="europe",
-                    trading_date=DAY,
+                    trading_date=date.fromisoformat(day) if day else DAY,
                     dag_id="bench",
                     run_id=f"bench-{time.time_ns()}",
                     expected_rows=expected,
@@ -77,10 +77,29 @@ def worker(step: str, workdir: Path, raw: str, clean: str, uri: str = "") -> Non
     print(json.dumps({"seconds": seconds, "rss": peak, "result": result}, default=str))
 
 
+def _argv(step: str, workdir: Path, raw: Path, clean: Path, uri: str = "", day: str = ""):
+    return [sys.executable, __file__, "--worker", step, *map(str, (workdir, raw, clean)), uri, day]
+
+
+def _answer(stdout: str) -> dict:
+    return json.loads(stdout.strip().splitlines()[-1])
+
+
 def run_worker(step: str, workdir: Path, raw: Path, clean: Path, uri: str = "") -> dict:
-    argv = [sys.executable, __file__, "--worker", step, str(workdir), str(raw), str(clean), uri]
-    out = subprocess.run(argv, check=True, capture_output=True, text=True)
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    out = subprocess.run(_argv(step, workdir, raw, clean, uri), check=True, capture_output=True)
+    return _answer(out.stdout.decode())
+
+
+def run_together(jobs: list[list[str]]) -> list[dict]:
+    """Workers side by side: for peak RSS only (each process's own), not for time."""
+    procs = [subprocess.Popen(argv, stdout=subprocess.PIPE) for argv in jobs]
+    answers = []
+    for proc in procs:
+        stdout, _ = proc.communicate()
+        if proc.returncode:
+            raise subprocess.CalledProcessError(proc.returncode, proc.args)
+        answers.append(_answer(stdout.decode()))
+    return answers
 
 
 def anchor(uri: str, the_site, clean: Path) -> float:
@@ -178,10 +197,15 @@ def main() -> None:
             # Memory: the same steps on BIG times the records.
             big = feeds.repeat_feed(raw, tmp / "big.jsonl", BIG)
             raw.unlink()
-            for _ in range(n):
-                empty_warehouse(uri)
-                add("transform rss big", run_worker("transform", tmp, big, clean)["rss"])
-                add("load rss big", run_worker("load", tmp, big, clean, uri)["rss"])
+            # The n runs side by side (peak RSS is each process's own), loads into n dates.
+            empty_warehouse(uri)
+            cleans = [tmp / f"big{i}.csv" for i in range(n)]
+            for done in run_together([_argv("transform", tmp, big, c) for c in cleans]):
+                add("transform rss big", done["rss"])
+            days = [date(2026, 11, 16 + i).isoformat() for i in range(n)]
+            jobs = [_argv("load", tmp, big, c, uri, d) for c, d in zip(cleans, days, strict=True)]
+            for done in run_together(jobs):
+                add("load rss big", done["rss"])
         finally:
             pg.stop()
 
