@@ -72,3 +72,22 @@ def test_a_run_that_ends_in_time_is_not_stopped(tmp_path):
     )
     assert code == 3 and not runner.stopped_at_window_end
     runner.stop()  # nothing left to stop: no error, no signal
+
+
+def test_the_operator_hands_the_validated_site_over_in_the_environment(tmp_path, monkeypatch):
+    from offpeak.crawl.operator import ScrapeOperator
+
+    seen = {}
+
+    def run(self, argv, *, env, cwd, window_seconds=None, grace=0.0):
+        seen.update(argv=argv, env=env)
+        return 0
+
+    monkeypatch.setattr(process.CrawlProcess, "run", run)
+    site, _ = get_site("equities")
+    op = ScrapeOperator(task_id="scrape", site="equities", region="europe")
+    feed, stats = tmp_path / "f.jsonl", tmp_path / "s.json"
+    op.run_crawl(site, date(2026, 11, 18), "http://h", feed, stats, str(tmp_path), api_key="k3y")
+    assert site.model_validate_json(seen["env"][contract.SITE_CONFIG_ENV]) == site
+    assert seen["env"][contract.API_KEY_ENV] == "k3y"
+    assert not any("k3y" in a or '"fields"' in a for a in seen["argv"])

@@ -4,17 +4,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from offpeak.crawl.contract import THROTTLED_PREFIX, UNREADABLE_PAGES, by_status
+from offpeak.crawl.contract import FIELD_PREFIX, UNREADABLE_PAGES, http_errors
 from offpeak.pipeline.quality import Check, pct
 
 if TYPE_CHECKING:
     from offpeak.config import Site
 
-# The FieldCoverage extension counts, per field, the items in which it has a value.
-FIELD_STAT = "offpeak/field/{}"
-STATUS_STAT = "downloader/response_status_count/"
-# A missing robots.txt or a page past the last one is a normal answer, not a site error.
-HTTP_IGNORED = frozenset({404})
+# http_errors lives in offpeak.crawl.contract: the crawl's progress lines count the same way.
+__all__ = ["check_crawl", "http_errors"]
 
 
 def check_crawl(site: Site, stats: dict[str, Any], items: int) -> list[Check]:
@@ -43,7 +40,7 @@ def check_crawl(site: Site, stats: dict[str, Any], items: int) -> list[Check]:
                 Check("field_coverage", True, f"field {name!r}: no items", name, skipped=True)
             )
             continue
-        present = int(stats.get(FIELD_STAT.format(name), 0))
+        present = int(stats.get(FIELD_PREFIX + name, 0))
         share = present / items
         ok = share >= least
         detail = (
@@ -52,14 +49,6 @@ def check_crawl(site: Site, stats: dict[str, Any], items: int) -> list[Check]:
         )
         checks.append(Check("field_coverage", ok, detail, name))
     return checks
-
-
-def http_errors(stats: dict[str, Any]) -> dict[int, int]:
-    """``{status: responses}`` for statuses >= 400 other than 404, from Scrapy's stats. A 429
-    or 503 with Retry-After that was waited out is throttling, not an error: not counted."""
-    waited = by_status(stats, THROTTLED_PREFIX)
-    errors = {c: n - waited.get(c, 0) for c, n in by_status(stats, STATUS_STAT).items()}
-    return {c: n for c, n in errors.items() if c >= 400 and c not in HTTP_IGNORED and n > 0}
 
 
 def _at_most(name: str, count: int, limit: int, what: str) -> Check:

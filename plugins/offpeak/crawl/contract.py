@@ -15,6 +15,9 @@ MAX_RETRY_AFTER = "OFFPEAK_MAX_RETRY_AFTER"
 MAX_RETRY_AFTER_TIMES = "OFFPEAK_MAX_RETRY_AFTER_TIMES"
 API_KEY_ENV = "OFFPEAK_API_KEY"  # the site's secret: environment only, never argv
 PARENT_PID_ENV = "OFFPEAK_PARENT_PID"
+# The site config as the operator validated it (JSON), so the crawl neither re-reads nor
+# re-validates the YAML (offpeak.scraping.siteconfig).
+SITE_CONFIG_ENV = "OFFPEAK_SITE_CONFIG"
 
 # Stats the spiders and middlewares write; the operator and the quality checks read them.
 UNREADABLE_PAGES = "offpeak/unreadable_pages"
@@ -27,6 +30,13 @@ CHARSET_RECOVERED = "offpeak/charset_recovered"
 RETRY_AFTER_ASKED = "offpeak/retry_after_asked_seconds"
 RETRY_NOT_BEFORE = "offpeak/retry_not_before"
 FINISH_RETRY_AFTER = "retry_after_exceeds_cap"
+# offpeak/field/<name>: the scraped items in which the field has a value (FieldCoverage);
+# quality.min_field_coverage is checked on them.
+FIELD_PREFIX = "offpeak/field/"
+# Scrapy's downloader/response_status_count/<status>.
+STATUS_PREFIX = "downloader/response_status_count/"
+# A missing robots.txt or a page past the last one is a normal answer, not a site error.
+HTTP_IGNORED = frozenset({404})
 
 
 def incomplete_causes(stats: dict) -> dict[str, int]:
@@ -48,6 +58,14 @@ def by_status(stats: dict, prefix: str) -> dict[int, int]:
         if key.startswith(prefix) and key.removeprefix(prefix).isdigit()
     }
     return dict(sorted(counts.items()))
+
+
+def http_errors(stats: dict) -> dict[int, int]:
+    """``{status: responses}`` for statuses >= 400 other than 404, from Scrapy's stats. A 429
+    or 503 with Retry-After that was waited out is throttling, not an error: not counted."""
+    waited = by_status(stats, THROTTLED_PREFIX)
+    errors = {c: n - waited.get(c, 0) for c, n in by_status(stats, STATUS_PREFIX).items()}
+    return {c: n for c, n in errors.items() if c >= 400 and c not in HTTP_IGNORED and n > 0}
 
 
 def secret_forms(secret: str | None) -> list[str]:

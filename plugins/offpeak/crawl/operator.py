@@ -262,7 +262,7 @@ class ScrapeOperator(BaseOperator):
         self._process = CrawlProcess(log=self.log, secret=api_key)
         return self._process.run(
             argv,
-            env=process.scrapy_env(api_key),
+            env=process.scrapy_env(api_key, spec.crawl_env(site)),
             cwd=cwd,
             window_seconds=timeout,
             grace=WINDOW_GRACE_SECONDS,  # looked up here, so a test can shorten it

@@ -36,12 +36,14 @@ def scrapy_argv(
     return argv
 
 
-def scrapy_env(secret: str | None = None) -> dict[str, str]:
+def scrapy_env(secret: str | None = None, extra: Mapping[str, str] | None = None) -> dict[str, str]:
     """This process's environment plus what the crawl needs: our Scrapy settings module on
-    PYTHONPATH, unbuffered output, the secret (environment only, never argv), and this
-    process's pid, to which the crawl ties its life (offpeak.scraping.lifeline)."""
+    PYTHONPATH, unbuffered output, ``extra`` (offpeak.crawl.spec.crawl_env), the secret
+    (environment only, never argv), and this process's pid, to which the crawl ties its life
+    (offpeak.scraping.lifeline)."""
     return {
         **os.environ,
+        **(extra or {}),
         "SCRAPY_SETTINGS_MODULE": SETTINGS_MODULE,
         "PYTHONPATH": os.pathsep.join(
             filter(None, [str(PLUGINS_DIR), os.environ.get("PYTHONPATH")])

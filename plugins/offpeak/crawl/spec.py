@@ -60,6 +60,12 @@ def scrapy_settings(
     return {**settings, **(sample.settings() if sample is not None else {})}
 
 
+def crawl_env(site: Site) -> dict[str, str]:
+    """The environment that hands the validated site to the crawl (offpeak.scraping.siteconfig),
+    so the crawl neither re-reads nor re-validates the YAML."""
+    return {contract.SITE_CONFIG_ENV: site.model_dump_json()}
+
+
 def spider_args(
     site: Site, region: str, trading_date: date, base_url: str, sample: CrawlSample | None = None
 ) -> dict[str, str]:

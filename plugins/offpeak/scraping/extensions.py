@@ -1,4 +1,4 @@
-"""Scrapy extensions: final crawl stats as a JSON file for ScrapeOperator; field coverage."""
+"""Scrapy components: final crawl stats as a JSON file for ScrapeOperator; field coverage."""
 
 from __future__ import annotations
 
@@ -51,12 +51,18 @@ def has_value(value: object) -> bool:
 
 
 class FieldCoverage:
-    """Count, per field named in ``OFFPEAK_COVERAGE_FIELDS``, the scraped items in which it has a
-    value, into the stats ``offpeak/field/<name>``; quality.min_field_coverage is checked on
-    them. One dict lookup per field and item: cheap beside parsing the page."""
+    """Item pipeline: count, per field named in ``OFFPEAK_COVERAGE_FIELDS``, the scraped items
+    in which it has a value, into the stats ``offpeak/field/<name>`` (every field, 0 when no
+    item had it); quality.min_field_coverage is checked on them.
+
+    The counts are plain integers, written to the stats once, when the spider closes (before
+    the spider_closed signal, so StatsFile sees them); a pipeline rather than an item_scraped
+    handler, because each signal handler costs an asyncio task per item. It runs last, so it
+    counts what reaches the feed."""
 
     def __init__(self, fields: list[str], stats) -> None:
-        self.keys = {name: f"offpeak/field/{name}" for name in fields}
+        self.fields = tuple(dict.fromkeys(fields))
+        self.counts = dict.fromkeys(self.fields, 0)
         self.stats = stats
 
     @classmethod
@@ -64,18 +70,25 @@ class FieldCoverage:
         fields = crawler.settings.getlist(contract.COVERAGE_FIELDS)
         if not fields:
             raise NotConfigured(f"{contract.COVERAGE_FIELDS} is not set")
-        ext = cls(fields, crawler.stats)
-        crawler.signals.connect(ext.spider_opened, signal=signals.spider_opened)
-        crawler.signals.connect(ext.item_scraped, signal=signals.item_scraped)
-        return ext
+        return cls(fields, crawler.stats)
 
+    def process_item(self, item):
+        if not item.get("_error"):  # such an item stands for an unreadable page, not a record
+            counts = self.counts
+            for name in self.fields:
+                if has_value(item.get(name)):
+                    counts[name] += 1
+        return item
+
+    def close_spider(self) -> None:
+        for name, count in self.counts.items():
+            self.stats.set_value(contract.FIELD_PREFIX + name, count)
+
+    # The signal-handler form of the above, for callers outside a crawl's pipeline (the
+    # extension's unit test in tests/unit/test_quality_checks.py): the counts so far, at once.
     def spider_opened(self, spider) -> None:
-        for key in self.keys.values():  # a field found in no item still shows, as 0
-            self.stats.set_value(key, 0)
+        self.close_spider()
 
     def item_scraped(self, item, spider) -> None:
-        if item.get("_error"):  # stands for an unreadable page, not a record
-            return
-        for name, key in self.keys.items():
-            if has_value(item.get(name)):
-                self.stats.inc_value(key)
+        self.process_item(item)
+        self.close_spider()

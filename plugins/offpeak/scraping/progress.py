@@ -14,7 +14,7 @@ from scrapy import signals
 from scrapy.exceptions import NotConfigured
 from twisted.internet import task
 
-from offpeak.crawl.checks import http_errors
+from offpeak.crawl.contract import http_errors
 
 log = logging.getLogger("offpeak.progress")
 

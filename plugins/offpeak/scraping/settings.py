@@ -36,11 +36,12 @@ LOG_FORMAT = "%(levelname)s %(name)s: %(message)s"
 
 EXTENSIONS = {
     "offpeak.scraping.guards.DeadLetters": 400,
-    "offpeak.scraping.extensions.FieldCoverage": 500,
     "offpeak.scraping.extensions.StatsFile": 500,
     "offpeak.scraping.progress.Progress": 510,
     "scrapy.extensions.logstats.LogStats": None,
 }
+# Last, so it counts the items that reach the feed.
+ITEM_PIPELINES = {"offpeak.scraping.extensions.FieldCoverage": 1000}
 DOWNLOADER_MIDDLEWARES = {
     # Ours refuses and names off-site requests (Scrapy's filters them quietly, by domain).
     "scrapy.downloadermiddlewares.offsite.OffsiteMiddleware": None,
