@@ -13,6 +13,8 @@ from urllib.parse import quote
 
 import pytest
 
+from support.stack import hhmmss
+
 FAILING = "scrape__funds__oceania"  # funds has no retries in the stack: a failure is final
 
 
@@ -172,7 +174,8 @@ def test_a_run_not_finished_when_its_window_closes_raises_a_deadline_alert(stack
     edited = time.time()
     stack.edit_regions(india=(opens, opens + timedelta(seconds=20)))
     try:
-        stack.wait_parsed([dag_id], since=edited)
+        # The run's deadline is the window's length, taken from the DAG it is created from.
+        stack.wait_parsed([dag_id], since=edited, showing=hhmmss("Asia/Kolkata", opens))
         # The DAG stays paused: the run is queued and never starts.
         run_id = stack.trigger(dag_id, {"trading_date": "2026-08-05"})
         message = stack.wait(
@@ -188,7 +191,7 @@ def test_a_run_not_finished_when_its_window_closes_raises_a_deadline_alert(stack
         window = stack.windows_open_at
         edited = time.time()
         stack.edit_regions(india=(window, window + timedelta(hours=1)))
-        stack.wait_parsed([dag_id], since=edited)
+        stack.wait_parsed([dag_id], since=edited, showing=hhmmss("Asia/Kolkata", window))
     facts = slack_facts(message)
     assert facts["Run"] == run_id and facts["Region"] == "india"
     assert facts["Trading date"] == "2026-08-05"

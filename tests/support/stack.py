@@ -166,16 +166,26 @@ class AirflowStack:
         with psycopg.connect(self.pg.uri(self.DATABASE)) as conn:
             return conn.execute(sql, params).fetchall()
 
-    def wait_parsed(self, dag_ids: list[str], timeout: float = 180, since: float = 0) -> None:
+    def wait_parsed(
+        self, dag_ids: list[str], timeout: float = 180, since: float = 0, showing: str = ""
+    ) -> None:
         """Until the dag-processor of this stack has parsed every DAG (after ``since``, a
-        time.time(), when given: after a config edit)."""
+        time.time(), when given: after a config edit), and, when ``showing`` is given, until
+        each DAG's docs (its resolved config) hold that text. A parse that began before an edit
+        can end after it with the old config, so a test that depends on the edit names a piece
+        of it."""
 
         def parsed() -> bool:
             rows = self.query(
                 "SELECT dag_id FROM dag WHERE last_parsed_time > to_timestamp(%s)",
                 max(since, self.started_at),
             )
-            return set(dag_ids) <= {r[0] for r in rows}
+            if not set(dag_ids) <= {r[0] for r in rows}:
+                return False
+            return all(
+                showing in (self.rest("GET", f"/dags/{d}/details")[1].get("doc_md") or "")
+                for d in dag_ids
+            )
 
         self.wait(parsed, timeout, f"the dag-processor to parse {dag_ids}")
 

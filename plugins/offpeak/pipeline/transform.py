@@ -253,13 +253,13 @@ class _Batch:
             return
         raw = raw.with_columns(sure.get_column("_line"), sure.get_column("line"))
         raw = raw.with_columns(_odd=pl.col("_error").is_not_null() | self._repeats(raw))
-        slow = raw.filter("_odd").select("_line", "line")
+        odd = raw.filter("_odd").select("_line", "line")
         raw = raw.filter(~pl.col("_odd"))
         unsure = frame.filter(pl.col("aside") & ~pl.col("blank")).select("_line", "line")
         last = None if ended else first + len(lines)  # the file's last line, unterminated
         outcomes = [
             o
-            for number, line in unsure.vstack(slow).iter_rows()
+            for number, line in unsure.vstack(odd).iter_rows()
             if (o := reference_line(self.site, number, line + "\n" * (number != last))) is not None
         ]
         typed = read_fields(self.site, raw)
@@ -273,22 +273,22 @@ class _Batch:
         self.counts["clean"] += clean.height
         if clean.height:
             out.write(clean.write_csv(include_header=False))
-        slow = [o for o in outcomes if o.row is None]
-        if slow:
-            line = [o.line for o in slow]
+        refused = [o for o in outcomes if o.row is None]
+        if refused:
+            line = [o.line for o in refused]
             text = [
                 json.dumps(
                     {"line": o.line, "reason": o.reason, "record": o.record}, ensure_ascii=False
                 )
-                for o in slow
+                for o in refused
             ]
             rejects = pl.concat([rejects, pl.DataFrame({"_line": line, "text": text})]).sort(
                 "_line"
             )
-            key_rows = [[o.line, *o.key] for o in slow if o.key is not None]
+            key_rows = [[o.line, *o.key] for o in refused if o.key is not None]
             kept = pl.concat([kept, pl.DataFrame(key_rows, schema=kept.schema, orient="row")])
             kept = kept.sort("_line")
-            for o in slow:
+            for o in refused:
                 self._count_reason(o.reason)
         self.counts["rejected"] += rejects.height
         self.counts["rejected_keys"] += kept.height
