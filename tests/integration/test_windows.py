@@ -56,8 +56,10 @@ def test_a_run_without_logical_date_scrapes_the_latest_due_day(dagbag, pg, wareh
 @pytest.fixture
 def slow_equities(tmp_path: Path, monkeypatch):
     """A config copy in which equities pages come 5-15 s apart (download_delay 10) and
-    Europe's window closes 6 s from now: the crawl is stopped after a page or two of five
-    (Scrapy lets a request already waiting in the downloader finish)."""
+    Europe's window closes 15 s from now: the crawl is stopped after a page to four of five
+    (Scrapy lets a request already waiting in the downloader finish). 15 s, not less: the
+    run's parse and first tasks must reach the crawl before the window closes on a busy
+    machine, or the run would defer to tomorrow's window."""
 
     def make(on_window_end: str) -> datetime:
         config = tmp_path / "config"
@@ -67,7 +69,7 @@ def slow_equities(tmp_path: Path, monkeypatch):
         site["politeness"] = {"robotstxt_obey": False, "download_delay": 10, "autothrottle": False}
         site["quality"]["on_window_end"] = on_window_end
         site_file.write_text(yaml.safe_dump(site, sort_keys=False))
-        closes = (datetime.now(tz=UTC) + timedelta(seconds=6)).replace(microsecond=0)
+        closes = (datetime.now(tz=UTC) + timedelta(seconds=15)).replace(microsecond=0)
         local = closes.astimezone(ZoneInfo("Europe/London"))
         regions_file = config / "regions.yaml"
         regions = yaml.safe_load(regions_file.read_text())
