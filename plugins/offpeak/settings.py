@@ -58,8 +58,8 @@ def warehouse_schema() -> str:
 
 def deadline_alerts() -> bool:
     """``OFFPEAK_DEADLINE_ALERTS``: give the scrape DAGs their Deadline Alert (a run unfinished
-    when its window closes). ``false`` leaves it out, for ``dag.test()`` sessions (see
-    offpeak.alerts.deadlines). Default: true."""
+    when its window closes). ``false`` leaves it out (see offpeak.alerts.deadlines). Default:
+    true."""
     return _flag("OFFPEAK_DEADLINE_ALERTS", True)
 
 

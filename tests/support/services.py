@@ -51,10 +51,9 @@ def configure() -> None:
     pg = LocalPostgres(state / "pg", free_port())
     demo_port = free_port()
     demo_url = f"http://127.0.0.1:{demo_port}"
+    # The scrape DAGs keep their Deadline Alert, as in production: dag.test() survives it on
+    # Airflow 3.3.2 thanks to offpeak.alerts.dag_test_patch.
     env = airflow_env(state, pg, demo_url, api_port=free_port())
-    # dag.test() in Airflow 3.3.2 crashes on a DAG with a Deadline Alert (see
-    # offpeak.alerts.deadlines); the stack tier (tests/stack/conftest.py) turns them on.
-    env["OFFPEAK_DEADLINE_ALERTS"] = "false"
     os.environ.update(env)
     _session.update(state=state, pg=pg, demo_port=demo_port, demo_url=demo_url, env=env)
 

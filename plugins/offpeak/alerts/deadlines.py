@@ -10,10 +10,10 @@ Why not a custom reference computing the exact window end: Airflow 3.3.2 creates
 deadlines only for its built-in references (``SerializedReferenceModels.TYPES.DAGRUN``); a
 custom one is serialized but never evaluated. See docs/decisions.md.
 
-``OFFPEAK_DEADLINE_ALERTS=false`` leaves the deadline out: ``dag.test()`` in Airflow 3.3.2
-crashes at the end of a successful run of a DAG with a deadline (it looks the alert up by its
-serialized dict instead of its id), so the in-process test session sets it; the scheduler
-tests keep it on.
+``OFFPEAK_DEADLINE_ALERTS=false`` leaves the deadline out. It is on everywhere by default,
+``dag.test()`` and ``airflow dags test`` included: Airflow 3.3.2's ``dag.test()`` would crash
+at the end of a successful run of a DAG with a deadline (apache/airflow#73428), which
+offpeak.alerts.dag_test_patch works around in the process that runs it.
 """
 
 from __future__ import annotations
@@ -38,8 +38,10 @@ def deadline_alert(region: Any, alerts: Any):
         return None
     from airflow.sdk import DeadlineAlert, DeadlineReference, SyncCallback
 
+    from offpeak.alerts import dag_test_patch
     from offpeak.alerts.notifier import deadline_missed
 
+    dag_test_patch.install()
     return DeadlineAlert(
         reference=DeadlineReference.DAGRUN_QUEUED_AT,
         interval=window_length(region) + timedelta(minutes=alerts.deadline_grace_minutes),
