@@ -11,7 +11,7 @@ DEBIAN_TOOLS := /usr/bin/chromium /usr/bin/redis-server /usr/bin/docker-compose
 DEBIAN_PACKAGES := chromium fonts-liberation redis-server docker-compose
 export PYTHONPATH := $(CURDIR)/plugins
 
-.PHONY: run test test-fast test-unit lint format counts bench clean install
+.PHONY: run test test-fast test-unit lint format counts preview bench clean install
 
 install: $(STAMP)
 
@@ -23,8 +23,11 @@ $(STAMP): requirements.txt requirements-dev.txt
 	$(PY) -m pip install --quiet -r requirements-dev.txt
 	touch $(STAMP)
 
+# `make run DATE=2026-08-04` or `make run FROM=2026-08-03 TO=2026-08-07` runs those trading
+# dates for every DAG (default: each region's latest); other options in RUN_ARGS (README).
 run: $(STAMP)  ## start PostgreSQL, the demo sites and Airflow; run every DAG once
-	$(PY) -m dev.devenv run $(RUN_ARGS)
+	$(PY) -m dev.devenv run $(if $(DATE),--date '$(DATE)') $(if $(FROM),--from '$(FROM)') \
+	  $(if $(TO),--to '$(TO)') $(RUN_ARGS)
 
 # Three tiers (README "Tests"): tests/unit start no service; tests/integration and tests/dags
 # get PostgreSQL and the demo sites (dag.test()); tests/stack boot a real Airflow stack
