@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import time
+from datetime import date, datetime, time
 from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Annotated, Literal, TypeVar
@@ -75,11 +75,63 @@ class OffPeakWindow(_Strict):
         return window_text(self.start, self.end)
 
 
+_ISO_DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def _dated_reasons(value: object, field: str) -> dict[date, str]:
+    """``{"2026-01-15": "why"}`` (a date YAML read unquoted too) as {date: reason}, sorted;
+    ValueError naming the entry at fault."""
+    example = f'e.g. {field}: {{"2026-01-15": "municipal elections"}}'
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ValueError(f"expected a mapping of quoted dates to the reason, {example}")
+    days: dict[date, str] = {}
+    for key, reason in value.items():
+        if isinstance(key, datetime):
+            raise ValueError(f"{key}: a date without a time, {example}")
+        if isinstance(key, date):
+            day = key
+        elif isinstance(key, str) and _ISO_DAY.fullmatch(key.strip()):
+            try:
+                day = date.fromisoformat(key.strip())
+            except ValueError as exc:
+                raise ValueError(f"{key!r} is not a date: {exc}") from None
+        else:
+            raise ValueError(f"{key!r} is not a date in the form YYYY-MM-DD, {example}")
+        if day in days:
+            raise ValueError(f"{day} is listed twice")
+        if not isinstance(reason, str) or not reason.strip():
+            raise ValueError(f"{day}: give the reason as text after the date, {example}")
+        days[day] = reason.strip()
+    return dict(sorted(days.items()))
+
+
 class Region(_Strict):
     name: str = ""
     timezone: str
     exchange: Annotated[str, Field(pattern=r"^[A-Z0-9]{4}$")]  # an ISO 10383 MIC
     off_peak: OffPeakWindow
+    # Days the exchange calendar gets wrong, each with its reason: closed at short notice
+    # (elections, mourning), or trading on a day the calendar closes (a special session).
+    closures: dict[date, str] = Field(default_factory=dict)
+    extra_sessions: dict[date, str] = Field(default_factory=dict)
+
+    @field_validator("closures", "extra_sessions", mode="before")
+    @classmethod
+    def _dated(cls, value: object, info: ValidationInfo) -> dict[date, str]:
+        return _dated_reasons(value, str(info.field_name))
+
+    @field_validator("extra_sessions")
+    @classmethod
+    def _not_also_closed(cls, value: dict[date, str], info: ValidationInfo) -> dict[date, str]:
+        both = sorted(set(value) & set(info.data.get("closures", {})))
+        if both:
+            raise ValueError(
+                f"{', '.join(map(str, both))} also listed in closures: a day is either "
+                "closed or trades; keep it in one of the two"
+            )
+        return value
 
     @field_validator("timezone")
     @classmethod

@@ -51,6 +51,21 @@ def _yaml_section(key: str, model: Site | Region) -> str:
     return hit[1]
 
 
+def _calendar_overrides(region: Region) -> str:
+    """A doc_md bullet naming the region's calendar overrides, or "" when it has none."""
+    listed = [
+        f"{what} {day} ({why})"
+        for what, days in (("closed", region.closures), ("extra session", region.extra_sessions))
+        for day, why in days.items()
+    ]
+    if not listed:
+        return ""
+    return (
+        f"* `{region.exchange}` calendar overrides of region `{region.name}` (regions.yaml): "
+        f"{'; '.join(listed)}\n"
+    )
+
+
 def _doc_md(site: Site, region: Region, alerts: Alerts) -> str:
     # The same text as dumping {"site": ..., "region": ...} at once (a block mapping's entries
     # are rendered independently), at one dump per site and per region instead of per DAG.
@@ -63,6 +78,7 @@ def _doc_md(site: Site, region: Region, alerts: Alerts) -> str:
         f"* schedule: one run per `{region.exchange}` trading day, due when the off-peak "
         f"window opens ({region.off_peak} `{region.timezone}`); the data interval is the "
         "trading day, local midnight to midnight\n"
+        f"{_calendar_overrides(region)}"
         f"* warehouse table: `{settings.warehouse_schema()}.{site.name}`, partition region "
         f"`{region.name}` + trading date\n"
         f"* pool `{pool_name(site.name)}`: at most {site.politeness.max_concurrent_crawls} "
@@ -191,7 +207,12 @@ def build_region_rollup_dag(project: Project, region: Region) -> DAG:
         default_args=_rollup_args(project),
         params=rollup_params(),
         tags=["rollup", f"region:{region.name}"],
-        doc_md=_rollup_doc(region.name, [scrape_dag_id(s.name, region.name) for s in sites], cfg),
+        doc_md=_rollup_doc(
+            region.name,
+            [scrape_dag_id(s.name, region.name) for s in sites],
+            cfg,
+            _calendar_overrides(region),
+        ),
         user_defined_macros={
             "offpeak_rollup_logical_date": partial(rollup_logical_date, region.name, GLOBAL)
         },
@@ -274,7 +295,12 @@ def build_global_rollup_dag(project: Project) -> DAG:
         default_args=_rollup_args(project),
         params=rollup_params(),
         tags=["rollup", "region:global"],
-        doc_md=_rollup_doc(GLOBAL, [rollup_dag_id(r.name) for r in regions], cfg),
+        doc_md=_rollup_doc(
+            GLOBAL,
+            [rollup_dag_id(r.name) for r in regions],
+            cfg,
+            "".join(_calendar_overrides(r) for r in regions),
+        ),
     ) as dag:
         with TaskGroup("wait_for_regions") as waits:
             for region in regions:
@@ -292,21 +318,23 @@ def build_global_rollup_dag(project: Project) -> DAG:
     return dag
 
 
-def _rollup_doc(scope: str, upstream: list[str], cfg) -> str:
+def _rollup_doc(scope: str, upstream: list[str], cfg, overrides: str = "") -> str:
+    """``overrides``: the calendar overrides of the regions involved (_calendar_overrides)."""
     waits = "\n".join(f"* `{d}`" for d in upstream)
     what = (
         "the `load` of each site DAG of the region, same trading date"
         if scope != GLOBAL
         else "the `summarize` of each region rollup of the trading date (a region that does "
-        "not trade that date is not waited for)"
+        "not trade that date, a listed closure included, is not waited for)"
     )
     table = "rollup_site_day`, `rollup_measure_day" if scope != GLOBAL else "rollup_global_day"
+    calendar = f"\n\n{overrides.rstrip()}" if overrides else ""
     return (
         f"### Rollup: {scope}\n\nWaits for {what}:\n\n{waits}\n\n"
         f"then rebuilds `{settings.warehouse_schema()}.{table}` for that date. The sensors are "
         f"deferrable: the triggerer checks every {cfg.poke_interval_seconds} s and no worker "
         "slot is held; a failed input fails the run at once"
-        f"{' (soft_fail: skips it)' if cfg.soft_fail else ''}."
+        f"{' (soft_fail: skips it)' if cfg.soft_fail else ''}.{calendar}"
         '\n\nTrigger conf: `{"trading_date": "YYYY-MM-DD"}`; without it and without a logical '
         "date, the latest trading day that is due.\n"
     )

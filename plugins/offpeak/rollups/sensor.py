@@ -28,8 +28,8 @@ class TradingDateSensor(ExternalTaskSensor):
     date in ``upstream_region``'s zone. The trading date comes from the run (conf, data
     interval, or for a run without a logical date the latest due day), so manual and REST runs
     wait for what an upstream will really have. When ``upstream_region`` does not trade on
-    that date (a holiday there), nothing is waited for: the sensor succeeds at once and says
-    why.
+    that date (a holiday there, or a closure regions.yaml lists), nothing is waited for: the
+    sensor succeeds at once and says why.
 
     :param scope: whose trading days this DAG runs on: a region name or ``"global"``
     :param upstream_region: the region of the upstream DAG
@@ -57,7 +57,7 @@ class TradingDateSensor(ExternalTaskSensor):
         day, clock = self._day_and_clock(context)
         if clock.is_day(day):
             return False
-        why = clock.calendar.holiday_name(day)
+        why = clock.why_closed(day)  # a holiday, the weekend or a closure in regions.yaml
         self.log.info(
             "%s does not trade on %s (%s): not waiting for %s",
             self.upstream_region, day, why, self.external_dag_id,

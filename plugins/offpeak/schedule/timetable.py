@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import dataclasses
+from collections.abc import Iterable, Mapping
 from datetime import UTC, date, datetime, time, timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -33,6 +33,19 @@ def _plain_date(bound: datetime) -> date | None:
 
 def _utcnow() -> datetime:
     return datetime.now(tz=UTC)
+
+
+DatedInput = Mapping[str | date, str] | Iterable[tuple[str | date, str]]
+
+
+def _iso_keyed(dated: DatedInput | None) -> dict[str, str]:
+    """``{day: reason}`` with ISO date keys, sorted: JSON for serialize(), stable for __eq__."""
+    pairs = dict(dated or {}).items()
+    return dict(sorted((d if isinstance(d, str) else d.isoformat(), why) for d, why in pairs))
+
+
+def _counted(count: int, what: str) -> str:
+    return f"{count} {what}{'' if count == 1 else 's'}"
 
 
 class _TradingDayTimetable(Timetable):
@@ -130,7 +143,8 @@ class OffPeakTimetable(_TradingDayTimetable):
       logical date of every DAG of a region is the same local midnight);
     * the run is due (``run_after``) when the region's off-peak window opens after that
       session;
-    * weekends and exchange holidays get no run.
+    * weekends and exchange holidays get no run; the region's ``closures`` and
+      ``extra_sessions`` (regions.yaml) override the exchange calendar.
 
     Range bounds (``start_date``, backfill ``--from-date``/``--to-date``) select runs by their
     logical date; a bound at exactly midnight UTC, which is how Airflow reads a plain date,
@@ -144,6 +158,8 @@ class OffPeakTimetable(_TradingDayTimetable):
     :param window_end: local time it closes (not after ``window_start``: the next day)
     :param catchup_days: with ``catchup=True``, the scheduler catches up at most this many
         sessions (None: back to ``start_date``); backfills are never limited by it
+    :param closures: days without a session although the calendar has one: {day: reason}
+    :param extra_sessions: days with a session although the calendar has none: {day: reason}
     """
 
     def __init__(
@@ -155,6 +171,8 @@ class OffPeakTimetable(_TradingDayTimetable):
         window_start: time,
         window_end: time,
         catchup_days: int | None = None,
+        closures: DatedInput | None = None,
+        extra_sessions: DatedInput | None = None,
     ) -> None:
         self.region = region
         self.timezone = timezone
@@ -162,17 +180,32 @@ class OffPeakTimetable(_TradingDayTimetable):
         self.window_start = window_start
         self.window_end = window_end
         self.catchup_days = catchup_days
+        self.closures = _iso_keyed(closures)
+        self.extra_sessions = _iso_keyed(extra_sessions)
 
     @classmethod
     def for_region(cls, region: Region, catchup_days: int | None = None) -> OffPeakTimetable:
-        fields = dataclasses.asdict(RegionClock.of(region))
-        return cls(region=fields.pop("name"), **fields, catchup_days=catchup_days)
+        clock = RegionClock.of(region)
+        return cls(
+            region=clock.name,
+            timezone=clock.timezone,
+            exchange=clock.exchange,
+            window_start=clock.window_start,
+            window_end=clock.window_end,
+            catchup_days=catchup_days,
+            closures=clock.closures,
+            extra_sessions=clock.extra_sessions,
+        )
 
     @cached_property
     def clock(self) -> RegionClock:
+        def dated(reasons: dict[str, str]) -> tuple[tuple[date, str], ...]:
+            return tuple((date.fromisoformat(day), why) for day, why in reasons.items())
+
         return RegionClock(
-            self.region, self.timezone, self.exchange, self.window_start, self.window_end
-        )
+            self.region, self.timezone, self.exchange, self.window_start, self.window_end,
+            closures=dated(self.closures), extra_sessions=dated(self.extra_sessions),
+        )  # fmt: skip
 
     # ------------------------------------------------------------------ UI
 
@@ -183,9 +216,19 @@ class OffPeakTimetable(_TradingDayTimetable):
     @property
     def description(self) -> str:  # type: ignore[override]
         when = "the next morning" if self.clock.opens_next_day else "the same day"
+        listed = ""
+        if self.closures or self.extra_sessions:
+            # Counts, not dates: the list grows each year, and Airflow stores this in a
+            # 1000-character column. The DAG's docs list them.
+            counts = [
+                _counted(len(days), what)
+                for days, what in ((self.closures, "closure"), (self.extra_sessions, "session"))
+                if days
+            ]
+            listed = f"; regions.yaml adds {' and '.join(counts)}"
         return (
             f"One run per {self.exchange} trading day (no run on weekends or exchange "
-            f"holidays), due when the off-peak window opens at "
+            f"holidays{listed}), due when the off-peak window opens at "
             f"{self.window_start:%H:%M} {self.timezone} ({when}); data interval: the trading "
             f"day, local midnight to midnight"
         )
@@ -200,6 +243,10 @@ class OffPeakTimetable(_TradingDayTimetable):
             "window_start": self.window_start.isoformat(),
             "window_end": self.window_end.isoformat(),
             "catchup_days": self.catchup_days,
+            # Only when set: a region without overrides keeps the serialized form (and so the
+            # DAG version) it had before they existed.
+            **({"closures": self.closures} if self.closures else {}),
+            **({"extra_sessions": self.extra_sessions} if self.extra_sessions else {}),
         }
 
     @classmethod
@@ -211,6 +258,8 @@ class OffPeakTimetable(_TradingDayTimetable):
             window_start=time.fromisoformat(data["window_start"]),
             window_end=time.fromisoformat(data["window_end"]),
             catchup_days=data.get("catchup_days"),
+            closures=data.get("closures"),
+            extra_sessions=data.get("extra_sessions"),
         )
 
     def validate(self) -> None:

@@ -14,6 +14,7 @@ Both follow PEP 495 with ``fold=0``, which is also what pendulum and Airflow do.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from functools import cached_property
@@ -28,6 +29,12 @@ if TYPE_CHECKING:
 MIDNIGHT = time(0, 0)
 # A calendar with no trading day in this many days is broken, not quiet.
 MAX_GAP_DAYS = 30
+# A region's calendar overrides (regions.yaml `closures`, `extra_sessions`): (day, reason) pairs.
+DatedReasons = tuple[tuple[date, str], ...]
+
+log = logging.getLogger(__name__)
+# Redundant overrides already logged by this process: (region, field, day).
+_warned: set[tuple[str, str, date]] = set()
 
 
 def window_text(start: time, end: time) -> str:
@@ -124,6 +131,9 @@ class RegionClock(TradingDays):
     A window opening before noon is the after-hours of the previous local day's session
     (a 02:00 window on Saturday belongs to Friday); one opening at or after noon belongs to
     that day's session. A window whose end is not after its start crosses midnight.
+
+    ``closures`` and ``extra_sessions`` (regions.yaml) override the exchange calendar: a
+    listed closure has no session, a listed extra session has one.
     """
 
     name: str
@@ -131,6 +141,8 @@ class RegionClock(TradingDays):
     exchange: str
     window_start: time
     window_end: time
+    closures: DatedReasons = ()
+    extra_sessions: DatedReasons = ()
 
     @classmethod
     def of(cls, region: Region) -> RegionClock:
@@ -140,6 +152,8 @@ class RegionClock(TradingDays):
             exchange=region.exchange,
             window_start=region.off_peak.start,
             window_end=region.off_peak.end,
+            closures=tuple(region.closures.items()),
+            extra_sessions=tuple(region.extra_sessions.items()),
         )
 
     # ------------------------------------------------------------------ basics
@@ -202,15 +216,58 @@ class RegionClock(TradingDays):
 
     # ------------------------------------------------------------------ trading days
 
+    @cached_property
+    def _overrides(self) -> tuple[dict[date, str], dict[date, str]]:
+        """(closures, extra sessions) as dicts. The first use logs the redundant entries: not
+        a config error, since a `holidays` release that learns a closure must not make
+        regions.yaml invalid (that would stop every DAG); once per process and entry."""
+        if self.closures or self.extra_sessions:
+            for field, day, why in self.redundant_overrides():
+                if (self.name, field, day) not in _warned:
+                    _warned.add((self.name, field, day))
+                    log.warning(
+                        "regions.yaml: region %s lists %s in %s, but the %s calendar %s; "
+                        "the entry can go",
+                        self.name, day, field, self.exchange, why,
+                    )  # fmt: skip
+        return dict(self.closures), dict(self.extra_sessions)
+
+    def redundant_overrides(self) -> list[tuple[str, date, str]]:
+        """The listed closures and extra sessions the exchange calendar already agrees with,
+        as (field, day, what the calendar says)."""
+        calendar = self.calendar
+        return [
+            ("closures", day, f"already closes it ({calendar.holiday_name(day)})")
+            for day, _ in self.closures
+            if not calendar.is_session(day)
+        ] + [
+            ("extra_sessions", day, "already has a session that day")
+            for day, _ in self.extra_sessions
+            if calendar.is_session(day)
+        ]
+
     def is_day(self, day: date) -> bool:
-        return self.calendar.is_session(day)
+        closures, extra = self._overrides
+        if day in extra:
+            return True
+        return day not in closures and self.calendar.is_session(day)
+
+    def why_closed(self, day: date) -> str | None:
+        """Why ``day`` has no session (a listed closure, ``"weekend"``, a holiday's name), or
+        None if it has one."""
+        closures, extra = self._overrides
+        if day in extra:
+            return None
+        if day in closures:
+            return f"closure listed in regions.yaml: {closures[day]}"
+        return self.calendar.holiday_name(day)
 
     def run_after(self, day: date) -> datetime:
         return self.window_open(day)
 
     def check_day(self, day: date) -> date:
         if not self.is_day(day):
-            why = self.calendar.holiday_name(day)
+            why = self.why_closed(day)
             raise NotATradingDay(
                 f"{day} is not a trading day of {self.exchange} (region {self.name}): {why}; "
                 f"the session before it is {self.previous_day(day)}"
