@@ -56,6 +56,13 @@ $(DEBIAN_TOOLS) &:
 counts: $(STAMP)  ## rows per site and region in the `make run` warehouse
 	$(PY) -m dev.devenv counts
 
+# `make preview SITE=include/config/sites/x.yaml REGION=americas [DATE=…] [BASE_URL=…]`: what a
+# site's YAML would load, with no scheduler and no warehouse (README "Adding a site").
+preview: $(STAMP)  ## fetch a site's first pages and print the rows, rejects and checks
+	@test -n "$(SITE)" -a -n "$(REGION)" || { echo "usage: make preview SITE=<site yaml> REGION=<region> [DATE=YYYY-MM-DD] [BASE_URL=http://...]" >&2; exit 2; }
+	$(PY) -m offpeak.preview '$(SITE)' --region '$(REGION)' $(if $(DATE),--date '$(DATE)') \
+	  $(if $(BASE_URL),--base-url '$(BASE_URL)')
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 

@@ -280,39 +280,133 @@ def _check_selector(
 
 
 class FieldSpec(_Strict):
-    """One typed output field and where to find it on the page or in the JSON record."""
+    """One typed output field: where to find it on the page or in the JSON record, and how to
+    take its value from what was found (README "Fields")."""
 
     type: FieldType
     css: str | None = None
     xpath: str | None = None
     path: str | None = None
+    # A fixed value for every row (no locator): the board's currency, its market segment.
+    const: str | int | float | None = None
     required: bool = False
     measure: bool = False
+    # Several matches of the locator are joined by this (one space by default).
+    join: str = " "
+    # A regular expression searched in the located text; the field is its first group (the
+    # whole match without a group), as Scrapy's re_first. No match: nothing found.
+    re: str | None = None
+    # The value when nothing was found (no match, a blank text or no regex match).
+    default: str | int | float | None = None
+    # A CSS selector, matched in the row (or detail page): where it matches, the number is
+    # negative (a board that shows the sign only as a class: <td class="chg nnum">1.20</td>).
+    negative_when: str | None = None
+    # date and datetime: the strptime formats the site prints, tried in order ("%b %d, %Y",
+    # "%d.%m.%Y", "%m/%d/%y"); none: ISO 8601 only.
+    formats: list[str] = Field(default_factory=list)
+    # datetime: the zone of a time printed without an offset. "region" is the region's own
+    # timezone (DST-correct); none: an offset is required.
+    timezone: str | None = None
 
     # An invalid selector would otherwise pass the config check and fail every crawl.
-    @field_validator("css", "xpath")
+    @field_validator("css", "xpath", "negative_when")
     @classmethod
     def _compiles(cls, value: str | None, info: ValidationInfo) -> str | None:
-        return _check_selector("css" if info.field_name == "css" else "xpath", value, info)
+        return _check_selector("css" if info.field_name != "xpath" else "xpath", value, info)
+
+    @field_validator("re")
+    @classmethod
+    def _pattern(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                compiled = re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"invalid regular expression {value!r}: {exc}") from None
+            if compiled.groups > 1:
+                raise ValueError(
+                    f"regular expression {value!r} has {compiled.groups} groups; the value is "
+                    "its first group, so give one group, and (?:...) for the others"
+                )
+        return value
+
+    @field_validator("formats")
+    @classmethod
+    def _formats(cls, formats: list[str]) -> list[str]:
+        for fmt in formats:
+            if "%" not in fmt:
+                raise ValueError(f"format {fmt!r} has no strptime directive such as %Y or %d")
+            if "%z" in fmt or "%Z" in fmt:
+                raise ValueError(
+                    f"format {fmt!r}: %z/%Z are not supported; read the offset in ISO form "
+                    "or set `timezone`"
+                )
+        return formats
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str | None) -> str | None:
+        if value is not None and value != "region":
+            try:
+                ZoneInfo(value)
+            except (ZoneInfoNotFoundError, ValueError):
+                raise ValueError(
+                    f'unknown IANA timezone {value!r} (or "region": the region\'s)'
+                ) from None
+        return value
 
     @model_validator(mode="after")
     def _one_locator(self) -> FieldSpec:
-        given = [k for k in ("css", "xpath", "path") if getattr(self, k)]
+        given = [k for k in ("css", "xpath", "path", "const") if getattr(self, k) is not None]
+        given = [k for k in given if k == "const" or getattr(self, k)]
         if len(given) != 1:
-            raise ValueError(f"give exactly one of css, xpath or path (got {given or 'none'})")
+            raise ValueError(
+                f"give exactly one of css, xpath, path or const (got {given or 'none'})"
+            )
         if self.measure and self.type not in ("int", "decimal"):
             raise ValueError("measure: true needs type int or decimal")
+        if self.negative_when and self.type not in ("int", "decimal"):
+            raise ValueError("negative_when needs type int or decimal")
+        if self.negative_when and not (self.css or self.xpath):
+            raise ValueError("negative_when needs a css or xpath locator (it is matched there)")
+        if self.formats and self.type not in ("date", "datetime"):
+            raise ValueError("formats needs type date or datetime")
+        if self.timezone and self.type != "datetime":
+            raise ValueError("timezone needs type datetime")
+        if self.const is not None and (self.re or self.default is not None):
+            raise ValueError("const is the value itself: re and default do not apply to it")
         return self
 
 
 class HtmlTable(_Strict):
     rows: str = Field(description="CSS selector of one table row")
     next_page: str | None = Field(None, description="CSS selector of the next page's href")
+    # Rows that are not data (a header made of td cells, a totals footer, spacers): CSS
+    # selectors matched on the page, and a regular expression searched in a row's whole text.
+    # A skipped row is counted (offpeak/rows_skipped), never rejected.
+    skip_rows: list[str] = Field(default_factory=list)
+    skip_text: str | None = None
 
     @field_validator("rows", "next_page")
     @classmethod
     def _compiles(cls, value: str | None, info: ValidationInfo) -> str | None:
         return _check_selector("css", value, info, empty_ok=info.field_name == "next_page")
+
+    @field_validator("skip_rows")
+    @classmethod
+    def _skips_compile(cls, values: list[str], info: ValidationInfo) -> list[str]:
+        for value in values:
+            _check_selector("css", value, info, empty_ok=False)
+        return values
+
+    @field_validator("skip_text")
+    @classmethod
+    def _skip_pattern(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"invalid regular expression {value!r}: {exc}") from None
+        return value
 
 
 class JsonApi(_Strict):
@@ -500,11 +594,13 @@ class Site(_Strict):
         if missing:
             raise ValueError(f"natural_key names unknown field(s) {missing}")
         for name, spec in self.fields.items():
-            if self.kind == "json_api" and spec.path is None:
-                raise ValueError(f"fields.{name}: a json_api site locates fields with `path`")
+            if self.kind == "json_api" and (spec.css or spec.xpath or spec.negative_when):
+                raise ValueError(
+                    f"fields.{name}: a json_api site locates fields with `path` (or `const`)"
+                )
             if self.kind != "json_api" and spec.path is not None:
                 raise ValueError(
-                    f"fields.{name}: an HTML site locates fields with `css` or `xpath`"
+                    f"fields.{name}: an HTML site locates fields with `css` or `xpath` (or `const`)"
                 )
         return self
 
@@ -621,6 +717,11 @@ def _compose(path: Path, text: str) -> tuple[yaml.Node | None, object]:
         return node, None if node is None else loader.construct_document(node)
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    except ValueError as exc:  # PyYAML's constructors: an unquoted impossible date, 2026-02-30
+        raise ConfigError(
+            f"{path}: not valid YAML: {exc} (an impossible date? write dates as quoted "
+            '"YYYY-MM-DD")'
+        ) from None
     finally:
         loader.dispose()
 

@@ -18,7 +18,7 @@ def transform(site: str, region: str, **context: Any) -> dict[str, Any]:
     from offpeak.pipeline import storage
     from offpeak.pipeline.transform import transform_file
 
-    cfg, _ = get_site(site)
+    cfg, regions = get_site(site)
     scraped = context["ti"].xcom_pull(task_ids="scrape")
     trading_date = date.fromisoformat(scraped["trading_date"])
     key = storage.run_key(context["run_id"])
@@ -27,6 +27,8 @@ def transform(site: str, region: str, **context: Any) -> dict[str, Any]:
         storage.from_uri(scraped["uri"]),
         storage.partition("clean", site, region, trading_date, key),
         storage.partition("rejects", site, region, trading_date, key),
+        zone=regions[region].timezone,
+        trading_date=trading_date,
     )
     log.info(
         "Transformed %s records: %s clean, %s rejected (%.1f%%); reasons: %s",

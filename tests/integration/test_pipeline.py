@@ -162,7 +162,7 @@ def test_listing_detail_site_and_rejects_file(dagbag, warehouse, demo_url, pg):
     reasons = sorted(r["reason"] for r in rejected)
     assert reasons == [
         "isin: required field is empty",
-        "nav: not a number: '—'",
+        "nav: '—' is not a number",
     ]
     assert all(r["record"]["_url"].startswith(f"{demo_url}/funds/india/") for r in rejected)
 

@@ -207,6 +207,17 @@ def test_invalid_yaml_syntax(config_dir):
     assert set(project.sites) == SHIPPED_SITES
 
 
+def test_an_unquoted_impossible_date_is_a_config_error_naming_the_file(config_dir):
+    # PyYAML reads an unquoted 2026-02-30 as a date and raises a bare ValueError.
+    path = config_dir / "regions.yaml"
+    path.write_text(path.read_text() + "extra: {2026-02-30: x}\n")
+    project = load_project(config_dir)
+    assert set(project.errors) == {"regions.yaml"}
+    message = project.errors["regions.yaml"]
+    assert str(path) in message and "day is out of range for month" in message
+    assert 'write dates as quoted "YYYY-MM-DD"' in message
+
+
 def test_yaml_that_is_not_a_mapping(config_dir):
     path = write_site(config_dir, "prices", "- just\n- a list\n")
     assert_only_error(load_project(config_dir), path, "expected a mapping")

@@ -55,13 +55,20 @@ def test_to_decimal_rejects_non_numbers_naming_the_value(raw):
 
 def test_field_error_is_a_value_error():
     # Callers that only know ValueError still catch it.
-    with pytest.raises(ValueError, match="not a number: 'n/a'"):
+    with pytest.raises(ValueError, match="'n/a' is not a number"):
         to_decimal("n/a")
+
+
+def test_a_heading_is_not_a_number_without_a_guess_at_why():
+    # A header row's text read as a number: the reason says what was seen, not a guess.
+    with pytest.raises(FieldError) as info:
+        to_decimal("% Chg")
+    assert str(info.value) == "'% Chg' is not a number"
 
 
 def test_to_decimal_lone_percent_sign_is_a_field_error():
     # An empty percent cell must be a rejected value, not an IndexError that stops transform.
-    with pytest.raises(FieldError, match="not a number: '%'"):
+    with pytest.raises(FieldError, match="'%' is not a number"):
         to_decimal("%")
 
 
@@ -80,7 +87,9 @@ def test_to_decimal_reads_grouping_styles(raw, expected):
 @pytest.mark.parametrize("raw", ["1,5", "1 234,5", "1,23", "1,2345", "1,234 567"])
 def test_to_decimal_refuses_ambiguous_grouping(raw):
     # A decimal comma or a misplaced separator is refused rather than read as a bigger number.
-    with pytest.raises(FieldError, match="ambiguous digit grouping") as info:
+    with pytest.raises(
+        FieldError, match="is not a number: its digits are grouped irregularly"
+    ) as info:
         to_decimal(raw)
     assert repr(raw) in str(info.value)
 
@@ -110,7 +119,7 @@ def test_to_int(raw, expected):
 
 
 def test_to_int_rejects_fractions():
-    with pytest.raises(FieldError, match=r"not a whole number: '1\.5'"):
+    with pytest.raises(FieldError, match=r"'1\.5' is not a whole number"):
         to_int("1.5")
 
 
@@ -126,7 +135,7 @@ def test_to_int_accepts_smallest_bigint():
 
 
 def test_to_int_rejects_text():
-    with pytest.raises(FieldError, match="not a number: 'n/a'"):
+    with pytest.raises(FieldError, match="'n/a' is not a number"):
         to_int("n/a")
 
 
@@ -154,7 +163,7 @@ def test_to_date():
 
 @pytest.mark.parametrize("raw", ["20/11/2026", "2026-13-01", "Nov 20, 2026"])
 def test_to_date_rejects_other_formats(raw):
-    with pytest.raises(FieldError, match="not a YYYY-MM-DD date") as info:
+    with pytest.raises(FieldError, match="is not a date in the form YYYY-MM-DD") as info:
         to_date(raw)
     assert repr(raw) in str(info.value)
 
@@ -182,5 +191,5 @@ def test_to_datetime_rejects_naive_values():
 
 
 def test_to_datetime_rejects_garbage():
-    with pytest.raises(FieldError, match="not an ISO-8601 datetime: 'not-a-date'"):
+    with pytest.raises(FieldError, match="'not-a-date' is not an ISO 8601 datetime"):
         to_datetime("not-a-date")

@@ -153,7 +153,7 @@ def test_transform_rejects_say_why(site, tmp_path):
     assert [b["line"] for b in bad] == [5, 6, 8, 9, 10]
     by_line = {b["line"]: b for b in bad}
 
-    assert by_line[5]["reason"] == "price: not a number: 'n/a'"
+    assert by_line[5]["reason"] == "price: 'n/a' is not a number"
     assert by_line[5]["record"] == BAD_DECIMAL
 
     assert by_line[6]["reason"].startswith("malformed JSON line:")
@@ -176,7 +176,7 @@ def test_transform_summarises_top_reasons(site, tmp_path):
     *_, paths = run(site, tmp_path, lines)
     result = transform_file(site, *paths)
     # Grouped by field and problem, not by the value, so three bad prices count as one reason.
-    assert result["top_reject_reasons"] == {"price: not a number": 3}
+    assert result["top_reject_reasons"] == {"price: '…' is not a number": 3}
 
 
 def test_bare_percent_cell_rejects_one_record_not_the_file(site, tmp_path):
@@ -184,7 +184,7 @@ def test_bare_percent_cell_rejects_one_record_not_the_file(site, tmp_path):
     _, clean, rejects, paths = run(site, tmp_path, lines)
     result = transform_file(site, *paths)
     assert (result["clean"], result["rejected"]) == (1, 1)
-    assert read_jsonl(rejects)[0]["reason"] == "price: not a number: '%'"
+    assert read_jsonl(rejects)[0]["reason"] == "price: '%' is not a number"
     assert read_csv(clean) == [["B", "2", "", "", "", "", "2"]]
 
 
@@ -192,8 +192,8 @@ def test_record_with_several_problems_lists_them_all(site):
     row, reason = normalize_record(site, {"symbol": "", "price": "abc", "volume": "1.5"})
     assert row is None
     assert reason == (
-        "symbol: required field is empty; price: not a number: 'abc'; "
-        "volume: not a whole number: '1.5'"
+        "symbol: required field is empty; price: 'abc' is not a number; "
+        "volume: '1.5' is not a whole number"
     )
 
 

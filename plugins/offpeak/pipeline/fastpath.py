@@ -127,6 +127,8 @@ def read_fields(site: Site, raw: pl.DataFrame) -> pl.DataFrame:
         if spec.type in ("int", "decimal"):
             stage2 += _number(text, name)
             stage3 += _number_value(name, decimal=spec.type == "decimal")
+        elif spec.formats:  # a date or datetime as the site prints it: the reference reads it
+            stage2.append(pl.lit(False).alias(f"{name}?"))
         elif spec.type == "date":
             stage2.append(_date(text).alias(f"{name}?"))
         elif spec.type == "datetime":

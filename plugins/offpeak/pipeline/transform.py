@@ -5,12 +5,13 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date
 from typing import TYPE_CHECKING, Any
 
-from offpeak.pipeline.normalize import CONVERTERS, FieldError
+from offpeak.pipeline.normalize import FieldError, field_converter
 
 if TYPE_CHECKING:
     from offpeak.config import Site
@@ -35,18 +36,30 @@ def _csv_value(value: Any) -> str | None:
     return str(value)
 
 
+Converters = dict[str, Any]  # field name -> its converter (offpeak.pipeline.normalize)
+
+
+def site_converters(
+    site: Site, zone: str | None = None, trading_date: date | None = None
+) -> Converters:
+    """Each field's converter, for a run in the region of timezone ``zone`` on
+    ``trading_date`` (a datetime field's ``timezone: region`` and a format without a day)."""
+    return {n: field_converter(spec, zone, trading_date) for n, spec in site.fields.items()}
+
+
 def normalize_record(
-    site: Site, record: dict[str, Any]
+    site: Site, record: dict[str, Any], converters: Converters | None = None
 ) -> tuple[list[Any], None] | tuple[None, str]:
     """Typed row for the clean file, or the reason the record is rejected."""
     if record.get("_error"):  # the spider could not read the page this record stands for
         return None, f"unreadable page: {record['_error']}"
+    converters = converters or site_converters(site)
     required = site.required_fields()
     row: list[Any] = []
     problems: list[str] = []
-    for name, spec in site.fields.items():
+    for name in site.fields:
         try:
-            value = CONVERTERS[spec.type](record.get(name))
+            value = converters[name](record.get(name))
         except FieldError as exc:
             problems.append(f"{name}: {exc}")
             continue
@@ -58,13 +71,16 @@ def normalize_record(
     return row, None
 
 
-def rejected_key(site: Site, record: dict[str, Any]) -> list[Any] | None:
+def rejected_key(
+    site: Site, record: dict[str, Any], converters: Converters | None = None
+) -> list[Any] | None:
     """The natural key of a rejected record when every key field still reads cleanly: the
     load keeps that key's earlier good row instead of deleting it. None when it cannot."""
+    converters = converters or site_converters(site)
     key = []
     for name in site.natural_key:
         try:
-            value = CONVERTERS[site.fields[name].type](record.get(name))
+            value = converters[name](record.get(name))
         except FieldError:
             return None
         if value is None:
@@ -80,7 +96,15 @@ def kept_keys_path(rejects):
     return sibling(rejects, STAGES["rejects"], ".keys.csv")
 
 
-def transform_file(site: Site, raw, clean, rejects) -> dict[str, Any]:
+def transform_file(
+    site: Site,
+    raw,
+    clean,
+    rejects,
+    *,
+    zone: str | None = None,
+    trading_date: date | None = None,
+) -> dict[str, Any]:
     """Read ``raw`` a block at a time (memory stays flat), write ``clean`` and ``rejects``, and
     beside the rejects the natural keys of rejected records that still have one.
 
@@ -90,12 +114,14 @@ def transform_file(site: Site, raw, clean, rejects) -> dict[str, Any]:
     gives the row or the reason. The output is what the reference alone writes, row for row
     and reason for reason (tests/unit/test_fastpath.py).
 
-    ``raw`` is an ObjectStoragePath; ``clean``/``rejects`` are published atomically.
+    ``raw`` is an ObjectStoragePath; ``clean``/``rejects`` are published atomically. ``zone``
+    (the region's timezone) and ``trading_date`` are the run's, for the datetime fields that
+    need them (site_converters).
     Returns counts; raises RejectRatioExceeded after writing both files when too many fail.
     """
     from offpeak.pipeline.storage import atomic_writer
 
-    batch = _Batch(site)
+    batch = _Batch(site, site_converters(site, zone, trading_date))
     keys_path = kept_keys_path(rejects)
     with (
         raw.open("rb") as src,
@@ -154,7 +180,9 @@ def _newlines(block: bytes) -> bytes:
     return block
 
 
-def reference_line(site: Site, line_no: int, text: str) -> _Outcome | None:
+def reference_line(
+    site: Site, line_no: int, text: str, converters: Converters | None = None
+) -> _Outcome | None:
     """One line the per-record way: None for a blank line, else its clean row (CSV texts) or
     its reject. The fast path's output must equal this on every line."""
     if not text.strip():
@@ -166,9 +194,9 @@ def reference_line(site: Site, line_no: int, text: str) -> _Outcome | None:
     except ValueError as exc:
         reason, raw_text = f"malformed JSON line: {exc}", text.strip()[:2000]
         return _Outcome(line_no, None, reason, {"_raw": raw_text}, None)
-    row, reason = normalize_record(site, record)
+    row, reason = normalize_record(site, record, converters)
     if reason is not None:
-        key = None if record.get("_error") else rejected_key(site, record)
+        key = None if record.get("_error") else rejected_key(site, record, converters)
         return _Outcome(line_no, None, reason, record, key)
     url = record.get("_url")
     url = None if url is None or url == "" else str(url)
@@ -206,13 +234,14 @@ class _Batch:
     the reference, and so does the whole block when the reader refuses it (a malformed line).
     """
 
-    def __init__(self, site: Site) -> None:
+    def __init__(self, site: Site, converters: Converters | None = None) -> None:
         self.site = site
         self.fields = list(site.fields)
         self.required = site.required_fields()
         self.columns = clean_columns(site)
         self.keys = [*self.fields, "_url", "_error"]
-        self.converters = [(n, CONVERTERS[spec.type]) for n, spec in site.fields.items()]
+        self.by_field = converters or site_converters(site)
+        self.converters = list(self.by_field.items())
         self.counts = {"records": 0, "clean": 0, "rejected": 0, "rejected_keys": 0}
         self.reasons: dict[str, int] = {}
 
@@ -260,7 +289,7 @@ class _Batch:
         outcomes = [
             o
             for number, line in unsure.vstack(odd).iter_rows()
-            if (o := reference_line(self.site, number, line + "\n" * (number != last))) is not None
+            if (o := self._line(number, line + "\n" * (number != last))) is not None
         ]
         typed = read_fields(self.site, raw)
         self.counts["records"] += raw.height + len(outcomes)
@@ -297,6 +326,9 @@ class _Batch:
         if kept.height:
             keys_text = kept.drop("_line").write_csv(include_header=False)
             keys.writerows(csv.reader(io.StringIO(keys_text)))  # csv.writer's quoting
+
+    def _line(self, number: int, text: str) -> _Outcome | None:
+        return reference_line(self.site, number, text, self.by_field)
 
     def _settle(self, partial):
         """Rows the fast path did not read whole, a column at a time: each unread value goes
@@ -403,7 +435,7 @@ class _Batch:
             text = line.decode("utf-8")
             if ended or i < first + len(lines):
                 text += "\n"
-            if (o := reference_line(self.site, i, text)) is None:
+            if (o := self._line(i, text)) is None:
                 continue
             self.counts["records"] += 1
             if o.row is None:
@@ -438,6 +470,12 @@ def _reject(
     reasons[key] = reasons.get(key, 0) + 1
 
 
+# The value a reason quotes first ("price: 'n/a' is not a number"): left out of the summary.
+_QUOTED = re.compile(r"""^([^:]*: )(?:'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*")""")
+
+
 def _reason_key(reason: str) -> str:
-    """Group by field and problem kind, not by value, so the summary stays short."""
-    return "; ".join(":".join(p.split(":")[:2]) for p in reason.split("; "))[:120]
+    """Group by field and problem kind, not by value, so the summary stays short:
+    ``price: '…' is not a number``."""
+    parts = (_QUOTED.sub(r"\1'…'", p) for p in reason.split("; "))
+    return "; ".join(":".join(p.split(":")[:2]) for p in parts)[:120]

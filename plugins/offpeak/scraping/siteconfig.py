@@ -18,11 +18,21 @@ from offpeak.crawl import contract
 
 @dataclass(frozen=True)
 class Locator:
-    """Where a field's value is: a CSS selector or an XPath (HTML), a dotted path (JSON)."""
+    """Where a field's value is (a CSS selector or an XPath in HTML, a dotted path in JSON, or
+    a constant), and how its text is taken from what was found (offpeak.config.FieldSpec)."""
 
     css: str | None = None
     xpath: str | None = None
     path: str | None = None
+    const: str | int | float | None = None
+    join: str = " "
+    re: str | None = None
+    default: str | int | float | None = None
+    negative_when: str | None = None
+
+    @classmethod
+    def from_config(cls, spec: dict[str, Any]) -> Locator:
+        return cls(**{k: spec[k] for k in cls.__dataclass_fields__ if k in spec})
 
 
 @dataclass(frozen=True)
@@ -44,10 +54,7 @@ class CrawlSite:
             name=data["name"],
             kind=data["kind"],
             start_urls=tuple(data["start_urls"]),
-            fields={
-                name: Locator(spec.get("css"), spec.get("xpath"), spec.get("path"))
-                for name, spec in data["fields"].items()
-            },
+            fields={name: Locator.from_config(spec) for name, spec in data["fields"].items()},
             section=SimpleNamespace(**data[data["kind"]]),
         )
 

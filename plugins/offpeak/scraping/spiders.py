@@ -5,6 +5,7 @@ from __future__ import annotations
 import codecs
 import json
 import os
+import re
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 from urllib.parse import quote, urljoin
@@ -55,10 +56,46 @@ def dig(data: Any, path: str) -> Any:
     return data
 
 
+def _joined(found: list[str], sep: str) -> str | None:
+    """The matches joined; None when there are none or they hold only whitespace (an XPath
+    string function such as ``substring-before()`` gives "" when it finds nothing)."""
+    text = sep.join(found) if found else None
+    return text if text and not text.isspace() else None
+
+
 def extract(selector: scrapy.Selector, spec: Locator) -> str | None:
     """All text the field's selector matches, joined; None when it matches nothing."""
     found = selector.css(spec.css).getall() if spec.css else selector.xpath(spec.xpath).getall()
-    return " ".join(found) if found else None
+    return _joined(found, spec.join)
+
+
+_MINUS = ("-", "\u2212", "(")
+
+
+class Finish:
+    """What a field's ``re``, ``negative_when`` and ``default`` make of the text found."""
+
+    __slots__ = ("default", "negative", "pattern")
+
+    def __init__(self, spec: Locator) -> None:
+        self.pattern = re.compile(spec.re) if spec.re else None
+        self.negative = spec.negative_when
+        self.default = None if spec.default is None else str(spec.default)
+
+    def __call__(self, text: str | None, selector: Any) -> str | None:
+        if text is not None and self.pattern is not None:
+            found = self.pattern.search(text)
+            text = None if found is None else found.group(1 if self.pattern.groups else 0)
+            text = text if text and not text.isspace() else None
+        if text is not None and self.negative and selector.css(self.negative):
+            stripped = text.strip()
+            if not stripped.startswith(_MINUS):
+                text = "-" + stripped
+        return text
+
+    @staticmethod
+    def wanted(spec: Locator) -> bool:
+        return bool(spec.re or spec.negative_when)
 
 
 class FieldReader:
@@ -69,9 +106,10 @@ class FieldReader:
     a crawl's time per item. The compiled XPath (the same query parsel would run, CSS
     translated by parsel's translator) gives that text directly; any other match (elements,
     numbers) and any non-HTML selector go through ``extract``, so the value is always parsel's.
+    The field's ``re`` and ``negative_when`` then apply (``default``: ConfiguredSpider).
     """
 
-    __slots__ = ("spec", "xpath")
+    __slots__ = ("finish", "spec", "xpath")
     translator = HTMLTranslator()
 
     def __init__(self, spec: Locator) -> None:
@@ -80,14 +118,19 @@ class FieldReader:
         self.xpath = etree.XPath(
             query, namespaces=Selector._default_namespaces, smart_strings=False
         )
+        self.finish = Finish(spec) if Finish.wanted(spec) else None
 
     def __call__(self, selector: Any) -> str | None:
         if not isinstance(selector, Selector):
             selector = selector.selector  # a response
+        text = self._text(selector)
+        return text if self.finish is None else self.finish(text, selector)
+
+    def _text(self, selector: Selector) -> str | None:
         if selector.type == "html":
             found = self.xpath(selector.root)
             if found.__class__ is list and all(v.__class__ is str for v in found):
-                return " ".join(found) if found else None
+                return _joined(found, self.spec.join)
         return extract(selector, self.spec)
 
 
@@ -114,6 +157,15 @@ class ConfiguredSpider(scrapy.Spider):
             for name, spec in self.site.fields.items()
             if spec.css or spec.xpath
         }
+        # Added after the fields found: constants, then defaults where nothing was found.
+        self.fixed = {
+            name: spec.const for name, spec in self.site.fields.items() if spec.const is not None
+        }
+        self.defaults = {
+            name: str(spec.default)
+            for name, spec in self.site.fields.items()
+            if spec.default is not None and spec.const is None
+        }
         self.region = region
         self.trading_date = trading_date
         self.base_url = base_url.rstrip("/") + "/"
@@ -135,6 +187,12 @@ class ConfiguredSpider(scrapy.Spider):
         for url in self.start_urls_for_run():
             self.logger.info("Start URL: %s", stored_url(url))
             yield self.request(url, callback=self.parse)
+
+    def next_page(self, response: scrapy.http.Response, css: str | None) -> Iterator[Any]:
+        """The request of the page ``css`` links to, if it links to one (noted in the stats)."""
+        if css and (href := response.css(css).get()):
+            self.crawler.stats.set_value(contract.NEXT_PAGE, stored_url(response.urljoin(href)))
+            yield self.follow(response, href, callback=self.parse)
 
     def request(self, url: str, **kwargs: Any) -> scrapy.Request:
         """Every request names what became of it: a failure is a dead letter."""
@@ -203,6 +261,16 @@ class ConfiguredSpider(scrapy.Spider):
         item = {name: read(selector) for name, read in self.readers.items()}
         if all(v is None for v in item.values()):
             return None  # header or spacer row, nothing to keep
+        return self.completed(item, url)
+
+    def completed(self, item: dict[str, Any], url: str) -> dict[str, Any]:
+        """``item`` with the site's constants, its defaults where nothing was found, and the
+        page's stored URL."""
+        if self.fixed:
+            item.update(self.fixed)
+        for name, default in self.defaults.items():
+            if item.get(name) is None:
+                item[name] = default
         item["_url"] = url
         return item
 
@@ -226,6 +294,11 @@ class HtmlTableSpider(ConfiguredSpider):
 
     name = "html_table"
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        skip_text = getattr(self.site.section, "skip_text", None)
+        self.skip_text = re.compile(skip_text) if skip_text else None
+
     def parse(self, response: scrapy.http.Response) -> Iterator[Any]:
         cfg = self.site.section
         checked, cause, why = self.readable(response)
@@ -244,18 +317,44 @@ class HtmlTableSpider(ConfiguredSpider):
                 "%s: %d table rows after the last one %r matches are not read",
                 url, len(after), cfg.rows,
             )  # fmt: skip
+        skipped = 0
+        not_data = {s.root for css in getattr(cfg, "skip_rows", ()) for s in response.css(css)}
         for row in rows:
+            if row.root in not_data or (self.skip_text and self._text_skipped(row)):
+                skipped += 1
+                continue
             item = self.item_from(row, url)
-            if item is not None:
+            if item is None:
+                skipped += 1
+            else:
                 yield item
-        if cfg.next_page and (href := response.css(cfg.next_page).get()):
-            yield self.follow(response, href, callback=self.parse)
+        if skipped:
+            self.crawler.stats.inc_value(contract.ROWS_SKIPPED, skipped)
+        yield from self.next_page(response, cfg.next_page)
+
+    def _text_skipped(self, row: Selector) -> bool:
+        """Whether ``skip_text`` is found in the row's text (whitespace runs as one space)."""
+        text = " ".join(" ".join(row.xpath(".//text()").getall()).split())
+        return self.skip_text.search(text) is not None
 
 
 class JsonApiSpider(ConfiguredSpider):
     """(b) A JSON API paged by cursor or page number; fields located by dotted paths."""
 
     name = "json_api"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.paths = {n: s.path for n, s in self.site.fields.items() if s.path}
+        self.finishes = {n: Finish(s) for n, s in self.site.fields.items() if s.path and s.re}
+
+    def json_value(self, record: Any, name: str) -> Any:
+        """The value at the field's path; with ``re``, the text it finds in it."""
+        value = dig(record, self.paths[name])
+        finish = self.finishes.get(name)
+        if finish is None or value is None:
+            return value
+        return finish(value if isinstance(value, str) else json.dumps(value), None)
 
     def parse(self, response: scrapy.http.Response, page: int = 1) -> Iterator[Any]:
         cfg = self.site.section
@@ -275,9 +374,8 @@ class JsonApiSpider(ConfiguredSpider):
             return
         url = stored_url(response.url)
         for record in records:
-            item = {name: dig(record, spec.path) for name, spec in self.site.fields.items()}
-            item["_url"] = url
-            yield item
+            item = {name: self.json_value(record, name) for name in self.paths}
+            yield self.completed(item, url)
         if cfg.pagination == "cursor":
             cursor = dig(data, cfg.cursor_path)
             if cursor:
@@ -308,8 +406,7 @@ class ListingDetailSpider(ConfiguredSpider):
             yield self.unreadable(response, f"no detail links match {cfg.links!r}")
         for href in links:
             yield self.follow(response, href, callback=self.parse_detail)
-        if cfg.next_page and (href := response.css(cfg.next_page).get()):
-            yield self.follow(response, href, callback=self.parse)
+        yield from self.next_page(response, cfg.next_page)
 
     def parse_detail(self, response: scrapy.http.Response) -> Iterator[Any]:
         checked, cause, why = self.readable(response)
