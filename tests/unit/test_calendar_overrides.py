@@ -22,6 +22,7 @@ from offpeak.schedule import timetable as timetable_module
 from offpeak.schedule import tradingtime
 from offpeak.schedule.timetable import GlobalTradingDayTimetable, OffPeakTimetable
 from offpeak.schedule.tradingtime import NotATradingDay, RegionClock
+from support.timetables import planned_runs as walk
 
 SHIPPED = Path(__file__).resolve().parents[2] / "include" / "config"
 CLOSED = date(2026, 1, 15)  # BSE closed (Maharashtra elections); `holidays` has it trading
@@ -55,20 +56,6 @@ def with_saturday_session(config_dir: Path):
     project = load_project(config_dir)
     assert project.errors == {}
     return project
-
-
-def walk(tt, first: date, last: date) -> list:
-    """Every run the timetable plans for the trading dates first..last (a backfill's ask)."""
-    restriction = TimeRestriction(
-        datetime.combine(first, datetime.min.time(), UTC),
-        datetime.combine(last, datetime.min.time(), UTC),
-        catchup=True,
-    )
-    infos, info = [], None
-    while info := tt.next_dagrun_info_v2(last_dagrun_info=info, restriction=restriction):
-        infos.append(info)
-        assert len(infos) < 100, "runaway timetable"
-    return infos
 
 
 def local_dates(infos, zone: str) -> list[str]:

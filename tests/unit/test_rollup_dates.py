@@ -6,12 +6,12 @@ from datetime import UTC, date, datetime, timedelta
 from types import SimpleNamespace
 
 import pytest
-from airflow.timetables.base import TimeRestriction
 
 from offpeak.config import load_project
 from offpeak.naming import GLOBAL
 from offpeak.rollups.sensor import TradingDateSensor, rollup_clock, rollup_logical_date
 from offpeak.schedule.timetable import GlobalTradingDayTimetable, OffPeakTimetable
+from support.timetables import planned_runs as runs
 
 PROJECT = load_project()
 REGIONS = [r.name for r in PROJECT.rolled_up_regions()]
@@ -31,18 +31,6 @@ AROUND = [
     for change in changes
     for offset in (-2, -1, 0, 1)  # Friday, Saturday, the Sunday of the change, Monday
 ]
-
-
-def runs(tt, first: date, last: date) -> list:
-    restriction = TimeRestriction(
-        datetime.combine(first, datetime.min.time(), UTC),
-        datetime.combine(last, datetime.min.time(), UTC),
-        catchup=True,
-    )
-    infos, info = [], None
-    while info := tt.next_dagrun_info_v2(last_dagrun_info=info, restriction=restriction):
-        infos.append(info)
-    return infos
 
 
 def sensor_for(region: str) -> TradingDateSensor:

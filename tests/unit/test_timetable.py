@@ -11,6 +11,7 @@ from offpeak.config import load_project
 from offpeak.schedule import timetable as timetable_module
 from offpeak.schedule.timetable import OffPeakTimetable
 from offpeak.schedule.tradingtime import RegionClock
+from support.timetables import planned_runs as walk
 
 REGIONS = load_project().regions
 YEAR = 2027
@@ -36,16 +37,6 @@ RUN = {
     "oceania": ["2027-04-26"],  # Anzac Day fell on a Sunday; ASX trades on the Monday
     "india": ["2027-01-01"],
 }
-
-
-def walk(tt: OffPeakTimetable, first: datetime, last: datetime) -> list:
-    """Every run the timetable plans between two bounds (as the scheduler and backfill ask)."""
-    restriction = TimeRestriction(first, last, catchup=True)
-    infos, info = [], None
-    while info := tt.next_dagrun_info_v2(last_dagrun_info=info, restriction=restriction):
-        infos.append(info)
-        assert len(infos) < 400, "runaway timetable"
-    return infos
 
 
 @pytest.mark.parametrize("name", sorted(REGIONS))
