@@ -11,7 +11,7 @@ DEBIAN_TOOLS := /usr/bin/chromium /usr/bin/redis-server /usr/bin/docker-compose
 DEBIAN_PACKAGES := chromium fonts-liberation redis-server docker-compose
 export PYTHONPATH := $(CURDIR)/plugins
 
-.PHONY: run test test-fast test-unit lint format counts preview bench clean install
+.PHONY: run test test-fast test-unit lint format counts coverage preview bench clean install
 
 install: $(STAMP)
 
@@ -55,6 +55,12 @@ $(DEBIAN_TOOLS) &:
 
 counts: $(STAMP)  ## rows per site and region in the `make run` warehouse
 	$(PY) -m dev.devenv counts
+
+# `make coverage ARGS="--days 40 --site equities"`: the Coverage page's matrix of the `make run`
+# stack in the terminal; exit 1 when a trading day shown is missing or failed.
+coverage: $(STAMP)  ## which trading dates each site and region has, in the terminal
+	@test -f .local/airflow.env || { echo "no .local/airflow.env: start the stack with make run first" >&2; exit 2; }
+	source .local/airflow.env && $(PY) -m offpeak.coverage $(ARGS)
 
 # `make preview SITE=include/config/sites/x.yaml REGION=americas [DATE=…] [BASE_URL=…]`: what a
 # site's YAML would load, with no scheduler and no warehouse (README "Adding a site").

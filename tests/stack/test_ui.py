@@ -20,18 +20,16 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import urllib.parse
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Page, expect, sync_playwright
+from playwright.sync_api import Page, expect
 
-from support import REPO
+from support import REPO, browser
+from support.browser import signed_in_page
 
-CHROMIUM = Path("/usr/bin/chromium")  # Debian's package: `make test` installs it when missing
 SHOTS = REPO / "test-artifacts" / "ui"
-TIMEOUT_MS = 30_000  # the UI is a single-page app: every check waits for its text up to this
 DAG = "scrape__fx_rates__europe"
 TRADING_DATE = "2026-10-06"
 REGION_DAGS = ["scrape__equities__europe", "scrape__fx_rates__europe", "scrape__funds__europe",
@@ -64,31 +62,12 @@ def europe_run(stack) -> str:
 @pytest.fixture(scope="module")
 def page(stack):
     """A 1440x900 Chromium page, signed in as admin through the UI's login form."""
-    assert CHROMIUM.exists(), f"{CHROMIUM} is missing: `make test` installs Debian's chromium"
-    shutil.rmtree(SHOTS, ignore_errors=True)
-    SHOTS.mkdir(parents=True)
-    expect.set_options(timeout=TIMEOUT_MS)
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True)
-        context = browser.new_context(viewport={"width": 1440, "height": 900})
-        context.set_default_timeout(TIMEOUT_MS)
-        page = context.new_page()
-        page.goto(f"{stack.api_url}/")
-        expect(page.get_by_text("Sign into Airflow")).to_be_visible()
-        page.get_by_label("Username").fill("admin")
-        page.get_by_label("Password").fill(stack.password)
-        screenshot(page, "00-login.png")
-        page.get_by_role("button", name="Sign in").click()
-        expect(page.get_by_role("button", name="User")).to_be_visible()  # the nav bar, signed in
+    with signed_in_page(stack, SHOTS, "00-login.png") as page:
         yield page
-        browser.close()
 
 
 def screenshot(page: Page, name: str) -> Path:
-    path = SHOTS / name
-    page.screenshot(path=path, animations="disabled")  # tooltips and dialogs fully shown
-    assert path.stat().st_size > 0, path
-    return path
+    return browser.screenshot(page, SHOTS / name)
 
 
 def test_dag_list_filtered_by_region_tag_shows_that_regions_dags(stack, page):

@@ -53,6 +53,8 @@ class AirflowStack:
             "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": pg.uri(self.DATABASE, "postgresql+psycopg2"),
             "OFFPEAK_DEADLINE_ALERTS": "true",
             "AIRFLOW_CONN_WAREHOUSE": pg.uri(self.WAREHOUSE),
+            # admin, and a read-only user for the permission tests (the Coverage page's)
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin,viewer:viewer",
         }
         if alerts_url:  # the webhook of regions.yaml's alerts.http_conn_id (offpeak_alerts)
             self.env["AIRFLOW_CONN_OFFPEAK_ALERTS"] = json.dumps(
@@ -116,11 +118,18 @@ class AirflowStack:
         """User admin's password (simple auth manager), as `make run` prints it."""
         return admin_password(Path(self.env["AIRFLOW_HOME"]).parent)
 
-    def token(self) -> str:
+    def password_of(self, user: str) -> str:
+        """A simple-auth-manager user's password: the api-server writes one for each user
+        of AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS that has none yet."""
+        path = Path(self.env["AIRFLOW_HOME"]) / "simple_auth_manager_passwords.json.generated"
+        return json.loads(path.read_text())[user]
+
+    def token(self, user: str = "admin") -> str:
         """A JWT for the public REST API, the way the README gets one with curl."""
+        password = self.password if user == "admin" else self.password_of(user)
         request = urllib.request.Request(
             f"{self.api_url}/auth/token",
-            data=json.dumps({"username": "admin", "password": self.password}).encode(),
+            data=json.dumps({"username": user, "password": password}).encode(),
             headers={"Content-Type": "application/json"},
         )
         with urllib.request.urlopen(request, timeout=10) as response:

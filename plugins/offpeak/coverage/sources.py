@@ -1,0 +1,103 @@
+"""Where the coverage matrix's facts come from: the warehouse's load audit and Airflow's
+metadata DB (DAG runs, paused flags). Read-only, two queries each."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import UTC, date, datetime, timedelta
+from typing import TYPE_CHECKING
+
+from offpeak.coverage.matrix import Load, Run
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+
+def read_loads(
+    since: date, until: date, sites: Iterable[str] | None = None
+) -> dict[tuple[str, str, date], Load]:
+    """The latest load_audit row of each (site, region, trading date) in [since, until], from
+    the warehouse connection (settings.warehouse_conn_id). An empty dict when the warehouse
+    has no audit table yet (nothing was ever loaded)."""
+    from airflow.providers.postgres.hooks.postgres import PostgresHook
+    from psycopg import sql
+
+    from offpeak import settings
+
+    table = sql.Identifier(settings.warehouse_schema(), "load_audit")
+    query = sql.SQL(
+        "SELECT DISTINCT ON (site, region, trading_date) site, region, trading_date, run_id,"
+        " complete, rows_in_file, rows_rejected, rows_inserted, rows_updated, rows_unchanged,"
+        " rows_deleted, loaded_at FROM {} WHERE trading_date BETWEEN %s AND %s"
+        " AND (%s::text[] IS NULL OR site = ANY(%s::text[]))"
+        " ORDER BY site, region, trading_date, id DESC"
+    ).format(table)
+    names = None if sites is None else list(sites)
+    conn = PostgresHook(postgres_conn_id=settings.warehouse_conn_id()).get_conn()
+    try:
+        with conn.cursor() as cur:
+            cur.execute(
+                "SELECT to_regclass(%s)",
+                (f"{settings.warehouse_schema()}.load_audit",),
+            )
+            if cur.fetchone()[0] is None:
+                return {}
+            cur.execute(query.as_string(conn), (since, until, names, names))
+            return {
+                (site, region, day): Load(run_id, *rest)
+                for site, region, day, run_id, *rest in cur.fetchall()
+            }
+    finally:
+        conn.close()
+
+
+def read_runs(
+    session: Session, dag_ids: Iterable[str], since: date
+) -> tuple[list[Run], dict[str, bool]]:
+    """The DAG runs of ``dag_ids`` that can fall on ``since`` or later, and each DAG's paused
+    flag. A run's trading date is never after its logical date's UTC day plus one (local
+    midnight east of UTC), nor after its run_after for a run without a logical date."""
+    from airflow.models.dag import DagModel
+    from airflow.models.dagrun import DagRun
+    from sqlalchemy import or_, select
+
+    ids = list(dag_ids)
+    if not ids:
+        return [], {}
+    day = since - timedelta(days=2)
+    floor = datetime(day.year, day.month, day.day, tzinfo=UTC)  # Airflow's columns: UTC
+    rows = session.execute(
+        select(
+            DagRun.id,
+            DagRun.dag_id,
+            DagRun.run_id,
+            DagRun.state,
+            DagRun.run_type,
+            DagRun.logical_date,
+            DagRun.data_interval_start,
+            DagRun.run_after,
+            DagRun.conf,
+        )
+        .where(DagRun.dag_id.in_(ids))
+        .where(or_(DagRun.logical_date >= floor, DagRun.run_after >= floor))
+    ).all()
+    runs = [
+        Run(
+            dag_id=r.dag_id,
+            run_id=r.run_id,
+            state=str(getattr(r.state, "value", r.state)),
+            run_type=str(getattr(r.run_type, "value", r.run_type)),
+            logical_date=r.logical_date,
+            data_interval_start=r.data_interval_start,
+            run_after=r.run_after,
+            conf=r.conf,
+            id=r.id,
+        )
+        for r in rows
+    ]
+    paused = dict(
+        session.execute(
+            select(DagModel.dag_id, DagModel.is_paused).where(DagModel.dag_id.in_(ids))
+        ).all()
+    )
+    return runs, paused

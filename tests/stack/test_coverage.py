@@ -1,0 +1,320 @@
+"""The Coverage page, its JSON API and its command line, on the stack's real api-server.
+
+The scene (made once, with dates counted back from today so that they fall within the
+default 20 dates shown):
+
+* complete: a one-day backfill of ``scrape__fx_rates__americas`` (57 rows);
+* partial: ``scrape__equities__europe`` with ``max_pages: 1`` (1 page of 5: the load upserts
+  what it got and is audited ``complete = false``);
+* failed: a run of ``scrape__equities__europe`` triggered while the DAG is paused, then
+  marked failed over REST, as an operator stops a run (a crawl that really fails is
+  test_operating's; its retries take minutes);
+* missing: ``scrape__fx_rates__americas`` the trading day before the complete one;
+* closed: the first date shown that one region's exchange does not trade, found from the
+  calendars (the page keeps widening its range until it holds one).
+
+The browser test then fills the missing cell from the page and watches it turn complete.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+
+import pytest
+from playwright.sync_api import expect
+
+from offpeak.config import load_project
+from offpeak.coverage import matrix as m
+from offpeak.naming import scrape_dag_id
+from offpeak.schedule.tradingtime import RegionClock
+from support import REPO
+from support.browser import screenshot, signed_in_page
+
+SHOTS = REPO / "test-artifacts" / "coverage"
+FX = "scrape__fx_rates__americas"
+EQ = "scrape__equities__europe"
+FX_ROWS = 57  # valid fx_rates rows the demo site serves per region and trading date
+
+
+@dataclass(frozen=True)
+class Scene:
+    complete: date
+    missing: date
+    partial: date
+    failed: date
+    failed_run: str
+    closed: tuple[str, str, date, str]  # (dag_id, region, date, why)
+    days: int  # dates shown so that the closed day is among them
+
+
+def _backfill(stack, dag_id: str, day: date, conf: dict) -> int:
+    status, body = stack.rest(
+        "POST", "/backfills",
+        {"dag_id": dag_id, "from_date": f"{day}T00:00:00Z", "to_date": f"{day}T00:00:00Z",
+         "dag_run_conf": conf, "reprocess_behavior": "completed"},
+    )  # fmt: skip
+    assert status == 200, body
+    return body["id"]
+
+
+def _wait_backfill(stack, backfill_id: int, timeout: float = 300) -> None:
+    def done():
+        states = [s for (s,) in stack.backfill_runs(backfill_id, "r.state")]
+        return states if states and all(s in ("success", "failed") for s in states) else None
+
+    states = stack.wait(done, timeout, f"backfill {backfill_id} to finish", every=2)
+    assert states == ["success"], f"backfill {backfill_id}: {states}\n{stack.log_tail()}"
+    # Until the scheduler marks it completed, Airflow refuses another backfill of the DAG.
+    stack.wait(
+        lambda: stack.query("SELECT completed_at FROM backfill WHERE id = %s", backfill_id)[0][0],
+        120, f"backfill {backfill_id} to be marked completed",
+    )  # fmt: skip
+
+
+def _closed_day(project, now: datetime) -> tuple[str, str, date, str, int]:
+    """The first (dag_id, region, date, why, days) where a region's exchange is closed on a
+    date shown, widening the range from 20 dates until one is."""
+    clocks = {name: RegionClock.of(r) for name, r in project.regions.items()}
+    for days in range(20, 120, 10):
+        for day in m.dates_shown(clocks.values(), now, days)[::-1]:
+            for name, clock in sorted(clocks.items()):
+                sites = project.sites_of(name)
+                if sites and not clock.is_day(day):
+                    dag_id = scrape_dag_id(sites[0].name, name)
+                    return dag_id, name, day, clock.why_closed(day), days
+    pytest.fail("no exchange holiday in the last 110 trading dates shown")
+
+
+@pytest.fixture(scope="module")
+def scene(stack) -> Scene:
+    project = load_project(stack.config_dir)  # the stack's: its windows open in 6 h
+    now = datetime.now(tz=UTC)
+    americas = RegionClock.of(project.regions["americas"])
+    europe = RegionClock.of(project.regions["europe"])
+    fx_latest, eq_latest = americas.latest_due_day(now), europe.latest_due_day(now)
+    complete, missing = americas.days_back(fx_latest, 2), americas.days_back(fx_latest, 3)
+    partial, failed = europe.days_back(eq_latest, 2), europe.days_back(eq_latest, 3)
+
+    # The failed run first, while equities/europe is paused: it is queued and never starts.
+    stack.set_paused(EQ, True)
+    status, body = stack.rest(
+        "POST", f"/dags/{EQ}/dagRuns", {"logical_date": None, "conf": {"trading_date": str(failed)}}
+    )
+    assert status == 200, body
+    failed_run = body["dag_run_id"]
+    status, body = stack.rest("PATCH", f"/dags/{EQ}/dagRuns/{failed_run}", {"state": "failed"})
+    assert status == 200 and body["state"] == "failed", body
+
+    for dag_id in (FX, EQ):
+        stack.set_paused(dag_id, False)
+    runs = [
+        _backfill(stack, FX, complete, {"ignore_window": True}),
+        _backfill(stack, EQ, partial, {"ignore_window": True, "max_pages": 1}),
+    ]
+    for backfill_id in runs:
+        _wait_backfill(stack, backfill_id)
+    *closed, days = _closed_day(project, now)
+    return Scene(complete, missing, partial, failed, failed_run, tuple(closed), max(days, 20))
+
+
+def _get(stack, path: str, token: str | None = None, body: dict | None = None):
+    """(status, parsed JSON or text) of a request to the api-server."""
+    headers = {"Content-Type": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    request = urllib.request.Request(
+        f"{stack.api_url}{path}",
+        data=None if body is None else json.dumps(body).encode(),
+        method="GET" if body is None else "POST",
+        headers=headers,
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            raw = response.read().decode()
+            status = response.status
+    except urllib.error.HTTPError as err:
+        raw, status = err.read().decode(), err.code
+    try:
+        return status, json.loads(raw)
+    except json.JSONDecodeError:
+        return status, raw
+
+
+def _cell(doc: dict, dag_id: str, day: date) -> dict:
+    row = next(r for r in doc["rows"] if r["dag_id"] == dag_id)
+    return next(c for c in row["cells"] if c["date"] == day.isoformat())
+
+
+def _audit(warehouse, site: str, region: str, day: date) -> tuple:
+    return warehouse.execute(
+        "SELECT rows_inserted + rows_updated + rows_unchanged, rows_inserted, rows_rejected,"
+        " complete FROM scraped.load_audit WHERE site = %s AND region = %s AND trading_date = %s"
+        " ORDER BY id DESC LIMIT 1",
+        (site, region, day),
+    ).fetchone()
+
+
+def test_every_endpoint_needs_a_signed_in_user(stack):
+    for path, body in (("/coverage/", None), ("/coverage/api/matrix", None),
+                       ("/coverage/api/backfills", {"cells": []})):  # fmt: skip
+        status, answer = _get(stack, path, body=body)
+        assert (status, answer) == (401, {"detail": "Not authenticated"}), path
+    status, answer = _get(stack, "/coverage/api/matrix", token="not-a-jwt")
+    assert status in (401, 403), answer  # Airflow 3.3.2 answers 403 "Invalid JWT token"
+
+
+def test_a_read_only_user_sees_the_matrix_but_cannot_fill_it(stack, scene):
+    viewer = stack.token("viewer")
+    status, doc = _get(stack, f"/coverage/api/matrix?days={scene.days}", token=viewer)
+    assert status == 200, doc
+    dag_ids = {r["dag_id"] for r in doc["rows"]}
+    assert {FX, EQ} <= dag_ids and len(dag_ids) == 11  # every site DAG: a viewer reads them all
+    assert _cell(doc, FX, scene.missing)["state"] == "missing"
+
+    cells = {"cells": [{"dag_id": FX, "date": str(scene.missing)}]}
+    status, answer = _get(stack, "/coverage/api/backfills", token=viewer, body=cells)
+    assert (status, answer) == (403, {"detail": f"user 'viewer' may not run (backfill) {FX}"})
+    # Nor through Airflow's own API, which the page calls next.
+    status, answer = _get(
+        stack, "/api/v2/backfills", token=viewer,
+        body={"dag_id": FX, "from_date": f"{scene.missing}T00:00:00Z",
+              "to_date": f"{scene.missing}T00:00:00Z"},
+    )  # fmt: skip
+    assert status == 403, answer
+
+
+def test_an_admin_gets_one_backfill_per_dag(stack, scene):
+    cells = [{"dag_id": FX, "date": str(d)} for d in (scene.missing, scene.complete)]
+    cells.append({"dag_id": EQ, "date": str(scene.failed)})
+    body = {"cells": cells, "reprocess_behavior": "failed", "ignore_window": True}
+    status, answer = _get(stack, "/coverage/api/backfills", token=stack.token(), body=body)
+    assert status == 200, answer
+    assert [
+        (b["dag_id"], b["from_date"], b["to_date"], b["dates"]) for b in answer["backfills"]
+    ] == [
+        (EQ, f"{scene.failed}T00:00:00Z", f"{scene.failed}T00:00:00Z", [str(scene.failed)]),
+        (FX, f"{scene.missing}T00:00:00Z", f"{scene.complete}T00:00:00Z",
+         [str(scene.missing), str(scene.complete)]),
+    ]  # fmt: skip
+    assert answer["backfills"][0]["dag_run_conf"] == {"ignore_window": True}
+    dag_id, day, _ = scene.closed[0], scene.closed[2], scene.closed[3]
+    closed = {"cells": [{"dag_id": dag_id, "date": str(day)}]}
+    status, answer = _get(stack, "/coverage/api/backfills", token=stack.token(), body=closed)
+    assert status == 400 and f"{dag_id}: {day} is not a trading day" in answer["detail"], answer
+
+
+def test_the_json_shows_each_state_with_its_numbers(stack, scene, warehouse):
+    status, doc = _get(stack, f"/coverage/api/matrix?days={scene.days}", token=stack.token())
+    assert status == 200, doc
+    rows, inserted, rejected, complete = _audit(warehouse, "fx_rates", "americas", scene.complete)
+    assert (rows, complete) == (FX_ROWS, True)
+    done = _cell(doc, FX, scene.complete)
+    assert (done["state"], done["rows"], done["rows_inserted"], done["rows_rejected"]) == (
+        "complete", rows, inserted, rejected)  # fmt: skip
+    part_rows, _, _, part_complete = _audit(warehouse, "equities", "europe", scene.partial)
+    assert part_complete is False and 0 < part_rows < 100  # one page of five
+    partial = _cell(doc, EQ, scene.partial)
+    assert (partial["state"], partial["rows"]) == ("partial", part_rows)
+    failed = _cell(doc, EQ, scene.failed)
+    assert (failed["state"], failed["run_id"], failed["rows"]) == ("failed", scene.failed_run, None)
+    dag_id, _, day, why = scene.closed
+    closed = _cell(doc, dag_id, day)
+    assert closed["state"] == "closed" and closed["detail"].endswith(why), closed
+    assert _cell(doc, FX, scene.missing)["state"] == "missing"
+
+
+def test_the_command_line_prints_the_same_matrix_and_fails_on_gaps(stack, scene):
+    def cli(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "offpeak.coverage", "--days", str(scene.days), *args],
+            env=stack.env, capture_output=True, text=True, timeout=120, cwd=REPO,
+        )  # fmt: skip
+
+    as_json = cli("--json")
+    status, doc = _get(stack, f"/coverage/api/matrix?days={scene.days}", token=stack.token())
+    assert status == 200, doc
+    assert as_json.returncode == 1, as_json.stderr  # a missing and a failed day among them
+    printed = json.loads(as_json.stdout)
+    for d in (printed, doc):
+        d.pop("generated_at")
+    assert printed == doc
+
+    text = cli("--site", "fx_rates", "--site", "equities")
+    (REPO / "test-artifacts" / "coverage-cli.txt").write_text(text.stdout)  # for the README
+    assert text.returncode == 1, text.stderr
+    assert f"  missing  {FX} {scene.missing}: no run for this trading day" in text.stdout
+    assert text.stdout.splitlines()[4].startswith("equities / americas ")
+    only_complete = cli("--state", "complete").stdout.split("\n\n")[1].splitlines()[2:]
+    expected = [f"{r['site']} / {r['region']}" for r in doc["rows"]
+                if any(c["state"] == "complete" for c in r["cells"])]  # fmt: skip
+    assert [line.split("  ")[0] for line in only_complete] == expected
+    assert "fx_rates / americas" in expected
+
+
+def test_the_page_shows_the_matrix_and_fills_a_gap(stack, scene, warehouse):
+    with signed_in_page(stack, SHOTS) as page:
+        page.get_by_role("link", name="Coverage").first.click()  # the nav entry
+        frame = page.frame_locator("iframe").first
+        expect(frame.get_by_role("heading", name="Coverage")).to_be_visible()
+        frame.locator("#days").fill(str(scene.days))
+        frame.get_by_role("button", name="Refresh").click()
+        cell = _page_cell(frame)
+
+        expect(cell(FX, scene.complete)).to_have_attribute("data-state", "complete")
+        expect(cell(FX, scene.complete)).to_have_text(str(FX_ROWS))
+        part_rows = _audit(warehouse, "equities", "europe", scene.partial)[0]
+        expect(cell(EQ, scene.partial)).to_have_attribute("data-state", "partial")
+        expect(cell(EQ, scene.partial)).to_have_text(f"{part_rows}*")
+        expect(cell(EQ, scene.failed)).to_have_attribute("data-state", "failed")
+        dag_id, _, day, why = scene.closed
+        expect(cell(dag_id, day)).to_have_attribute("data-state", "closed")
+        title = f"{day}: not a trading day. {_exchange(stack, dag_id)} does not trade: {why}"
+        expect(cell(dag_id, day)).to_have_attribute("title", title)
+        screenshot(page, SHOTS / "01-coverage.png")
+
+        cell(FX, scene.complete).click()
+        detail = frame.locator("#detail")
+        expect(detail.locator('[data-field="Rows"]')).to_have_text(str(FX_ROWS))
+        expect(detail.get_by_role("link", name="Scrape log")).to_have_attribute(
+            "href", _contains(f"/dags/{FX}/runs/backfill__")
+        )
+        screenshot(page, SHOTS / "02-cell-detail.png")
+
+        missing = cell(FX, scene.missing)
+        expect(missing).to_have_attribute("data-state", "missing")
+        missing.get_by_role("checkbox").check()
+        frame.locator("#reprocess").select_option("failed")
+        frame.locator("#ignore-window").check()
+        frame.get_by_role("button", name="Create backfills").click()
+        result = frame.locator("#results li").first
+        expect(result).to_be_visible()
+        assert result.get_attribute("class") == "created", result.inner_text()
+        expect(result).to_have_text(_contains(f"of {FX}, {scene.missing} to {scene.missing}"))
+        screenshot(page, SHOTS / "03-backfill-created.png")
+        expect(cell(FX, scene.missing)).to_have_attribute("data-state", "complete", timeout=240_000)
+        expect(cell(FX, scene.missing)).to_have_text(str(FX_ROWS))
+        screenshot(page, SHOTS / "04-gap-filled.png")
+    assert _audit(warehouse, "fx_rates", "americas", scene.missing)[:1] == (FX_ROWS,)
+
+
+def _page_cell(frame):
+    def cell(dag_id: str, day: date):
+        return frame.locator(f'td.cell[data-dag="{dag_id}"][data-date="{day}"]')
+
+    return cell
+
+
+def _contains(text: str) -> re.Pattern:
+    return re.compile(re.escape(text))
+
+
+def _exchange(stack, dag_id: str) -> str:
+    region = dag_id.rsplit("__", 1)[1]
+    return load_project(stack.config_dir).regions[region].exchange

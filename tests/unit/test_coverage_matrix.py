@@ -1,0 +1,145 @@
+"""The coverage matrix from the shipped config, given load audit rows and DAG runs as the
+sources return them (plain records: no database here; the stack tier reads the real ones).
+
+The clock is fixed at Friday 2026-11-27 12:00 UTC: the day after Thanksgiving (XNYS closed
+on the 26th), before the americas and europe windows of the 27th open, after the asian ones.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from offpeak.config import load_project
+from offpeak.coverage import matrix as m
+from offpeak.coverage.__main__ import render
+
+NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture(scope="module")
+def project():
+    return load_project()
+
+
+def load(run_id: str, rows: int, *, complete: bool = True, rejected: int = 0) -> m.Load:
+    return m.Load(run_id, complete, rows + rejected, rejected, rows, 0, 0, 0,
+                  datetime(2026, 11, 27, 1, 0, tzinfo=UTC))  # fmt: skip
+
+
+def scheduled_run(dag_id: str, day: date, zone: str, state: str, run_id: str, id: int) -> m.Run:
+    midnight = datetime(day.year, day.month, day.day, tzinfo=ZoneInfo(zone))
+    return m.Run(dag_id, run_id, state, "scheduled", midnight, midnight, None, {}, id)
+
+
+def cell(result: m.Matrix, dag_id: str, day: str) -> m.Cell:
+    row = next(r for r in result.rows if r.dag_id == dag_id)
+    return next(c for c in row.cells if c.date == day)
+
+
+def test_columns_are_the_last_trading_dates_of_any_region(project):
+    result = m.build(project, {}, (), now=NOW, days=20)
+    assert len(result.dates) == 20
+    assert result.dates[-1] == "2026-11-27"  # due in asia_pacific, oceania and india
+    assert "2026-11-26" in result.dates  # Thanksgiving: XNYS is closed, the others trade
+    assert "2026-11-22" not in result.dates and "2026-11-21" not in result.dates  # a weekend
+    assert result.dates[0] == "2026-11-02"
+
+
+def test_each_cell_has_the_state_an_operator_expects(project):
+    loads = {
+        ("equities", "americas", date(2026, 11, 25)): load("scheduled__a", 57),
+        ("equities", "europe", date(2026, 11, 26)): load("scheduled__e", 40, complete=False),
+        ("equities", "india", date(2026, 11, 27)): load("manual__first", 61, rejected=2),
+    }
+    runs = [
+        scheduled_run("scrape__fx_rates__americas", date(2026, 11, 25), "America/New_York",
+                      "failed", "scheduled__fx", 10),
+        scheduled_run("scrape__funds__india", date(2026, 11, 27), "Asia/Kolkata",
+                      "running", "scheduled__funds", 11),
+        # A load of the 27th, then a later run of the same date that failed: failed, rows kept.
+        m.Run("scrape__equities__india", "manual__first", "success", "manual",
+              None, None, datetime(2026, 11, 27, 11, 5, tzinfo=UTC),
+              {"trading_date": "2026-11-27"}, 12),
+        m.Run("scrape__equities__india", "manual__again", "failed", "manual",
+              None, None, datetime(2026, 11, 27, 11, 30, tzinfo=UTC),
+              {"trading_date": "2026-11-27"}, 13),
+    ]  # fmt: skip
+    result = m.build(project, loads, runs, now=NOW, days=5)
+
+    done = cell(result, "scrape__equities__americas", "2026-11-25")
+    assert (done.state, done.rows, done.load_run_id) == ("complete", 57, "scheduled__a")
+    partial = cell(result, "scrape__equities__europe", "2026-11-26")
+    assert (partial.state, partial.rows) == ("partial", 40)
+    assert "stopped at the end of the off-peak window" in partial.detail
+    failed = cell(result, "scrape__fx_rates__americas", "2026-11-25")
+    assert (failed.state, failed.run_id, failed.rows) == ("failed", "scheduled__fx", None)
+    assert cell(result, "scrape__funds__india", "2026-11-27").state == "running"
+    again = cell(result, "scrape__equities__india", "2026-11-27")
+    assert (again.state, again.run_id, again.rows, again.rows_rejected) == (
+        "failed", "manual__again", 61, 2)  # fmt: skip
+    kept = "the rows of the load of 2026-11-27T01:00:00+00:00 are kept"
+    assert again.detail == f"run manual__again failed; {kept}"
+    closed = cell(result, "scrape__equities__americas", "2026-11-26")
+    assert (closed.state, closed.detail) == ("closed", "XNYS does not trade: Thanksgiving Day")
+    later = cell(result, "scrape__equities__americas", "2026-11-27")
+    assert later.state == "scheduled"  # its window opens at 18:30 New York time
+    assert later.detail == "due when the off-peak window opens, 2026-11-27 18:30 America/New_York"
+    missing = cell(result, "scrape__fx_rates__oceania", "2026-11-27")
+    assert (missing.state, missing.detail) == ("missing", "no run for this trading day")
+    assert result.counts()["failed"] == 2
+    assert [(r.dag_id, c.date) for r, c in result.gaps()][:2] == [
+        ("scrape__equities__americas", "2026-11-23"),
+        ("scrape__equities__americas", "2026-11-24"),
+    ]
+
+
+def test_a_later_successful_run_clears_a_failure(project):
+    day = date(2026, 11, 25)
+    runs = [
+        scheduled_run("scrape__fx_rates__americas", day, "America/New_York", "failed", "a", 1),
+        m.Run("scrape__fx_rates__americas", "backfill__b", "success", "backfill",
+              datetime(2026, 11, 25, 5, tzinfo=UTC), datetime(2026, 11, 25, 5, tzinfo=UTC),
+              None, {"ignore_window": True}, 2),
+    ]  # fmt: skip
+    loads = {("fx_rates", "americas", day): load("backfill__b", 12)}
+    result = m.build(project, loads, runs, now=NOW, days=3)
+    assert cell(result, "scrape__fx_rates__americas", "2026-11-25").state == "complete"
+
+
+def test_a_closure_listed_in_regions_yaml_is_a_closed_day(project):
+    # BSE closed for the Maharashtra elections; holidays' own XBOM calendar trades that day.
+    result = m.build(project, {}, (), now=datetime(2026, 1, 16, 12, tzinfo=UTC), days=3)
+    closed = cell(result, "scrape__equities__india", "2026-01-15")
+    assert closed.state == "closed"
+    assert "closure listed in regions.yaml: Maharashtra municipal corporation elections" in (
+        closed.detail
+    )
+    assert cell(result, "scrape__equities__europe", "2026-01-15").state == "missing"
+
+
+def test_filters_and_readable_dags(project):
+    runs = [scheduled_run("scrape__fx_rates__americas", date(2026, 11, 25), "America/New_York",
+                          "failed", "x", 1)]  # fmt: skip
+    failed_only = m.build(project, {}, runs, now=NOW, days=5, states=["failed"])
+    assert [r.dag_id for r in failed_only.rows] == ["scrape__fx_rates__americas"]
+    india = m.build(project, {}, (), now=NOW, days=5, regions=["india"], sites=["funds"])
+    assert [r.dag_id for r in india.rows] == ["scrape__funds__india"]
+    readable = m.build(project, {}, (), now=NOW, days=5, dag_ids={"scrape__funds__europe"})
+    assert [r.dag_id for r in readable.rows] == ["scrape__funds__europe"]
+    assert m.build(project, {}, (), now=NOW, days=5, dag_ids=set()).rows == []
+
+
+def test_the_text_view_shows_every_row_the_legend_and_the_gaps(project):
+    loads = {("equities", "americas", date(2026, 11, 25)): load("a", 57)}
+    result = m.build(project, loads, (), now=NOW, days=3, sites=["equities"])
+    text = render(result)
+    lines = text.splitlines()
+    assert lines[0].startswith("Coverage of the last 3 trading dates, 2026-11-25 to 2026-11-27")
+    assert lines[3].endswith("25 26 27")
+    assert next(x for x in lines if x.startswith("equities / americas")).endswith(" #  -  .")
+    assert "Legend: # complete, p partial, r running, F failed, ? missing, . scheduled, " \
+        "- closed" in text  # fmt: skip
+    assert "  missing  scrape__equities__india 2026-11-25: no run for this trading day" in lines
