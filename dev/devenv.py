@@ -577,6 +577,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         print(
             f"\nUI:     http://localhost:{args.api_port}   login: admin / {admin_password(state)}\n"
+            f"Coverage: http://localhost:{args.api_port}/plugin/coverage   (or: make coverage)\n"
             "Counts: make counts   (rows per site and region in the warehouse)\n"
             f"CLI:    source {cli_env}   (then e.g. airflow backfill create ...)\n",
             flush=True,

@@ -234,11 +234,10 @@ def table(headings: list[str], rows: list[list[str]]) -> list[str]:
 
 
 def report(p: Preview, shown: int = 20) -> str:
+    from offpeak.crawl import contract
+
     site, stats = p.site, p.stats
-    # Pages of the site, robots.txt's answer aside.
-    pages = int(stats.get("response_received_count", 0)) - int(
-        stats.get("robotstxt/response_count", 0)
-    )
+    pages = contract.site_pages(stats)
     out = [
         f"Preview of site {site.name!r} ({site.kind}), region {p.region.name!r}, "
         f"trading date {p.trading_date}",

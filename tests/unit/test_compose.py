@@ -148,7 +148,8 @@ def setting_readers() -> dict[str, str]:
 
 
 def test_docker_compose_config_resolves_the_official_services_plus_the_demo_sites(services):
-    assert set(services) == OFFICIAL_SERVICES | {"demo-sites", "airflow-worker-egress"}
+    ours = {"demo-sites", "airflow-worker-egress", "statsd-exporter"}
+    assert set(services) == OFFICIAL_SERVICES | ours
     profiles = {name: s["profiles"] for name, s in services.items() if "profiles" in s}
     # Everything else starts with a plain `docker compose up`.
     assert profiles == {"flower": ["flower"], "airflow-worker-egress": ["queues"]}
@@ -181,6 +182,7 @@ def test_every_long_running_service_has_the_official_health_check(services):
         # dumb-init passes SIGTERM to the worker alone, so it shuts down warm.
         assert services[name]["environment"]["DUMB_INIT_SETSID"] == "0"
     assert checks["flower"] == "CMD curl --fail http://localhost:5555/"
+    assert checks["statsd-exporter"] == "CMD wget --spider -q http://localhost:9102/metrics"
     # Only the one-shot init has none.
     assert set(services) - set(checks) == {"airflow-init"}
     # The scheduler's check needs its health server.
@@ -252,6 +254,31 @@ def test_the_code_is_mounted_read_only_and_dev_tooling_never(services, airflow):
     sources = [Path(src) for s in services.values() for src, _ in mounts(s).values()]
     dev_tooling = [REPO / "dev", REPO / "tests"]
     assert [s for s in sources if any(s.is_relative_to(d) for d in dev_tooling)] == []
+
+
+def test_every_airflow_service_sends_its_metrics_to_the_statsd_exporter(services, common_env):
+    """Airflow's StatsD client (statsd, pinned in requirements.txt) sends to statsd-exporter on
+    UDP 9125 with the prefix the mapping expects, and the exporter reads that mapping, mounted
+    read-only from include/docker/statsd (tests/unit/test_statsd_mapping.py checks its rules)."""
+    stated = {k: v for k, v in common_env.items() if k.startswith("AIRFLOW__METRICS__")}
+    assert stated == {
+        "AIRFLOW__METRICS__STATSD_ON": "true",
+        "AIRFLOW__METRICS__STATSD_HOST": "statsd-exporter",
+        "AIRFLOW__METRICS__STATSD_PORT": "9125",
+        "AIRFLOW__METRICS__STATSD_PREFIX": "airflow",
+    }
+    exporter = services["statsd-exporter"]
+    assert re.fullmatch(r"prom/statsd-exporter:v\d+\.\d+\.\d+", exporter["image"])
+    assert command(exporter) == "--statsd.mapping-config=/etc/statsd/mapping.yml"
+    assert mounts(exporter)["/etc/statsd/mapping.yml"] == (
+        str(REPO / "include/docker/statsd/mapping.yml"),
+        "ro",
+    )
+    # 9125/udp is the exporter's default StatsD port; 9102 serves /metrics on the network only.
+    assert [str(port) for port in exporter["expose"]] == ["9102", "9125/udp"]
+    assert "ports" not in exporter
+    pins = (REPO / "requirements.txt").read_text().splitlines()
+    assert [line for line in pins if line.startswith("statsd==")] == ["statsd==4.0.1"]
 
 
 def test_the_named_volumes(resolved):

@@ -41,6 +41,12 @@ FIELD_PREFIX = "offpeak/field/"
 STATUS_PREFIX = "downloader/response_status_count/"
 # A missing robots.txt or a page past the last one is a normal answer, not a site error.
 HTTP_IGNORED = frozenset({404})
+# Scrapy's stats the pointer and the metrics read: responses (robots.txt's among them, counted
+# apart too), bytes downloaded, requests retried.
+RESPONSES = "response_received_count"
+ROBOTS_RESPONSES = "robotstxt/response_count"
+RESPONSE_BYTES = "downloader/response_bytes"
+RETRIES = "retry/count"
 
 
 def incomplete_causes(stats: dict) -> dict[str, int]:
@@ -50,6 +56,12 @@ def incomplete_causes(stats: dict) -> dict[str, int]:
         for key, n in sorted(stats.items())
         if key.startswith(INCOMPLETE_PREFIX) and n
     }
+
+
+def site_pages(stats: dict) -> int:
+    """The pages fetched from the site: each page's last answer (an error page's too; tries the
+    retry middleware repeated are not counted), robots.txt's aside."""
+    return int(stats.get(RESPONSES, 0)) - int(stats.get(ROBOTS_RESPONSES, 0))
 
 
 def by_status(stats: dict, prefix: str) -> dict[int, int]:

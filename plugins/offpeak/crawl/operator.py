@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import time
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
 from functools import cached_property
@@ -11,7 +12,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from airflow.sdk import BaseOperator
 
-from offpeak import retries
+from offpeak import metrics, retries
 from offpeak.config import Site
 from offpeak.crawl import connection, spec
 from offpeak.crawl.process import WINDOW_GRACE_SECONDS, CrawlProcess
@@ -129,8 +130,11 @@ class ScrapeOperator(BaseOperator):
             raise
         except Exception as exc:
             breaker.record(site, self.region, ok=False, reason=_first_line(exc), log=self.log)
+            metrics.crawl_finished(site.name, self.region, "failed")
             raise
         breaker.record(site, self.region, ok=True, log=self.log)
+        outcome = "complete" if pointer["complete"] else "partial"
+        metrics.crawl_finished(site.name, self.region, outcome)
         return pointer
 
     def fail_after_retry_after(
@@ -141,6 +145,7 @@ class ScrapeOperator(BaseOperator):
         from offpeak.crawl import breaker
 
         breaker.record(self.site_config[0], self.region, ok=False, reason=message, log=self.log)
+        metrics.crawl_finished(self.site_config[0].name, self.region, "failed")
         raise CrawlFailed(message)
 
     def _crawl(
@@ -175,13 +180,16 @@ class ScrapeOperator(BaseOperator):
             self.log.info("Partial crawl requested: %s", sample)
         with storage.crawl_workdir() as tmp:
             files = output.CrawlFiles(tmp)
+            crawl_started = time.monotonic()
             returncode = self.run_crawl(
                 site, trading_date, conn.base_url, files.feed, files.stats, str(tmp),
                 timeout=budget.seconds if budget else None, sample=sample, api_key=conn.api_key,
             )  # fmt: skip
+            crawl_seconds = time.monotonic() - crawl_started
             stats = output.read_stats(files.stats)
             letters = output.read_dead_letters(files.dead_letters)
             feed = output.count_and_hash(files.feed)
+            self.send_metrics(stats, feed.items, crawl_seconds)
             decision = verdict.decide(
                 site, self.region, trading_date, stats, returncode,
                 items=feed.items, window=budget, stopped_at_window_end=self._stopped_at_window_end,
@@ -209,6 +217,19 @@ class ScrapeOperator(BaseOperator):
         )  # fmt: skip
         self.log.info("Crawl published: %s", pointer)
         return pointer
+
+    def send_metrics(self, stats: dict[str, Any], items: int, seconds: float) -> None:
+        """The crawl's numbers (offpeak.metrics), whatever its outcome: before it is judged."""
+        from offpeak.crawl import contract
+
+        metrics.crawled(
+            self.site_config[0].name, self.region,
+            pages=contract.site_pages(stats), items=items,
+            http_errors=contract.http_errors(stats),
+            throttled=contract.by_status(stats, contract.THROTTLED_PREFIX),
+            retries=int(stats.get(contract.RETRIES, 0)),
+            response_bytes=int(stats.get(contract.RESPONSE_BYTES, 0)), seconds=seconds,
+        )  # fmt: skip
 
     def fail(self, context: Context, decision: Decision) -> NoReturn:
         """Raise the decision's failure; a site's Retry-After is waited out first (deferred)."""

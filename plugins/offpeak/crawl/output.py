@@ -14,10 +14,11 @@ from offpeak.crawl import contract
 
 # Stats copied into the returned pointer: small, and what an operator looks at first.
 KEY_STATS = {
-    "pages": "response_received_count",
+    "pages": contract.RESPONSES,
     "requests": "downloader/request_count",
+    "response_bytes": contract.RESPONSE_BYTES,
     "errors": "log_count/ERROR",
-    "retries": "retry/count",
+    "retries": contract.RETRIES,
     "robots_forbidden": "robotstxt/forbidden",
     "unreadable_pages": contract.UNREADABLE_PAGES,
     "dead_letters": contract.DEAD_LETTERS,

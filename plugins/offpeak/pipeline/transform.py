@@ -21,7 +21,12 @@ EXTRA_COLUMNS = ("source_url", "_line")
 
 
 class RejectRatioExceeded(Exception):
-    """More records were rejected than the site's quality.max_reject_ratio allows."""
+    """More records were rejected than the site's quality.max_reject_ratio allows; ``counts``
+    are the transform's (records, clean, rejected), for its metrics."""
+
+    def __init__(self, message: str, counts: dict[str, int] | None = None) -> None:
+        super().__init__(message)
+        self.counts = counts or {}
 
 
 def clean_columns(site: Site) -> list[str]:
@@ -150,7 +155,8 @@ def transform_file(
         raise RejectRatioExceeded(
             f"site {site.name!r}: {counts['rejected']} of {counts['records']} records rejected "
             f"({ratio:.1%}) exceeds quality.max_reject_ratio {site.quality.max_reject_ratio:.1%}; "
-            f"reasons are in {rejects}"
+            f"reasons are in {rejects}",
+            counts,
         )
     return result
 
