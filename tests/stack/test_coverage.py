@@ -278,6 +278,7 @@ def test_the_page_shows_the_matrix_and_fills_a_gap(stack, scene, warehouse):
         title = f"{day}: not a trading day. {_exchange(stack, dag_id)} does not trade: {why}"
         expect(cell(dag_id, day)).to_have_attribute("title", title)
         screenshot(page, SHOTS / "01-coverage.png")
+        _page_matches_the_json(stack, frame, scene.days)
 
         cell(FX, scene.complete).click()
         detail = frame.locator("#detail")
@@ -302,6 +303,32 @@ def test_the_page_shows_the_matrix_and_fills_a_gap(stack, scene, warehouse):
         expect(cell(FX, scene.missing)).to_have_text(str(FX_ROWS))
         screenshot(page, SHOTS / "04-gap-filled.png")
     assert _audit(warehouse, "fx_rates", "americas", scene.missing)[:1] == (FX_ROWS,)
+
+
+def _page_matches_the_json(stack, frame, days: int) -> None:
+    """Every cell of the page has the state and text of the API's JSON. A run of another
+    test may end between the two reads: then both are read again (up to 3 times)."""
+    marks = {"running": "\u25b6", "failed": "\u2717", "missing": "?", "scheduled": "\u2026",
+             "closed": "\u00b7"}  # fmt: skip
+    for attempt in range(3):
+        renders = int(frame.locator("body").get_attribute("data-renders"))
+        frame.get_by_role("button", name="Refresh").click()
+        expect(frame.locator("body")).not_to_have_attribute("data-renders", str(renders))
+        shown = frame.locator("td.cell").evaluate_all(
+            "cells => cells.map(c => [c.dataset.dag, c.dataset.date, c.dataset.state,"
+            " c.textContent])"
+        )
+        status, doc = _get(stack, f"/coverage/api/matrix?days={days}", token=stack.token())
+        assert status == 200, doc
+        expected = [
+            [row["dag_id"], c["date"], c["state"],
+             {"complete": str(c["rows"]), "partial": f"{c['rows']}*"}.get(c["state"])
+             or marks[c["state"]]]
+            for row in doc["rows"] for c in row["cells"]
+        ]  # fmt: skip
+        if shown == expected or attempt == 2:
+            break
+    assert shown == expected
 
 
 def _page_cell(frame):
