@@ -9,7 +9,6 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
@@ -20,7 +19,7 @@ from offpeak.config import load_project
 from offpeak.naming import GLOBAL, rollup_dag_id, scrape_dag_id
 from offpeak.rollups.dates import rollup_clock
 from support import REPO
-from support.queries import load_audit
+from support.queries import load_audit, own_schema
 
 PROJECT = load_project()
 AIRFLOW = Path(sys.executable).parent / "airflow"
@@ -85,12 +84,8 @@ def test_the_plan_covers_every_shipped_kind_and_its_dates_hold():
 @pytest.fixture(scope="module")
 def cli_schema(pg):
     """A warehouse schema of this module's own, dropped at the end."""
-    import psycopg
-
-    name = f"t_cli_{uuid.uuid4().hex[:8]}"
-    yield name
-    with psycopg.connect(pg.uri("warehouse"), autocommit=True) as conn:
-        conn.execute(f"DROP SCHEMA IF EXISTS {name} CASCADE")
+    with own_schema(pg, "t_cli") as name:
+        yield name
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,6 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from datetime import date
 
 import pytest
@@ -22,7 +21,7 @@ from test_airflow_cli import CRAWL_NOW, Run, _start, dag_run
 from offpeak import metrics
 from offpeak.naming import scrape_dag_id
 from support import REPO
-from support.queries import load_audit
+from support.queries import load_audit, own_schema
 from support.services import load_demo_server
 from support.statsd import Mapping, StatsdReceiver
 
@@ -66,12 +65,8 @@ def config(tmp_path_factory):
 @pytest.fixture(scope="module")
 def metrics_schema(pg):
     """A warehouse schema of this module's own, dropped at the end."""
-    import psycopg
-
-    name = f"t_metrics_{uuid.uuid4().hex[:8]}"
-    yield name
-    with psycopg.connect(pg.uri("warehouse"), autocommit=True) as conn:
-        conn.execute(f"DROP SCHEMA IF EXISTS {name} CASCADE")
+    with own_schema(pg, "t_metrics") as name:
+        yield name
 
 
 @pytest.fixture(scope="module")

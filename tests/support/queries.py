@@ -1,7 +1,11 @@
-"""What tests read back from the warehouse: the load audit, one query for every tier."""
+"""What tests read back from the warehouse: the load audit, one query for every tier; and
+warehouse schemas of a module's own."""
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date
 from typing import Any
 
@@ -27,3 +31,15 @@ def load_audit(
         return cur.fetchall()
     names = [c.name for c in cur.description]
     return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+
+
+@contextmanager
+def own_schema(pg, prefix: str) -> Iterator[str]:
+    """A warehouse schema name of a test module's own (``<prefix>_<random>``), dropped at the
+    end: `airflow dags test` processes load there (OFFPEAK_WAREHOUSE_SCHEMA)."""
+    import psycopg
+
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    yield name
+    with psycopg.connect(pg.uri("warehouse"), autocommit=True) as conn:
+        conn.execute(f"DROP SCHEMA IF EXISTS {name} CASCADE")
