@@ -190,6 +190,20 @@ def test_a_read_only_user_sees_the_matrix_but_cannot_fill_it(stack, scene):
     assert status == 403, answer
 
 
+def test_a_user_sees_only_the_rows_of_dags_they_may_read(stack, scene):
+    """`analyst` may read only the europe DAGs (tests/support/auth.py, as an auth manager with
+    per-DAG permissions would say)."""
+    analyst = stack.token("analyst")
+    status, doc = _get(stack, f"/coverage/api/matrix?days={scene.days}", token=analyst)
+    assert status == 200, doc
+    europe = ["scrape__equities__europe", "scrape__funds__europe", "scrape__fx_rates__europe"]
+    assert sorted(r["dag_id"] for r in doc["rows"]) == europe
+    assert _cell(doc, EQ, scene.partial)["state"] == "partial"
+    cells = {"cells": [{"dag_id": FX, "date": str(scene.missing)}]}
+    status, answer = _get(stack, "/coverage/api/backfills", token=analyst, body=cells)
+    assert (status, answer) == (404, {"detail": f"no such DAG, or you may not read it: {FX}"})
+
+
 def test_an_admin_gets_one_backfill_per_dag(stack, scene):
     cells = [{"dag_id": FX, "date": str(d)} for d in (scene.missing, scene.complete)]
     cells.append({"dag_id": EQ, "date": str(scene.failed)})

@@ -53,8 +53,13 @@ class AirflowStack:
             "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": pg.uri(self.DATABASE, "postgresql+psycopg2"),
             "OFFPEAK_DEADLINE_ALERTS": "true",
             "AIRFLOW_CONN_WAREHOUSE": pg.uri(self.WAREHOUSE),
-            # admin, and a read-only user for the permission tests (the Coverage page's)
-            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin,viewer:viewer",
+            # admin, a read-only user, and one who may read only the europe DAGs
+            # (support/auth.py), for the permission tests of the Coverage page
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin,viewer:viewer,analyst:viewer",
+            "AIRFLOW__CORE__AUTH_MANAGER": "support.auth.RegionScopedAuthManager",
+            "PYTHONPATH": os.pathsep.join(
+                filter(None, [str(REPO / "tests"), os.environ.get("PYTHONPATH")])
+            ),
         }
         if alerts_url:  # the webhook of regions.yaml's alerts.http_conn_id (offpeak_alerts)
             self.env["AIRFLOW_CONN_OFFPEAK_ALERTS"] = json.dumps(
