@@ -279,6 +279,14 @@ def _check_selector(
     return expr
 
 
+def _compiled_regex(value: str) -> re.Pattern:
+    """``value`` compiled; ValueError naming it and the problem when it is no regex."""
+    try:
+        return re.compile(value)
+    except re.error as exc:
+        raise ValueError(f"invalid regular expression {value!r}: {exc}") from None
+
+
 class FieldSpec(_Strict):
     """One typed output field: where to find it on the page or in the JSON record, and how to
     take its value from what was found (README "Fields")."""
@@ -318,10 +326,7 @@ class FieldSpec(_Strict):
     @classmethod
     def _pattern(cls, value: str | None) -> str | None:
         if value is not None:
-            try:
-                compiled = re.compile(value)
-            except re.error as exc:
-                raise ValueError(f"invalid regular expression {value!r}: {exc}") from None
+            compiled = _compiled_regex(value)
             if compiled.groups > 1:
                 raise ValueError(
                     f"regular expression {value!r} has {compiled.groups} groups; the value is "
@@ -356,8 +361,8 @@ class FieldSpec(_Strict):
 
     @model_validator(mode="after")
     def _one_locator(self) -> FieldSpec:
-        given = [k for k in ("css", "xpath", "path", "const") if getattr(self, k) is not None]
-        given = [k for k in given if k == "const" or getattr(self, k)]
+        given = [k for k in ("css", "xpath", "path") if getattr(self, k)]
+        given += ["const"] if self.const is not None else []
         if len(given) != 1:
             raise ValueError(
                 f"give exactly one of css, xpath, path or const (got {given or 'none'})"
@@ -402,10 +407,7 @@ class HtmlTable(_Strict):
     @classmethod
     def _skip_pattern(cls, value: str | None) -> str | None:
         if value is not None:
-            try:
-                re.compile(value)
-            except re.error as exc:
-                raise ValueError(f"invalid regular expression {value!r}: {exc}") from None
+            _compiled_regex(value)
         return value
 
 
