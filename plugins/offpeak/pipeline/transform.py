@@ -246,8 +246,7 @@ class _Batch:
         self.required = site.required_fields()
         self.columns = clean_columns(site)
         self.keys = [*self.fields, "_url", "_error"]
-        self.by_field = converters or site_converters(site)
-        self.converters = list(self.by_field.items())
+        self.converters = converters or site_converters(site)
         self.counts = {"records": 0, "clean": 0, "rejected": 0, "rejected_keys": 0}
         self.reasons: dict[str, int] = {}
 
@@ -334,7 +333,7 @@ class _Batch:
             keys.writerows(csv.reader(io.StringIO(keys_text)))  # csv.writer's quoting
 
     def _line(self, number: int, text: str) -> _Outcome | None:
-        return reference_line(self.site, number, text, self.by_field)
+        return reference_line(self.site, number, text, self.converters)
 
     def _settle(self, partial):
         """Rows the fast path did not read whole, a column at a time: each unread value goes
@@ -346,7 +345,7 @@ class _Batch:
         import polars as pl
 
         texts, problems = [], []
-        for name, convert in self.converters:
+        for name, convert in self.converters.items():
             raw = pl.col(f"{name}!")
             unread = partial.filter(~pl.col(f"{name}?")).get_column(f"{name}!").unique()
             text_of: dict[Any, str | None] = {}
