@@ -9,9 +9,9 @@ import pytest
 from parsel import Selector
 
 from offpeak.config import FieldSpec
-from offpeak.pipeline.normalize import FieldError, field_converter
+from offpeak.pipeline.normalize import MINUS_SIGNS, FieldError, field_converter
 from offpeak.scraping.siteconfig import Locator
-from offpeak.scraping.spiders import FieldReader
+from offpeak.scraping.spiders import NEGATIVE_STARTS, FieldReader
 
 ROW = """<table><tr>
   <td class="co">Berkshire Hathaway Inc. (Class B) (BRK.B)</td>
@@ -39,6 +39,10 @@ def test_negative_when_a_class_marks_the_sign():
     assert read(css="td.pct::text", negative_when="td.pct.nnum") == "0.27%"
     # A value already written negative is not negated twice.
     assert read(css="td.acct::text", negative_when="td.acct.nnum") == "(0.12)"
+    # Nor one written with any minus sign the number reader knows (here an en dash).
+    dashed = ROW.replace('class="chg nnum">0.85', 'class="chg nnum">\u20130.85')
+    assert read(dashed, css="td.chg::text", negative_when="td.chg.nnum") == "\u20130.85"
+    assert set(NEGATIVE_STARTS) == {*MINUS_SIGNS, "("}  # the spider's list is the reader's
 
 
 def test_matches_are_joined_by_join_and_blank_text_is_nothing():

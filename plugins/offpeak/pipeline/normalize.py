@@ -24,7 +24,8 @@ _GROUPED = re.compile(
 _CODES = r"(?:[A-Z]{3}|kr|Kr|Rs|Fr|zł|A|C|NZ|HK|S|US|R)"
 _CODE_PREFIX = re.compile(rf"^{_CODES}\.?\s*(?=[\d.])")
 _CODE_SUFFIX = re.compile(rf"(?<=[\d.])\s*{_CODES}\.?$")
-_MINUS_SIGNS = "-\u2212\u2012\u2013"
+# Signs a number may start with to be negative (the hyphen, the minus, the figure and en dashes).
+MINUS_SIGNS = "-\u2212\u2012\u2013"
 
 
 class FieldError(ValueError):
@@ -52,12 +53,12 @@ def _number_text(raw: object) -> tuple[bool, str] | None:
     if text.startswith("(") and text.endswith(")"):
         negative, text = True, text[1:-1].strip()
     text = text.removesuffix("%").strip()
-    if text and text[0] in _MINUS_SIGNS + "+":
+    if text and text[0] in MINUS_SIGNS + "+":
         negative, text = negative or text[0] != "+", text[1:].strip()
     text = "".join(c for c in text if unicodedata.category(c) != "Sc").strip()
     text = _CODE_PREFIX.sub("", text)
     text = _CODE_SUFFIX.sub("", text)
-    if text and text[0] in _MINUS_SIGNS:  # "$-1.37" puts the sign after the currency
+    if text and text[0] in MINUS_SIGNS:  # "$-1.37" puts the sign after the currency
         negative, text = True, text[1:]
     if not any(c.isdigit() for c in text):  # a heading, a dash, "n/a": no guess at why
         raise FieldError(f"{original!r} is not a number")

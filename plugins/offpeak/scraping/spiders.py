@@ -69,7 +69,10 @@ def extract(selector: scrapy.Selector, spec: Locator) -> str | None:
     return _joined(found, spec.join)
 
 
-_MINUS = ("-", "\u2212", "(")
+# A text already written negative: a minus sign the number reader knows (the crawl does not
+# import it: offpeak.pipeline.normalize.MINUS_SIGNS, held equal by test_field_extraction),
+# or an accounting "(1.20)".
+NEGATIVE_STARTS = ("-", "\u2212", "\u2012", "\u2013", "(")
 
 
 class Finish:
@@ -89,7 +92,7 @@ class Finish:
             text = text if text and not text.isspace() else None
         if text is not None and self.negative and selector.css(self.negative):
             stripped = text.strip()
-            if not stripped.startswith(_MINUS):
+            if not stripped.startswith(NEGATIVE_STARTS):
                 text = "-" + stripped
         return text
 
