@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 
 from dev.localpg import LocalPostgres
 from offpeak import naming
+from offpeak.crawl.connection import connection_var
 
 if TYPE_CHECKING:
     from offpeak.config import Project, Site
@@ -146,11 +147,6 @@ def configured_sites(config_dir: Path | None = None) -> list[Site]:
 
     project = load_project(config_dir)
     return [project.sites[name] for name in sorted(project.sites)]
-
-
-def connection_var(conn_id: str) -> str:
-    """The environment variable Airflow reads connection ``conn_id`` from."""
-    return f"AIRFLOW_CONN_{conn_id.upper()}"
 
 
 def _demo_server() -> Any:

@@ -79,7 +79,9 @@ def site_base_url(site: Site, base_url: str | None) -> tuple[str, str | None]:
     (``AIRFLOW_CONN_<ID>``, a URI or JSON, as Airflow reads it)."""
     if base_url:
         return base_url, None
-    var = f"AIRFLOW_CONN_{site.base_url_conn_id.upper()}"
+    from offpeak.crawl.connection import base_url_from_connection, connection_var
+
+    var = connection_var(site.base_url_conn_id)
     value = os.environ.get(var)
     if not value:
         raise PreviewError(
@@ -87,8 +89,6 @@ def site_base_url(site: Site, base_url: str | None) -> tuple[str, str | None]:
             f"base_url_conn_id {site.base_url_conn_id!r}), e.g. {var}='http://127.0.0.1:8000'"
         )
     from airflow.models.connection import Connection
-
-    from offpeak.crawl.connection import base_url_from_connection
 
     if value.lstrip().startswith("{"):
         conn = Connection(conn_id=site.base_url_conn_id, **json.loads(value))

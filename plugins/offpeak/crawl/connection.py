@@ -8,6 +8,11 @@ from typing import Any
 from offpeak.crawl.contract import secret_forms
 
 
+def connection_var(conn_id: str) -> str:
+    """The environment variable Airflow reads connection ``conn_id`` from."""
+    return f"AIRFLOW_CONN_{conn_id.upper()}"
+
+
 def base_url_from_connection(conn: Any) -> str:
     """``http[s]://host[:port][/path]`` from an Airflow HTTP connection (a site's base URL, the
     alerts webhook): its host when that is a whole URL (the JSON form
