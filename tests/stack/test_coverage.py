@@ -22,8 +22,6 @@ import json
 import re
 import subprocess
 import sys
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
@@ -36,6 +34,7 @@ from offpeak.naming import scrape_dag_id
 from offpeak.schedule.tradingtime import RegionClock
 from support import REPO
 from support.browser import screenshot, signed_in_page
+from support.queries import load_audit
 
 SHOTS = REPO / "test-artifacts" / "coverage"
 FX = "scrape__fx_rates__americas"
@@ -125,26 +124,8 @@ def scene(stack) -> Scene:
 
 
 def _get(stack, path: str, token: str | None = None, body: dict | None = None):
-    """(status, parsed JSON or text) of a request to the api-server."""
-    headers = {"Content-Type": "application/json"}
-    if token:
-        headers["Authorization"] = f"Bearer {token}"
-    request = urllib.request.Request(
-        f"{stack.api_url}{path}",
-        data=None if body is None else json.dumps(body).encode(),
-        method="GET" if body is None else "POST",
-        headers=headers,
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=60) as response:
-            raw = response.read().decode()
-            status = response.status
-    except urllib.error.HTTPError as err:
-        raw, status = err.read().decode(), err.code
-    try:
-        return status, json.loads(raw)
-    except json.JSONDecodeError:
-        return status, raw
+    """(status, JSON or text) of a GET, or with ``body`` a POST, to the api-server."""
+    return stack.http("GET" if body is None else "POST", path, body, token)
 
 
 def _cell(doc: dict, dag_id: str, day: date) -> dict:
@@ -153,12 +134,10 @@ def _cell(doc: dict, dag_id: str, day: date) -> dict:
 
 
 def _audit(warehouse, site: str, region: str, day: date) -> tuple:
-    return warehouse.execute(
-        "SELECT rows_inserted + rows_updated + rows_unchanged, rows_inserted, rows_rejected,"
-        " complete FROM scraped.load_audit WHERE site = %s AND region = %s AND trading_date = %s"
-        " ORDER BY id DESC LIMIT 1",
-        (site, region, day),
-    ).fetchone()
+    """(rows the partition holds, rows inserted, rows rejected, complete) of its latest load."""
+    audit = load_audit(warehouse, site, region, day)[-1]
+    held = audit["rows_inserted"] + audit["rows_updated"] + audit["rows_unchanged"]
+    return held, audit["rows_inserted"], audit["rows_rejected"], audit["complete"]
 
 
 def test_every_endpoint_needs_a_signed_in_user(stack):
@@ -222,6 +201,9 @@ def test_an_admin_gets_one_backfill_per_dag(stack, scene):
     closed = {"cells": [{"dag_id": dag_id, "date": str(day)}]}
     status, answer = _get(stack, "/coverage/api/backfills", token=stack.token(), body=closed)
     assert status == 400 and f"{dag_id}: {day} is not a trading day" in answer["detail"], answer
+    status, answer = _get(stack, "/coverage/api/matrix?state=gone", token=stack.token())
+    assert status == 400, answer
+    assert answer["detail"].startswith("unknown state(s) ['gone']: the states are complete,")
 
 
 def test_the_json_shows_each_state_with_its_numbers(stack, scene, warehouse):

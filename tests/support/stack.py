@@ -14,6 +14,7 @@ import urllib.request
 from collections.abc import Callable
 from datetime import date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -203,20 +204,33 @@ class AirflowStack:
 
         self.wait(parsed, timeout, f"the dag-processor to parse {dag_ids}")
 
-    def rest(self, method: str, path: str, body: dict | None = None) -> tuple[int, dict]:
-        """A public REST API call (``/api/v2`` + path) as admin: (HTTP status, JSON body)."""
+    def http(
+        self, method: str, path: str, body: dict | None = None, token: str | None = None
+    ) -> tuple[int, Any]:
+        """A call to the api-server (``path`` from its root), as the user of ``token`` (None:
+        no credentials): (HTTP status, the JSON body, {} when empty, or the text)."""
+        headers = {"Content-Type": "application/json"}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
         request = urllib.request.Request(
-            f"{self.api_url}/api/v2{path}",
+            f"{self.api_url}{path}",
             data=None if body is None else json.dumps(body).encode(),
             method=method,
-            headers={"Authorization": f"Bearer {self.token()}", "Content-Type": "application/json"},
+            headers=headers,
         )
         try:
-            with urllib.request.urlopen(request, timeout=30) as response:
-                raw = response.read()
-                return response.status, json.loads(raw) if raw else {}
+            with urllib.request.urlopen(request, timeout=60) as response:
+                status, raw = response.status, response.read()
         except urllib.error.HTTPError as err:
-            return err.code, json.loads(err.read() or b"{}")
+            status, raw = err.code, err.read()
+        try:
+            return status, json.loads(raw) if raw else {}
+        except json.JSONDecodeError:
+            return status, raw.decode()
+
+    def rest(self, method: str, path: str, body: dict | None = None) -> tuple[int, dict]:
+        """A public REST API call (``/api/v2`` + path) as admin: (HTTP status, JSON body)."""
+        return self.http(method, f"/api/v2{path}", body, self.token())
 
     def set_paused(self, dag_id: str, paused: bool) -> None:
         """Pause or unpause over REST (seconds faster than the CLI's Airflow import)."""

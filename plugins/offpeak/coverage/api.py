@@ -70,10 +70,13 @@ def matrix(
     from offpeak.coverage.service import current_matrix
 
     readable = _readable_dag_ids(user, session)
-    result = current_matrix(
-        session, days=days, sites=site or (), regions=region or (), states=state or (),
-        dag_ids=readable,
-    )  # fmt: skip
+    try:
+        result = current_matrix(
+            session, days=days, sites=site or (), regions=region or (), states=state or (),
+            dag_ids=readable,
+        )  # fmt: skip
+    except ValueError as exc:  # an unknown state, named with the known ones
+        raise HTTPException(400, str(exc)) from None
     return result.to_dict()
 
 

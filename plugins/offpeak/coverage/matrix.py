@@ -162,6 +162,83 @@ def dates_shown(clocks: Iterable[RegionClock], now: datetime, days: int) -> list
     return sorted(out)
 
 
+@dataclass(frozen=True)
+class Frame:
+    """What a matrix covers before any fact is read: its (site, region) pairs, their clocks
+    and the dates shown. The sources read only what falls in it (``dag_ids``, ``dates``)."""
+
+    pairs: list[tuple[Any, Any]]  # (Site, Region)
+    clocks: dict[str, RegionClock]
+    dates: list[date]
+    now: datetime
+    days: int
+
+    @property
+    def dag_ids(self) -> list[str]:
+        return [scrape_dag_id(s.name, r.name) for s, r in self.pairs]
+
+    def fill(
+        self,
+        loads: Mapping[tuple[str, str, date], Load],
+        runs: Iterable[Run],
+        *,
+        paused: Mapping[str, bool] | None = None,
+        states: Iterable[str] = (),
+    ) -> Matrix:
+        """The matrix of these pairs and dates from the facts. ``loads``: the latest load_audit
+        row per (site, region, trading date); ``runs``: the DAG runs of the scrape DAGs (any
+        may be left out that cannot fall on a date shown); ``states``: only rows with a cell
+        in one of them."""
+        wanted_states = set(states)
+        region_of = {scrape_dag_id(s.name, r.name): r.name for s, r in self.pairs}
+        latest = _latest_runs(runs, self.clocks, region_of)
+        rows = []
+        for site, region in self.pairs:
+            dag_id = scrape_dag_id(site.name, region.name)
+            clock = self.clocks[region.name]
+            row = Row(site.name, region.name, dag_id, (paused or {}).get(dag_id))
+            for day in self.dates:
+                load = loads.get((site.name, region.name, day))
+                row.cells.append(_cell(clock, day, self.now, load, latest.get((dag_id, day))))
+            if not wanted_states or any(c.state in wanted_states for c in row.cells):
+                rows.append(row)
+        return Matrix(
+            generated_at=self.now.astimezone(UTC).isoformat(timespec="seconds"),
+            days=self.days,
+            dates=[d.isoformat() for d in self.dates],
+            rows=rows,
+        )
+
+
+def frame(
+    project: Project,
+    *,
+    now: datetime | None = None,
+    days: int = DEFAULT_DAYS,
+    sites: Iterable[str] = (),
+    regions: Iterable[str] = (),
+    dag_ids: Iterable[str] | None = None,
+) -> Frame:
+    """The pairs of ``project`` that pass the filters (``sites``, ``regions``: names, empty for
+    all; ``dag_ids``: only these DAGs, the ones the user may read) and the last ``days``
+    trading dates of their regions."""
+    from offpeak.schedule.tradingtime import RegionClock
+
+    now = now or datetime.now(tz=UTC)
+    days = max(1, min(int(days), MAX_DAYS))
+    wanted_sites, wanted_regions = set(sites), set(regions)
+    allowed = None if dag_ids is None else set(dag_ids)
+    pairs = [
+        (s, r)
+        for s, r in project.pairs()
+        if (not wanted_sites or s.name in wanted_sites)
+        and (not wanted_regions or r.name in wanted_regions)
+        and (allowed is None or scrape_dag_id(s.name, r.name) in allowed)
+    ]
+    clocks = {r.name: RegionClock.of(r) for _, r in pairs}
+    return Frame(pairs, clocks, dates_shown(clocks.values(), now, days), now, days)
+
+
 def build(
     project: Project,
     loads: Mapping[tuple[str, str, date], Load],
@@ -175,45 +252,10 @@ def build(
     states: Iterable[str] = (),
     dag_ids: Iterable[str] | None = None,
 ) -> Matrix:
-    """The matrix of ``project``'s (site, region) pairs over the last ``days`` trading dates.
-
-    ``loads``: the latest load_audit row per (site, region, trading date); ``runs``: the DAG
-    runs of the scrape DAGs (any may be left out that cannot fall on a date shown).
-    Filters: ``sites``, ``regions`` (names; empty: all); ``states``: only rows with a cell in
-    one of them; ``dag_ids``: only these DAGs (the ones the user may read).
-    """
-    from offpeak.schedule.tradingtime import RegionClock
-
-    now = now or datetime.now(tz=UTC)
-    days = max(1, min(int(days), MAX_DAYS))
-    wanted_sites, wanted_regions, wanted_states = set(sites), set(regions), set(states)
-    allowed = None if dag_ids is None else set(dag_ids)
-    pairs = [
-        (s, r)
-        for s, r in project.pairs()
-        if (not wanted_sites or s.name in wanted_sites)
-        and (not wanted_regions or r.name in wanted_regions)
-        and (allowed is None or scrape_dag_id(s.name, r.name) in allowed)
-    ]
-    clocks = {r.name: RegionClock.of(r) for _, r in pairs}
-    columns = dates_shown(clocks.values(), now, days)
-    latest = _latest_runs(runs, clocks, {scrape_dag_id(s.name, r.name): r.name for s, r in pairs})
-    rows = []
-    for site, region in pairs:
-        dag_id = scrape_dag_id(site.name, region.name)
-        clock = clocks[region.name]
-        row = Row(site.name, region.name, dag_id, (paused or {}).get(dag_id))
-        for day in columns:
-            load = loads.get((site.name, region.name, day))
-            row.cells.append(_cell(clock, day, now, load, latest.get((dag_id, day))))
-        if not wanted_states or any(c.state in wanted_states for c in row.cells):
-            rows.append(row)
-    return Matrix(
-        generated_at=now.astimezone(UTC).isoformat(timespec="seconds"),
-        days=days,
-        dates=[d.isoformat() for d in columns],
-        rows=rows,
-    )
+    """The matrix of ``project``'s (site, region) pairs over the last ``days`` trading dates,
+    from facts in hand (:func:`frame`, then :meth:`Frame.fill`)."""
+    shown = frame(project, now=now, days=days, sites=sites, regions=regions, dag_ids=dag_ids)
+    return shown.fill(loads, runs, paused=paused, states=states)
 
 
 def _latest_runs(

@@ -4,7 +4,7 @@ page's API and the command line both call, so they show the same thing."""
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
 from offpeak.coverage import matrix as m
@@ -25,26 +25,19 @@ def current_matrix(
 ) -> m.Matrix:
     """The matrix now, from the config, the warehouse's load audit and Airflow's runs."""
     from offpeak.config import load_project
-    from offpeak.coverage.sources import read_loads, read_runs
+    from offpeak.coverage.sources import read_loads, read_paused, read_runs
 
-    now = now or datetime.now(tz=UTC)
     project = load_project()
     unknown = sorted(set(states) - set(m.STATES))
     if unknown:
         raise ValueError(f"unknown state(s) {unknown}: the states are {', '.join(m.STATES)}")
-    # The dates first, then read only what falls on them.
-    shape = m.build(project, {}, (), now=now, days=days, sites=sites, regions=regions,
-                    dag_ids=dag_ids)  # fmt: skip
-    if not shape.dates:
-        return shape
-    first, last = date.fromisoformat(shape.dates[0]), date.fromisoformat(shape.dates[-1])
-    shown = [r.dag_id for r in shape.rows]
-    loads = read_loads(first, last, sorted({r.site for r in shape.rows}))
-    runs, paused = read_runs(session, shown, first)
-    return m.build(
-        project, loads, runs, now=now, days=days, paused=paused, sites=sites, regions=regions,
-        states=states, dag_ids=shown,
-    )  # fmt: skip
+    shown = m.frame(project, now=now, days=days, sites=sites, regions=regions, dag_ids=dag_ids)
+    if not shown.dates:
+        return shown.fill({}, ())
+    first, last = shown.dates[0], shown.dates[-1]
+    loads = read_loads(first, last, sorted({s.name for s, _ in shown.pairs}))
+    runs = read_runs(session, shown.dag_ids, first)
+    return shown.fill(loads, runs, paused=read_paused(session, shown.dag_ids), states=states)
 
 
 def plan_backfills(
@@ -63,7 +56,7 @@ def plan_backfills(
     trading date in the DAG's own region (README "Backfill"). ValueError naming the DAG and
     the date for one that is not a (site, region) DAG or not a trading day of its region."""
     from offpeak.config import load_project
-    from offpeak.coverage.sources import read_runs
+    from offpeak.coverage.sources import read_paused
     from offpeak.naming import scrape_dag_id
     from offpeak.schedule.tradingtime import RegionClock
 
@@ -81,7 +74,7 @@ def plan_backfills(
                 f"{clock.why_closed(day)}"
             )
         wanted.setdefault(dag_id, set()).add(day)
-    _, paused = read_runs(session, list(wanted), min(min(d) for d in wanted.values()))
+    paused = read_paused(session, wanted)
     conf = {"ignore_window": True} if ignore_window else {}
     plans = []
     for dag_id, days in sorted(wanted.items()):

@@ -51,19 +51,16 @@ def read_loads(
         conn.close()
 
 
-def read_runs(
-    session: Session, dag_ids: Iterable[str], since: date
-) -> tuple[list[Run], dict[str, bool]]:
-    """The DAG runs of ``dag_ids`` that can fall on ``since`` or later, and each DAG's paused
-    flag. A run's trading date is never after its logical date's UTC day plus one (local
-    midnight east of UTC), nor after its run_after for a run without a logical date."""
-    from airflow.models.dag import DagModel
+def read_runs(session: Session, dag_ids: Iterable[str], since: date) -> list[Run]:
+    """The DAG runs of ``dag_ids`` that can fall on ``since`` or later. A run's trading date is
+    never after its logical date's UTC day plus one (local midnight east of UTC), nor after
+    its run_after for a run without a logical date."""
     from airflow.models.dagrun import DagRun
     from sqlalchemy import or_, select
 
     ids = list(dag_ids)
     if not ids:
-        return [], {}
+        return []
     day = since - timedelta(days=2)
     floor = datetime(day.year, day.month, day.day, tzinfo=UTC)  # Airflow's columns: UTC
     rows = session.execute(
@@ -81,7 +78,7 @@ def read_runs(
         .where(DagRun.dag_id.in_(ids))
         .where(or_(DagRun.logical_date >= floor, DagRun.run_after >= floor))
     ).all()
-    runs = [
+    return [
         Run(
             dag_id=r.dag_id,
             run_id=r.run_id,
@@ -95,9 +92,15 @@ def read_runs(
         )
         for r in rows
     ]
-    paused = dict(
-        session.execute(
-            select(DagModel.dag_id, DagModel.is_paused).where(DagModel.dag_id.in_(ids))
-        ).all()
-    )
-    return runs, paused
+
+
+def read_paused(session: Session, dag_ids: Iterable[str]) -> dict[str, bool]:
+    """Each DAG's paused flag."""
+    from airflow.models.dag import DagModel
+    from sqlalchemy import select
+
+    ids = list(dag_ids)
+    if not ids:
+        return {}
+    query = select(DagModel.dag_id, DagModel.is_paused).where(DagModel.dag_id.in_(ids))
+    return dict(session.execute(query).all())
