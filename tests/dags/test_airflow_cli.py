@@ -7,7 +7,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -19,10 +18,10 @@ from offpeak.config import load_project
 from offpeak.naming import GLOBAL, rollup_dag_id, scrape_dag_id
 from offpeak.rollups.dates import rollup_clock
 from support import REPO
+from support.dagsync import AIRFLOW, register_dags
 from support.queries import load_audit, own_schema
 
 PROJECT = load_project()
-AIRFLOW = Path(sys.executable).parent / "airflow"
 # New Year's Day 2026: of the rolled-up regions only india (XBOM) trades, so rollup__global
 # waits for rollup__india alone and needs 2 scrape runs, not the 11 of an ordinary day.
 ONE_REGION_DAY, ONE_REGION = date(2026, 1, 1), "india"
@@ -95,6 +94,7 @@ def cli_runs(airflow_db, cli_schema, tmp_path_factory) -> dict[str, Outcome]:
     needs have succeeded, AT_ONCE at most at a time."""
     env = {**os.environ, "OFFPEAK_DEADLINE_ALERTS": "true", "OFFPEAK_WAREHOUSE_SCHEMA": cli_schema}
     logs = tmp_path_factory.mktemp("airflow-dags-test")
+    register_dags(env)  # the processes below would race to register them
     outcomes: dict[str, Outcome] = {}
     running: dict[str, tuple[subprocess.Popen, Path, float]] = {}
     pending = list(PLAN)

@@ -21,6 +21,7 @@ from test_airflow_cli import CRAWL_NOW, Run, _start, dag_run
 from offpeak import metrics
 from offpeak.naming import scrape_dag_id
 from support import REPO
+from support.dagsync import register_dags
 from support.queries import load_audit, own_schema
 from support.services import load_demo_server
 from support.statsd import Mapping, StatsdReceiver
@@ -80,6 +81,7 @@ def received(airflow_db, config, metrics_schema, tmp_path_factory) -> dict:
         "OFFPEAK_CONFIG_DIR": str(config),
         "OFFPEAK_WAREHOUSE_SCHEMA": metrics_schema,
     }
+    register_dags(env)  # the processes below would race to register them
     started = {}
     for run in RUNS:
         receiver = StatsdReceiver()
