@@ -18,7 +18,6 @@ import argparse
 import csv
 import json
 import logging
-import os
 import sys
 import tempfile
 from dataclasses import dataclass, field
@@ -29,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from offpeak.config import Region, Site
+    from offpeak.crawl.connection import SiteConnection
     from offpeak.pipeline.quality import Check
 
 
@@ -74,27 +74,23 @@ def regions_for(site_file: Path, config_dir: Path | None) -> Path:
     return Path(settings.config_dir()) / "regions.yaml"
 
 
-def site_base_url(site: Site, base_url: str | None) -> tuple[str, str | None]:
-    """(base URL, API key): ``--base-url``, else the site's connection from the environment
-    (``AIRFLOW_CONN_<ID>``, a URI or JSON, as Airflow reads it)."""
-    if base_url:
-        return base_url, None
-    from offpeak.crawl.connection import base_url_from_connection, connection_var
+def site_location(site: Site, base_url: str | None) -> SiteConnection:
+    """Where the site is, as ScrapeOperator reads it (offpeak.crawl.connection, Airflow's own
+    lookup: ``AIRFLOW_CONN_<ID>`` as a URI or JSON, or a secrets backend), or ``--base-url``."""
+    from offpeak.crawl.connection import SiteConnection, connection_var, site_connection
 
-    var = connection_var(site.base_url_conn_id)
-    value = os.environ.get(var)
-    if not value:
+    if base_url:
+        return SiteConnection(base_url)
+    from airflow.sdk.exceptions import AirflowNotFoundException
+
+    try:
+        return site_connection(site.base_url_conn_id)
+    except AirflowNotFoundException:
+        var = connection_var(site.base_url_conn_id)
         raise PreviewError(
             f"site {site.name!r}: no base URL: pass --base-url, or export {var} (the site's "
             f"base_url_conn_id {site.base_url_conn_id!r}), e.g. {var}='http://127.0.0.1:8000'"
-        )
-    from airflow.models.connection import Connection
-
-    if value.lstrip().startswith("{"):
-        conn = Connection(conn_id=site.base_url_conn_id, **json.loads(value))
-    else:
-        conn = Connection(conn_id=site.base_url_conn_id, uri=value)
-    return base_url_from_connection(conn), conn.password or None
+        ) from None
 
 
 def load(site_file: Path, region_name: str, config_dir: Path | None) -> tuple[Site, Region]:
@@ -115,42 +111,26 @@ def load(site_file: Path, region_name: str, config_dir: Path | None) -> tuple[Si
     return site, regions[region_name]
 
 
-def preview(
-    site: Site,
-    region: Region,
-    trading_date: date,
-    base_url: str,
-    *,
-    pages: int = 1,
-    api_key: str | None = None,
-) -> Preview:
-    """Crawl ``pages`` page(s) as ScrapeOperator would (CLOSESPIDER_PAGECOUNT), then
-    transform and judge what was fetched."""
+def preview(site: Site, region: Region, trading_date: date, where: SiteConnection, *,
+            pages: int = 1) -> Preview:  # fmt: skip
+    """Crawl ``pages`` page(s) as ScrapeOperator does (offpeak.crawl.runner, with the run
+    param ``max_pages``), then transform and judge what was fetched."""
     from airflow.sdk import ObjectStoragePath
 
-    from offpeak.crawl import output, process, spec, verdict
+    from offpeak.crawl import runner, spec
     from offpeak.pipeline.transform import RejectRatioExceeded, clean_columns, transform_file
 
-    sample = spec.CrawlSample(max_pages=pages)
+    request = runner.CrawlRequest.at(
+        where, site, region.name, trading_date, sample=spec.CrawlSample(max_pages=pages)
+    )
     with tempfile.TemporaryDirectory(prefix="offpeak-preview-") as tmp:
-        files = output.CrawlFiles(Path(tmp))
-        argv = process.scrapy_argv(
-            site.kind,
-            spec.spider_args(site, region.name, trading_date, base_url, sample),
-            spec.scrapy_settings(site, files.feed, files.stats, None, base_url, sample),
-        )
         crawl_log: list[str] = []
-        returncode = process.CrawlProcess(log=_Collect(crawl_log), secret=api_key).run(
-            argv, env=process.scrapy_env(api_key, spec.crawl_env(site)), cwd=tmp
+        crawled = runner.Crawler(log=_Collect(crawl_log)).run(request, Path(tmp))
+        decision = crawled.decision
+        result = Preview(
+            site, region, trading_date, where.base_url, crawled.returncode, crawled.stats
         )
-        stats = output.read_stats(files.stats)
-        letters = output.read_dead_letters(files.dead_letters)
-        result = Preview(site, region, trading_date, base_url, returncode, stats)
         result.crawl_log = crawl_log
-        decision = verdict.decide(
-            site, region.name, trading_date, stats, returncode,
-            items=output.count_and_hash(files.feed).items, sample=sample, dead_letters=letters,
-        )  # fmt: skip
         if decision.outcome == "failed" and not decision.failed_checks:
             result.failure = decision.message
             return result
@@ -161,7 +141,7 @@ def preview(
         try:
             counts = transform_file(
                 site,
-                ObjectStoragePath(files.feed.as_uri()),
+                ObjectStoragePath(crawled.files.feed.as_uri()),
                 ObjectStoragePath(clean.as_uri()),
                 ObjectStoragePath(rejects.as_uri()),
                 zone=region.timezone,
@@ -303,13 +283,13 @@ def main(argv: list[str] | None = None) -> int:
         if args.pages < 1:
             raise PreviewError(f"--pages must be at least 1, not {args.pages}")
         site, region = load(args.site_file, args.region, args.config_dir)
-        base_url, api_key = site_base_url(site, args.base_url)
+        where = site_location(site, args.base_url)
         trading_date = args.date
         if trading_date is None:
             from offpeak.schedule.tradingtime import RegionClock
 
             trading_date = RegionClock.of(region).latest_due_day(datetime.now(tz=UTC))
-        result = preview(site, region, trading_date, base_url, pages=args.pages, api_key=api_key)
+        result = preview(site, region, trading_date, where, pages=args.pages)
     except PreviewError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from offpeak.config import get_site
-from offpeak.crawl import operator
+from offpeak.crawl import runner
 from offpeak.crawl.operator import ScrapeOperator
 
 pytestmark = pytest.mark.integration
@@ -84,7 +84,7 @@ def test_a_crawl_still_running_after_its_window_is_stopped(hanging_site, tmp_pat
     """Scrapy's own timeout waits for requests in flight (here: forever); the operator stops the
     crawl a grace period after the window's end, and says it was the window."""
 
-    monkeypatch.setattr(operator, "WINDOW_GRACE_SECONDS", 1.0)
+    monkeypatch.setattr(runner, "WINDOW_GRACE_SECONDS", 1.0)
     site, _ = get_site("equities")
     op = ScrapeOperator(task_id="scrape", site="equities", region="europe")
     started = time.monotonic()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import http.server
+import json
 import os
 import shutil
 import subprocess
@@ -167,3 +168,23 @@ def _text(row: tuple) -> list[str | None]:
         else:
             out.append(value)
     return out
+
+
+def test_preview_reads_the_connection_as_the_operator_does(config, board_url, monkeypatch):
+    """The preview crawls through the operator's own path (offpeak.crawl.runner), the site's
+    connection included: Airflow's JSON form works as it does in a task."""
+    from urllib.parse import urlsplit
+
+    where = urlsplit(board_url)
+    conn = {"conn_type": "http", "host": where.hostname, "port": where.port}
+    monkeypatch.setenv("AIRFLOW_CONN_SITE_MOSTACTIVE", json.dumps(conn))
+    done = preview(config, "--region", "americas", "--date", DAY.isoformat())
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert table_rows(done.stdout) == PAGE_ONE
+
+
+def test_preview_without_a_connection_names_the_variable_to_set(config, monkeypatch):
+    monkeypatch.delenv("AIRFLOW_CONN_SITE_MOSTACTIVE")
+    done = preview(config, "--region", "americas", "--date", DAY.isoformat())
+    assert done.returncode == 2
+    assert "no base URL: pass --base-url, or export AIRFLOW_CONN_SITE_MOSTACTIVE" in done.stderr

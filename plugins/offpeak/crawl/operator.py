@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import subprocess
-import time
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
 from functools import cached_property
@@ -14,13 +13,13 @@ from airflow.sdk import BaseOperator
 
 from offpeak import metrics, retries
 from offpeak.config import Site
-from offpeak.crawl import connection, spec
-from offpeak.crawl.process import WINDOW_GRACE_SECONDS, CrawlProcess
+from offpeak.crawl import connection
 from offpeak.crawl.spec import CrawlSample
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
+    from offpeak.crawl.runner import Crawler
     from offpeak.crawl.verdict import Decision
 
 
@@ -57,7 +56,6 @@ class ScrapeOperator(BaseOperator):
         self.site = site
         self.region = region
         self.trading_date = trading_date
-        self._process: CrawlProcess | None = None
 
     @cached_property
     def site_config(self) -> tuple[Site, Any]:
@@ -151,8 +149,9 @@ class ScrapeOperator(BaseOperator):
     def _crawl(
         self, context: Context, trading_date: date, window_closes: datetime | None
     ) -> dict[str, Any]:
-        """Crawl into a work dir, decide (offpeak.crawl.verdict), then publish or fail."""
-        from offpeak.crawl import output, verdict
+        """Crawl into a work dir (offpeak.crawl.runner), then publish or fail."""
+        from offpeak.crawl import output
+        from offpeak.crawl.runner import CrawlRequest
         from offpeak.crawl.window import window_budget
         from offpeak.pipeline import quality, storage
 
@@ -178,28 +177,18 @@ class ScrapeOperator(BaseOperator):
         sample = CrawlSample.from_context(site, context)
         if sample.partial:
             self.log.info("Partial crawl requested: %s", sample)
+        request = CrawlRequest.at(
+            conn, site, self.region, trading_date, sample=sample, window=budget
+        )
         with storage.crawl_workdir() as tmp:
-            files = output.CrawlFiles(tmp)
-            crawl_started = time.monotonic()
-            returncode = self.run_crawl(
-                site, trading_date, conn.base_url, files.feed, files.stats, str(tmp),
-                timeout=budget.seconds if budget else None, sample=sample, api_key=conn.api_key,
-            )  # fmt: skip
-            crawl_seconds = time.monotonic() - crawl_started
-            stats = output.read_stats(files.stats)
-            letters = output.read_dead_letters(files.dead_letters)
-            feed = output.count_and_hash(files.feed)
-            self.send_metrics(stats, feed.items, crawl_seconds)
-            decision = verdict.decide(
-                site, self.region, trading_date, stats, returncode,
-                items=feed.items, window=budget, stopped_at_window_end=self._stopped_at_window_end,
-                sample=sample, dead_letters=letters,
-            )  # fmt: skip
+            result = self.crawler.run(request, tmp)
+            self.send_metrics(result.stats, result.feed.items, result.seconds)
+            decision, letters = result.decision, result.dead_letters
             if letters:
                 self.log.warning("%d dead letter(s), listed in %s:", len(letters), dead_dest)
                 for letter in letters:
                     self.log.warning("  dead letter: %s", letter["reason"])
-                storage.publish(files.dead_letters, dead_dest)
+                storage.publish(result.files.dead_letters, dead_dest)
             quality.log_checks(decision.checks, self.log)
             if decision.outcome == "failed":
                 self.fail(context, decision)
@@ -208,11 +197,11 @@ class ScrapeOperator(BaseOperator):
                     "The crawl of %s is partial, so its load will add and update rows but delete "
                     "none: %s", decision.where, "; ".join(decision.reasons),
                 )  # fmt: skip
-            storage.publish(files.feed, dest)
+            storage.publish(result.files.feed, dest)
         pointer = output.pointer(
             uri=str(dest), site=site.name, region=self.region, trading_date=trading_date,
-            feed=feed, stats=stats, complete=decision.complete, dead_letters=letters,
-            dead_letters_uri=str(dead_dest), started=started,
+            feed=result.feed, stats=result.stats, complete=decision.complete,
+            dead_letters=letters, dead_letters_uri=str(dead_dest), started=started,
             checks=quality.summary(decision.checks),
         )  # fmt: skip
         self.log.info("Crawl published: %s", pointer)
@@ -272,36 +261,38 @@ class ScrapeOperator(BaseOperator):
         sample: CrawlSample | None = None,
         api_key: str | None = None,
     ) -> int:
-        """Run ``scrapy crawl`` for the site to its end; ``timeout`` is the window's budget."""
-        from offpeak.crawl import process
+        """Only ``scrapy crawl`` for the site, to its end (the runner's subprocess step, for
+        tests and benchmarks that read its files themselves); ``timeout`` is a window budget
+        in seconds."""
+        from offpeak.crawl.runner import CrawlRequest
+        from offpeak.crawl.window import WindowBudget
 
-        argv = process.scrapy_argv(
-            site.kind,
-            spec.spider_args(site, self.region, trading_date, base_url, sample),
-            spec.scrapy_settings(site, feed, stats_file, timeout, base_url, sample),
+        window = None
+        if timeout is not None:
+            window = WindowBudget(datetime.now(tz=UTC), self.site_config[1].timezone, timeout)
+        request = CrawlRequest(
+            site, self.region, trading_date, base_url, api_key, sample=sample, window=window
         )
-        self._process = CrawlProcess(log=self.log, secret=api_key)
-        return self._process.run(
-            argv,
-            env=process.scrapy_env(api_key, spec.crawl_env(site)),
-            cwd=cwd,
-            window_seconds=timeout,
-            grace=WINDOW_GRACE_SECONDS,  # looked up here, so a test can shorten it
-        )
+        return self.crawler.run_process(request, feed, stats_file, cwd)
+
+    @cached_property
+    def crawler(self) -> Crawler:
+        from offpeak.crawl.runner import Crawler
+
+        return Crawler(log=self.log)
 
     @property
     def _proc(self) -> subprocess.Popen[str] | None:
         """The running (or last) crawl subprocess."""
-        return self._process.proc if self._process is not None else None
+        return self.crawler.proc
 
     @property
     def _stopped_at_window_end(self) -> bool:
-        return self._process is not None and self._process.stopped_at_window_end
+        return self.crawler.stopped_at_window_end
 
     def on_kill(self) -> None:
         """SIGTERM asks Scrapy to close gracefully; a second one forces it; then SIGKILL."""
-        if self._process is not None:
-            self._process.stop()
+        self.crawler.stop()
 
 
 def _first_line(exc: BaseException) -> str:
