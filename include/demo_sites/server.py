@@ -560,9 +560,11 @@ INDEX = (
     "/robots.txt\n"
     "/equities/{region}/{date}/quotes?page=1..5\n"
     "/api/fx/{region}/{date}[?cursor=...]\n"
+    "/api/typed/{region}/{date}\n"
     "/funds/{region}/{date}/?page=1..3\n"
     "/funds/{region}/{date}/{fund_id}\n"
     "/faults/{fault}/equities/{region}/{date}/quotes?page=1..5\n"
+    "/api/paged/{pages,offset,cursor,next,link}[?...]\n"
 )
 HTML = "text/html; charset=utf-8"
 TEXT = "text/plain; charset=utf-8"
@@ -570,6 +572,27 @@ JSON = "application/json"
 
 EQUITIES_PATH = re.compile(r"/equities/([^/]+)/([^/]+)/quotes")
 FX_PATH = re.compile(r"/api/fx/([^/]+)/([^/]+)")
+# JSON values as a real API sends them (issue 22): booleans, nested objects and arrays,
+# multi-line strings, numbers a float cannot hold. Served as written, the same every date.
+TYPED_PATH = re.compile(r"/api/typed/([^/]+)/([^/]+)")
+TYPED_BODY = r"""{"data": {"records": [
+  {"id": 9007199254740993, "active": true, "listed": "\u2713",
+   "price": 0.1000000000000000055511151231257827,
+   "meta": {"venue": {"mic": "XLON", "open": true}, "levels": [1, 2.50, null, "x\ny"],
+            "ratio": 12345678901234567890.123456789, "none": null},
+   "tags": ["a", "b", "c"],
+   "message": "Line one\n  indented line two\r\n\ttabbed, trailing spaces  "},
+  {"id": 2, "active": false, "listed": "\u2717",
+   "price": 12345678901234567890.123456789,
+   "meta": [], "tags": [],
+   "message": "  leading and double  spaces "},
+  {"id": 3, "active": false, "listed": "no",
+   "price": -0.000000012345678901234567890123456789,
+   "meta": {"nested": {"deeper": {"deepest": [true, false, {"e": 1E+2}]}}},
+   "tags": "not a list",
+   "message": "caf\u00e9 \u682a \ud83d\ude00 \"quoted\", comma"}
+]}}
+"""
 FUNDS_LIST_PATH = re.compile(r"/funds/([^/]+)/([^/]+)/?")
 FUNDS_DETAIL_PATH = re.compile(r"/funds/([^/]+)/([^/]+)/([^/]+)")
 
@@ -624,6 +647,9 @@ def route(raw_path: str) -> Response:
     if m := EQUITIES_PATH.fullmatch(path):
         date = _check_region_date(m[1], m[2])
         return 200, HTML, render_equities(m[1], date, _page_param(query, EQUITY_PAGES))
+    if m := TYPED_PATH.fullmatch(path):
+        _check_region_date(m[1], m[2], json_errors=True)
+        return 200, JSON, TYPED_BODY
     if m := FX_PATH.fullmatch(path):
         date = _check_region_date(m[1], m[2], json_errors=True)
         offset = 0
@@ -650,8 +676,8 @@ def route(raw_path: str) -> Response:
 # Fault routes: /faults/<fault>/equities/... is the whole equities site with one misbehaviour
 # --------------------------------------------------------------------------------------------
 FAULT_DOCS: dict[str, str] = {
-    "truncated": "page 3 stops mid-tag inside its 8th row: 7 whole rows, no `</table>`, "
-    "no next link, no `</html>` (Content-Length matches the short body)",
+    "truncated": "page 3 announces its whole length (Content-Length), then the connection "
+    "closes mid-tag inside its 8th row: 7 whole rows, no `</table>`, no next link, no `</html>`",
     "last_page_500": "page 5 always answers 500 (text/plain)",
     "offsite_next": "page 2's next link is an absolute URL of page 3 on another host name of "
     "this server (`localhost` <-> `127.0.0.1`)",
@@ -700,7 +726,9 @@ class Reply(NamedTuple):
     content_type: str = TEXT
     body: bytes = b""
     headers: tuple[tuple[str, str], ...] = ()
-    action: str = ""  # "reset": RST the connection, no response; "huge": stream HUGE_BYTES
+    # "reset": RST the connection, no response; "huge": stream HUGE_BYTES; "truncated": send
+    # part of the body announced, then close
+    action: str = ""
 
 
 def _text_reply(status: int, message: str, *headers: tuple[str, str]) -> Reply:
@@ -775,12 +803,189 @@ def fault_reply(raw_path: str, count: Callable[[str], int], host_header: str, po
     na_rows = MALFORMED_KEY_ROWS if fault == "malformed_keys" and page == 1 else 0
     text = render_equities(region, date, page, next_prefix, na_rows)
     if fault == "truncated" and page == 3:
-        text = _truncate(text)
+        return Reply(200, HTML, text.encode("utf-8"), action="truncated")
     if fault == "latin1_as_utf8":
         return Reply(200, HTML, text.encode("latin-1", errors="xmlcharrefreplace"))
     if fault == "utf8_as_latin1":
         text = text.replace('<meta charset="utf-8">', '<meta charset="iso-8859-1">', 1)
         return Reply(200, LATIN1_HTML, text.encode("utf-8"))
+    return Reply(200, HTML, text.encode("utf-8"))
+
+
+# --------------------------------------------------------------------------------------------
+# Paged APIs: /api/paged/<style> serves PAGED_TOTAL records in pages of PAGED_SIZE, one route
+# per pagination style a json_api site can follow (README "JSON APIs"). `loop=1` makes the last
+# page point back to an earlier one (not for pages/offset, whose next page is computed).
+# --------------------------------------------------------------------------------------------
+PAGED_TOTAL = 23
+PAGED_SIZE = 5
+PAGED_MAX_LIMIT = 10  # the offset route's largest page, whatever limit is asked for
+PAGED_DOCS: dict[str, str] = {
+    "pages": "`?page=N` (from 1): `{items, meta: {page, total_pages, total_items}}`; past the "
+    "last page an empty `items`, or 404 with `past=404`",
+    "offset": "`?offset=O&limit=L` (L at most 10, default 5): `{results, count}`",
+    "cursor": "`?cursor=C`: `{data, next_cursor}`, the cursor also in header `X-Next-Cursor`; "
+    "none on the last page; with `loop=1` the last page's cursor is the second page's",
+    "next": "`?after=K`: `{items, links: {next}}`, next a relative URL, null on the last page; "
+    "with `loop=1` the last page's next is the second page",
+    "link": "`?page=N`: the body is the list itself; `Link` header with first/prev/next/last "
+    '(relative, quoted and bare `rel`, `rel="next nofollow"`, a quoted comma, two header '
+    "lines); with `loop=1` the last page's next is page 1",
+}
+
+
+def paged_records() -> tuple[dict, ...]:
+    return tuple(
+        {"code": f"P{i:03d}", "price": f"{i * 1.25:.2f}", "name": f"Paged item {i}"}
+        for i in range(1, PAGED_TOTAL + 1)
+    )
+
+
+def _paged_int(query: dict[str, list[str]], name: str, default: int) -> int:
+    raw = query.get(name, [str(default)])[0]
+    if not re.fullmatch(r"\d{1,6}", raw):
+        raise _error(400, f"bad {name}", True)
+    return int(raw)
+
+
+def _paged_json(body: object, *headers: tuple[str, str]) -> Reply:
+    return Reply(200, JSON, json.dumps(body).encode("utf-8"), headers)
+
+
+def paged_reply(raw_path: str) -> Reply:
+    """Answer a /api/paged/<style> request (PAGED_DOCS)."""
+    parts = urlsplit(raw_path)
+    style = parts.path.removeprefix("/api/paged/")
+    query = parse_qs(parts.query, keep_blank_values=True)
+    records, size, loop = paged_records(), PAGED_SIZE, query.get("loop") == ["1"]
+    pages = math.ceil(PAGED_TOTAL / size)
+    if style == "pages":
+        page = _paged_int(query, "page", 1)
+        if page < 1 or (page > pages and query.get("past") == ["404"]):
+            raise _error(404, "no such page", True)
+        items = records[(page - 1) * size : page * size]
+        meta = {"page": page, "total_pages": pages, "total_items": PAGED_TOTAL}
+        return _paged_json({"items": items, "meta": meta})
+    if style == "offset":
+        offset = _paged_int(query, "offset", 0)
+        limit = min(_paged_int(query, "limit", size), PAGED_MAX_LIMIT)
+        return _paged_json({"results": records[offset : offset + limit], "count": PAGED_TOTAL})
+    if style in ("cursor", "next"):
+        param = "cursor" if style == "cursor" else "after"
+        raw = query.get(param, ["c0" if style == "cursor" else "0"])[0]
+        start = _paged_int({param: [raw.removeprefix("c")]}, param, 0)
+        nxt: int | None = start + size if start + size < PAGED_TOTAL else None
+        if nxt is None and loop:
+            nxt = size  # back to the second page, already fetched
+        items = records[start : start + size]
+        if style == "next":
+            again = "&loop=1" if loop else ""
+            link = None if nxt is None else f"/api/paged/next?after={nxt}{again}"
+            return _paged_json({"items": items, "links": {"next": link}})
+        cursor = None if nxt is None else f"c{nxt}"
+        headers = () if cursor is None else (("X-Next-Cursor", cursor),)
+        return _paged_json({"data": items, "next_cursor": cursor}, *headers)
+    if style == "link":
+        page = _paged_int(query, "page", 1)
+        if not 1 <= page <= pages:
+            raise _error(404, "no such page", True)
+        keep = "&loop=1" if loop else ""
+        nxt = page + 1 if page < pages else (1 if loop else None)
+        first = f'</api/paged/link?page=1{keep}>; rel="first"'
+        # RFC 8288 allows: a token or a quoted rel, several relation types, any order of params.
+        links = [first + f', <link?page={pages}{keep}>; title="last, \\"final\\""; rel=last']
+        if nxt is not None:
+            links.append(f'<?page={nxt}{keep}>; type="application/json"; rel="next nofollow"')
+        if page > 1:
+            links[-1] += f', </api/paged/link?page={page - 1}{keep}>; rel="prev"'
+        items = records[(page - 1) * size : page * size]
+        return _paged_json(list(items), *(("Link", value) for value in links))
+    raise _error(404, f"unknown paged style {style!r}; known: {', '.join(PAGED_DOCS)}", True)
+
+
+# --------------------------------------------------------------------------------------------
+# Silent choices: /choices/<case>/... is the equities (or funds) site with one thing a crawl must
+# name rather than choose silently: a key on two pages, columns that moved, a redirect back to
+# a page already requested, a detail page linked twice (harmless).
+# --------------------------------------------------------------------------------------------
+CHOICE_DOCS: dict[str, str] = {
+    "duplicate_keys": "equities; page 2's first 3 valid rows carry the symbols of page 1's "
+    "first 3 valid rows (one key on two pages, with page 2's values)",
+    "swapped_columns": "equities with the `Last` and `Change` columns swapped on every page, "
+    "header cells and classes included",
+    "redirect_back": "equities; page 2 answers 302 to `page=2&via=b`, which answers 302 back "
+    "to `page=2` (A -> B -> A)",
+    "linked_twice": "funds; listing pages 2 and 3 also link page 1's first fund again",
+    "next_loop": "equities; the last page (5) has a next link back to page 1",
+}
+CHOICE_PATH = re.compile(r"/choices/([^/]+)(/.*)?")
+CHOICE_DUPLICATES = 3
+SYMBOL_CELL = re.compile(r'<td class="symbol">([^<]*)</td>')
+
+
+def _valid_symbols(region: str, date: str, page: int) -> list[tuple[int, str]]:
+    """(row index, symbol) of the page's rows that are not malformed."""
+    start = (page - 1) * EQUITY_ROWS_PER_PAGE
+    universe = equities_universe(region)[start : start + EQUITY_ROWS_PER_PAGE]
+    bad = equities_malformed(region, date, page)
+    return [(i, row[0]) for i, row in enumerate(universe) if i not in bad]
+
+
+def _swap_last_and_change(text: str) -> str:
+    last, change = "<th>Last</th>", "<th>Change</th>"
+    head = EQUITY_TABLE_HEAD.replace(last + change, change + last)
+    text = text.replace(EQUITY_TABLE_HEAD, head)
+    cells = re.compile(r'(<td class="last">.*?</td>)(<td class="change">.*?</td>)', re.DOTALL)
+    return cells.sub(r"\2\1", text)
+
+
+def choice_reply(raw_path: str) -> Reply:
+    """Answer a /choices/<case>/... request (CHOICE_DOCS)."""
+    parts = urlsplit(raw_path)
+    m = CHOICE_PATH.fullmatch(parts.path)
+    if m is None or m[1] not in CHOICE_DOCS:
+        raise HttpError(404, "unknown choice\n")
+    case, rest, prefix = m[1], m[2] or "", f"/choices/{m[1]}"
+    query = parse_qs(parts.query, keep_blank_values=True)
+    if case == "linked_twice":
+        if fm := FUNDS_DETAIL_PATH.fullmatch(rest):
+            body = render_fund_detail(fm[1], _check_region_date(fm[1], fm[2]), fm[3])
+            if body is None:
+                raise HttpError(404, "unknown fund\n")
+            return Reply(200, HTML, body.encode("utf-8"))
+        if not (fm := FUNDS_LIST_PATH.fullmatch(rest)):
+            raise HttpError(404, "not found\n")
+        region, date = fm[1], _check_region_date(fm[1], fm[2])
+        page = _page_param(query, FUND_PAGES)
+        text = render_funds_listing(region, date, page)
+        if page > 1:
+            first = funds_universe(region)[0]["id"]
+            again = f'<li class="fund"><a href="/funds/{region}/{date}/{first}">again</a></li>\n'
+            text = text.replace("</ul>", again + "</ul>", 1)
+        text = text.replace('href="/funds/', f'href="{prefix}/funds/')
+        return Reply(200, HTML, text.encode("utf-8"))
+    equities = EQUITIES_PATH.fullmatch(rest)
+    if equities is None:
+        raise HttpError(404, "not found\n")
+    region, date = equities[1], _check_region_date(equities[1], equities[2])
+    page = _page_param(query, EQUITY_PAGES)
+    if case == "redirect_back" and page == 2:
+        back = f"{parts.path}?page=2"
+        target = back if query.get("via") == ["b"] else f"{back}&via=b"
+        return _text_reply(302, "found\n", ("Location", target))
+    text = render_equities(region, date, page, prefix)
+    if case == "duplicate_keys" and page == 2:
+        taken = [s for _, s in _valid_symbols(region, date, 1)[:CHOICE_DUPLICATES]]
+        rows = [i for i, _ in _valid_symbols(region, date, 2)[:CHOICE_DUPLICATES]]
+        found = list(SYMBOL_CELL.finditer(text))
+        for i, symbol in sorted(zip(rows, taken, strict=True), reverse=True):
+            cell = found[i]
+            text = text[: cell.start(1)] + symbol + text[cell.end(1) :]
+    if case == "swapped_columns":
+        text = _swap_last_and_change(text)
+    if case == "next_loop" and page == EQUITY_PAGES:
+        first = f"{prefix}/equities/{region}/{date}/quotes?page=1"
+        text = text.replace("</body>", f'<a class="next" href="{first}">Next</a>\n</body>', 1)
     return Reply(200, HTML, text.encode("utf-8"))
 
 
@@ -800,6 +1005,10 @@ class DemoHandler(BaseHTTPRequestHandler):
                 host = self.headers.get("Host", "")
                 port = self.server.server_address[1]
                 return fault_reply(self.path, self.server.count_fault_request, host, port)
+            if urlsplit(self.path).path.startswith("/api/paged/"):
+                return paged_reply(self.path)
+            if urlsplit(self.path).path.startswith("/choices/"):
+                return choice_reply(self.path)
             status, ctype, text = route(self.path)
             return Reply(status, ctype, text.encode("utf-8"))
         except HttpError as exc:
@@ -821,6 +1030,10 @@ class DemoHandler(BaseHTTPRequestHandler):
         self.end_headers()
         if with_body and huge:
             self._stream_huge()
+        elif with_body and reply.action == "truncated":
+            # The headers announced the whole body; the connection closes after part of it.
+            self.wfile.write(_truncate(reply.body.decode("utf-8")).encode("utf-8"))
+            self.close_connection = True
         elif with_body:
             self.wfile.write(reply.body)
 

@@ -22,7 +22,10 @@ CREATE TABLE IF NOT EXISTS {schema}.load_audit (
     -- false: the crawl was stopped by the end of its off-peak window (quality.on_window_end:
     -- partial); the load upserted what it got and deleted nothing.
     complete        boolean     NOT NULL DEFAULT true,
-    loaded_at       timestamptz NOT NULL DEFAULT now()
+    loaded_at       timestamptz NOT NULL DEFAULT now(),
+    -- Natural keys on more than one record of the crawl, settled by the site's
+    -- on_duplicate_key (every copy rejected, or the first or last loaded).
+    duplicate_keys  bigint      NOT NULL DEFAULT 0
 );
 
 -- Warehouses created before the column existed get it once; checking first keeps every later
@@ -32,6 +35,11 @@ BEGIN
     IF NOT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = '{schema}.load_audit'::regclass
                    AND attname = 'complete' AND NOT attisdropped) THEN
         ALTER TABLE {schema}.load_audit ADD COLUMN complete boolean NOT NULL DEFAULT true;
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = '{schema}.load_audit'::regclass
+                   AND attname = 'duplicate_keys' AND NOT attisdropped) THEN
+        ALTER TABLE {schema}.load_audit
+            ADD COLUMN IF NOT EXISTS duplicate_keys bigint NOT NULL DEFAULT 0;
     END IF;
 END
 $$;

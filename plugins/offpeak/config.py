@@ -40,7 +40,7 @@ SiteName = Annotated[str, Field(pattern=IDENTIFIER), _id_part("site name")]
 RegionName = Annotated[str, Field(pattern=IDENTIFIER), _id_part("region name")]
 # Columns the warehouse adds to every site table; a site field may not shadow them.
 RESERVED_COLUMNS = frozenset({"region", "trading_date", "run_id", "loaded_at", "source_url"})
-FieldType = Literal["text", "int", "decimal", "date", "datetime"]
+FieldType = Literal["text", "int", "decimal", "date", "datetime", "boolean", "json"]
 SpiderKind = Literal["html_table", "json_api", "listing_detail"]
 
 
@@ -296,7 +296,10 @@ class FieldSpec(_Strict):
     xpath: str | None = None
     path: str | None = None
     # A fixed value for every row (no locator): the board's currency, its market segment.
-    const: str | int | float | None = None
+    const: bool | str | int | float | None = None  # bool first: YAML's true stays true
+    # html_table: the text of the column's header cell; the field is that column's cell in
+    # each row, the column found anew on every page (README "Tables: columns by header").
+    column: str | None = None
     required: bool = False
     measure: bool = False
     # Several matches of the locator are joined by this (one space by default).
@@ -305,7 +308,7 @@ class FieldSpec(_Strict):
     # whole match without a group), as Scrapy's re_first. No match: nothing found.
     re: str | None = None
     # The value when nothing was found (no match, a blank text or no regex match).
-    default: str | int | float | None = None
+    default: bool | str | int | float | None = None
     # A CSS selector, matched in the row (or detail page): where it matches, the number is
     # negative (a board that shows the sign only as a class: <td class="chg nnum">1.20</td>).
     negative_when: str | None = None
@@ -315,6 +318,13 @@ class FieldSpec(_Strict):
     # datetime: the zone of a time printed without an offset. "region" is the region's own
     # timezone (DST-correct); none: an offset is required.
     timezone: str | None = None
+    # text: "collapse" turns each run of whitespace into one space and trims (what a browser
+    # shows); "keep" stores the text exactly. Unset: keep on a json_api site, else collapse.
+    whitespace: Literal["collapse", "keep"] | None = None
+    # boolean: the texts read as true and as false, compared case-insensitively (a JSON
+    # true/false is read as it is). Unset: true/yes and false/no.
+    true_values: list[str] | None = None
+    false_values: list[str] | None = None
 
     # An invalid selector would otherwise pass the config check and fail every crawl.
     @field_validator("css", "xpath", "negative_when")
@@ -347,6 +357,29 @@ class FieldSpec(_Strict):
                 )
         return formats
 
+    @field_validator("true_values", "false_values", mode="before")
+    @classmethod
+    def _quoted_spellings(cls, values: object) -> object:
+        # YAML 1.1 reads an unquoted yes, no, on, off, true or false as a boolean: which of
+        # them was written is lost, so it is refused rather than guessed.
+        if isinstance(values, list) and any(isinstance(v, bool) for v in values):
+            raise ValueError(
+                "quote yes, no, on, off, true and false here: YAML reads them unquoted as "
+                'booleans, e.g. true_values: ["yes", "\u2713"]'
+            )
+        return values
+
+    @field_validator("true_values", "false_values")
+    @classmethod
+    def _spellings(cls, values: list[str] | None) -> list[str] | None:
+        if values is not None:
+            if not values:
+                raise ValueError('give at least one spelling, e.g. ["yes", "\u2713"]')
+            blank = [v for v in values if not " ".join(v.split())]
+            if blank:
+                raise ValueError("a blank spelling is nothing found, not a boolean; remove it")
+        return values
+
     @field_validator("timezone")
     @classmethod
     def _zone(cls, value: str | None) -> str | None:
@@ -361,25 +394,52 @@ class FieldSpec(_Strict):
 
     @model_validator(mode="after")
     def _one_locator(self) -> FieldSpec:
-        given = [k for k in ("css", "xpath", "path") if getattr(self, k)]
+        given = [k for k in ("css", "xpath", "path", "column") if getattr(self, k)]
         given += ["const"] if self.const is not None else []
         if len(given) != 1:
             raise ValueError(
-                f"give exactly one of css, xpath, path or const (got {given or 'none'})"
+                f"give exactly one of css, xpath, path, column or const (got {given or 'none'})"
             )
         if self.measure and self.type not in ("int", "decimal"):
             raise ValueError("measure: true needs type int or decimal")
         if self.negative_when and self.type not in ("int", "decimal"):
             raise ValueError("negative_when needs type int or decimal")
-        if self.negative_when and not (self.css or self.xpath):
+        if self.negative_when and not (self.css or self.xpath or self.column):
             raise ValueError("negative_when needs a css or xpath locator (it is matched there)")
         if self.formats and self.type not in ("date", "datetime"):
             raise ValueError("formats needs type date or datetime")
         if self.timezone and self.type != "datetime":
             raise ValueError("timezone needs type datetime")
+        if self.whitespace and self.type != "text":
+            raise ValueError(
+                "whitespace needs type text (other types trim the whitespace around a value)"
+            )
+        given = [k for k in ("true_values", "false_values") if getattr(self, k) is not None]
+        if given and self.type != "boolean":
+            raise ValueError(f"{' and '.join(given)} need(s) type boolean")
+        if self.type == "boolean":
+            self._spellings_apart()
         if self.const is not None and (self.re or self.default is not None):
             raise ValueError("const is the value itself: re and default do not apply to it")
         return self
+
+    def _spellings_apart(self) -> None:
+        """A spelling in both lists (compared as the transform compares them: whitespace
+        collapsed, case-insensitive) would make the value a guess."""
+        from offpeak.pipeline.normalize import FALSE_VALUES, TRUE_VALUES
+
+        def folded(values: list[str] | tuple[str, ...]) -> dict[str, str]:
+            return {" ".join(v.split()).casefold(): v for v in values}
+
+        true = folded(self.true_values or TRUE_VALUES)
+        false = folded(self.false_values or FALSE_VALUES)
+        both = sorted(true[k] for k in true.keys() & false.keys())
+        if both:
+            raise ValueError(
+                f"{', '.join(map(repr, both))} is read as both true and false (true_values "
+                f"{list(true.values())}, false_values {list(false.values())}); "
+                "give each spelling once"
+            )
 
 
 class HtmlTable(_Strict):
@@ -390,6 +450,26 @@ class HtmlTable(_Strict):
     # A skipped row is counted (offpeak/rows_skipped), never rejected.
     skip_rows: list[str] = Field(default_factory=list)
     skip_text: str | None = None
+    # The header row the columns are read from, on every page: fields with `column` find
+    # their cell by its header text, and `header` checks columns located by position. Unset:
+    # the first row of <th> cells in the table of the first data row.
+    header_row: str | None = None
+    # Column number (1 = first, as :nth-child) -> the header text that column must have on
+    # every page; a page whose header differs is unreadable, naming the column that moved.
+    header: dict[Annotated[int, Field(ge=1)], str] = Field(default_factory=dict)
+
+    @field_validator("header_row")
+    @classmethod
+    def _header_row_compiles(cls, value: str | None, info: ValidationInfo) -> str | None:
+        return _check_selector("css", value, info, empty_ok=False)
+
+    @field_validator("header")
+    @classmethod
+    def _header_texts(cls, value: dict[int, str]) -> dict[int, str]:
+        blank = [n for n, text in value.items() if not text.strip()]
+        if blank:
+            raise ValueError(f"column(s) {blank}: give the header text each must have")
+        return value
 
     @field_validator("rows", "next_page")
     @classmethod
@@ -411,12 +491,258 @@ class HtmlTable(_Strict):
         return value
 
 
+# json_api: where the records are in a response, and how the next page is found.
+# json_api.records for a response that is itself the list (the crawl, which does not import this
+# module, has offpeak.scraping.pagination.TOP_LEVEL, held equal by tests/unit/test_pagination).
+TOP_LEVEL = "$"
+_JSON_STEP_HINT = "a dotted path such as data.items (list positions as numbers: items.0.rows)"
+
+
+def _dotted(value: str, *, top_ok: bool) -> str:
+    """A dotted path into a JSON document, ``$.`` prefix dropped; ``$`` (the document itself)
+    where ``top_ok``. ValueError for what can never select anything: an empty step, JSONPath's
+    brackets, wildcards, filters and recursive descent (one list is selected, never a union)."""
+    if value == TOP_LEVEL:
+        if top_ok:
+            return value
+        raise ValueError(f'"$" is the whole response, not a value in it; give {_JSON_STEP_HINT}')
+    path = value.removeprefix("$.")
+    if not path.strip():
+        top = ', or "$" for a response that is itself the list' if top_ok else ""
+        raise ValueError(f"the path is empty; give {_JSON_STEP_HINT}{top}")
+    if path != path.strip():
+        raise ValueError(f"{value!r} starts or ends with whitespace; give {_JSON_STEP_HINT}")
+    if any(ch in path for ch in "[]*?@") or path.startswith("$"):
+        raise ValueError(
+            f"{value!r}: JSONPath brackets, wildcards and filters are not supported; give "
+            f"{_JSON_STEP_HINT}"
+        )
+    if "" in path.split("."):
+        raise ValueError(
+            f"{value!r} has an empty step (a dot too many; JSONPath's recursive descent `..` is "
+            f"not supported); give {_JSON_STEP_HINT}"
+        )
+    return path
+
+
+_QUERY_PARAM = r"^[^\s&=#?]+$"  # a query parameter name the next page's URL is given
+_HEADER = r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$"  # an HTTP field name (RFC 9110 token)
+
+
+class _Paged(_Strict):
+    """What every pagination style but ``none`` has: a page limit per start URL."""
+
+    max_pages: Annotated[int, Field(ge=1, le=1_000_000)] = Field(
+        1000,
+        description="Most pages fetched from one start URL (the first included). A page past "
+        "it that the API still offers is not fetched: the crawl is partial, with a dead letter "
+        "(cause max_pages) naming the limit and the URL not fetched, unless on_max_pages is "
+        "'complete'.",
+    )
+    on_max_pages: Literal["partial", "complete"] = Field(
+        "partial",
+        description="'partial' (default): reaching max_pages with more pages offered makes the "
+        "crawl partial (its load deletes nothing). 'complete': the API is known to offer more "
+        "pages than are wanted (a top-N list), so the cap is the end; counted in "
+        "offpeak/pagination/capped and logged, never a dead letter.",
+    )
+
+
+class NoPagination(_Strict):
+    """One page per start URL."""
+
+    style: Literal["none"]
+
+
+class PageNumber(_Paged):
+    """Pages numbered in a query parameter (``?page=2``), one after the other."""
+
+    style: Literal["page_number"]
+    page_param: Annotated[str, Field(pattern=_QUERY_PARAM)] = "page"
+    base_page: Annotated[int, Field(ge=0)] = Field(
+        1,
+        description="The number of the start URL's page when its URL does not give page_param "
+        "(0 for APIs that count from 0).",
+    )
+    total_pages_path: str | None = Field(
+        None,
+        description="Dotted path of the number of pages in the body: the crawl stops after "
+        "that many pages; an empty page before them is a dead letter (cause pagination).",
+    )
+    total_items_path: str | None = Field(
+        None,
+        description="Dotted path of the number of records in the body: the crawl stops once it "
+        "read that many; an empty page before them is a dead letter (cause pagination).",
+    )
+    stop_on_not_found: bool = Field(
+        True,
+        description="Without a total: a 404 for a page after the first is the end of the list "
+        "(an empty page always is). false: such a 404 is an HTTP error and a dead letter.",
+    )
+
+    @field_validator("total_pages_path", "total_items_path")
+    @classmethod
+    def _path(cls, value: str | None) -> str | None:
+        return None if value is None else _dotted(value, top_ok=False)
+
+    @model_validator(mode="after")
+    def _one_total(self) -> PageNumber:
+        if self.total_pages_path and self.total_items_path:
+            raise ValueError("give total_pages_path or total_items_path, not both")
+        return self
+
+
+class Offset(_Paged):
+    """Records addressed by offset and limit in query parameters (``?offset=50&limit=25``)."""
+
+    style: Literal["offset"]
+    limit: Annotated[int, Field(ge=1)] = Field(
+        description="Records asked for per page (sent from the first page on); at most the "
+        "API's own largest page size, or a page it shortens reads as the last one."
+    )
+    offset_param: Annotated[str, Field(pattern=_QUERY_PARAM)] = "offset"
+    limit_param: Annotated[str, Field(pattern=_QUERY_PARAM)] = "limit"
+    base_offset: Annotated[int, Field(ge=0)] = 0
+    total_items_path: str | None = Field(
+        None,
+        description="Dotted path of the number of records in the body: the crawl stops once it "
+        "read that many (short pages do not stop it); an empty page before them is a dead "
+        "letter (cause pagination).",
+    )
+    stop_after_short_page: bool = Field(
+        True,
+        description="Without a total: a page with fewer than `limit` records is the last (an "
+        "empty page always is). false: only an empty page ends the list. The next offset is "
+        "the last one plus the records the page held.",
+    )
+
+    @field_validator("total_items_path")
+    @classmethod
+    def _path(cls, value: str | None) -> str | None:
+        return None if value is None else _dotted(value, top_ok=False)
+
+    @model_validator(mode="after")
+    def _two_params(self) -> Offset:
+        if self.offset_param == self.limit_param:
+            raise ValueError(f"offset_param and limit_param are both {self.limit_param!r}")
+        return self
+
+
+class Cursor(_Paged):
+    """An opaque cursor from the body or a response header, sent back as a query parameter;
+    no cursor (absent, null or "") ends the list."""
+
+    style: Literal["cursor"]
+    cursor_path: str | None = Field(None, description="Dotted path of the cursor in the body.")
+    cursor_header: Annotated[str, Field(pattern=_HEADER)] | None = Field(
+        None, description="Or the response header that holds the cursor (e.g. X-Next-Cursor)."
+    )
+    cursor_param: Annotated[str, Field(pattern=_QUERY_PARAM)] = "cursor"
+
+    @field_validator("cursor_path")
+    @classmethod
+    def _path(cls, value: str | None) -> str | None:
+        return None if value is None else _dotted(value, top_ok=False)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Cursor:
+        if bool(self.cursor_path) == bool(self.cursor_header):
+            raise ValueError("give cursor_path (in the body) or cursor_header, exactly one")
+        return self
+
+
+class NextUrl(_Paged):
+    """The next page's URL (absolute or relative to the page's) at a path in the body; none
+    there (absent, null or "") ends the list."""
+
+    style: Literal["next_url"]
+    next_url_path: str
+
+    @field_validator("next_url_path")
+    @classmethod
+    def _path(cls, value: str) -> str:
+        return _dotted(value, top_ok=False)
+
+
+class LinkHeader(_Paged):
+    """The next page's URL in the response's ``Link`` header (RFC 8288), the link whose
+    relation types include ``rel``; no such link ends the list."""
+
+    style: Literal["link_header"]
+    rel: Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9.\-]*$")] = "next"
+
+
+Pagination = Annotated[
+    NoPagination | PageNumber | Offset | Cursor | NextUrl | LinkHeader,
+    Field(discriminator="style"),
+]
+# The keys and values of json_api before pagination became a mapping, still read: each goes
+# into the mapping (offpeak.config.JsonApi._older_form).
+_OLDER_KEYS = {"cursor": ("cursor_path", "cursor_param"), "page_number": ("page_param",)}
+_BODY_PATHS = ("cursor_path", "next_url_path", "total_pages_path", "total_items_path")
+
+
 class JsonApi(_Strict):
-    records: str = Field(description="dotted path to the list of records")
-    pagination: Literal["cursor", "page", "none"] = "cursor"
-    cursor_path: str = "meta.next_cursor"
-    cursor_param: str = "cursor"
-    page_param: str = "page"
+    """Where the records are in each response, and how the next page is found (README
+    "JSON APIs")."""
+
+    records: str = Field(
+        TOP_LEVEL,
+        description='Dotted path of the list of records (data.items); "$" (the default) for a '
+        "response that is itself the list.",
+    )
+    pagination: Pagination = Field(
+        default_factory=lambda: Cursor(style="cursor", cursor_path="meta.next_cursor"),
+        description="A style (none, page_number, offset, cursor, next_url, link_header) and its "
+        "settings. Not given: a cursor at meta.next_cursor sent as `cursor`, the original "
+        "default.",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _older_form(cls, data: object) -> object:
+        """``pagination: cursor | page | none`` with ``cursor_path``, ``cursor_param`` and
+        ``page_param`` beside it, as the first json_api sites were written (and not given: a
+        cursor at meta.next_cursor); any style's name alone is its mapping with defaults."""
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        older = {k: data.pop(k) for k in ("cursor_path", "cursor_param", "page_param") if k in data}
+        paging = data.get("pagination", "cursor")
+        if isinstance(paging, str):
+            style = "page_number" if paging == "page" else paging
+            known = _OLDER_KEYS.get(style, ())
+            wrong = sorted(set(older) - set(known))
+            if wrong:
+                raise ValueError(
+                    f"{', '.join(wrong)} do(es) not apply to pagination {paging!r}"
+                    + (f" (it reads {', '.join(known)})" if known else "")
+                )
+            start = {"cursor_path": "meta.next_cursor"} if style == "cursor" else {}
+            data["pagination"] = {"style": style, **start, **older}
+        elif older:
+            raise ValueError(f"move {', '.join(sorted(older))} into the pagination mapping")
+        return data
+
+    @field_validator("records")
+    @classmethod
+    def _records_path(cls, value: str) -> str:
+        return _dotted(value, top_ok=True)
+
+    @model_validator(mode="after")
+    def _body_paths_exist(self) -> JsonApi:
+        if self.records != TOP_LEVEL:
+            return self
+        for key in _BODY_PATHS:
+            path = getattr(self.pagination, key, None)
+            if path:
+                raise ValueError(
+                    f'records is "$": each response is the list of records itself, so it has '
+                    f"no pagination.{key} {path!r}. Read the next page from a header "
+                    "(style link_header, or cursor with cursor_header), or count pages without "
+                    "a total; pagination not given is a cursor at meta.next_cursor"
+                )
+        return self
 
 
 class ListingDetail(_Strict):
@@ -556,6 +882,10 @@ class Site(_Strict):
     # own (an egress address, a proxy, a licence) share a queue, and `airflow celery worker
     # --queues <name>` serves it. Transform and load stay on the default queue. Unset: default.
     queue: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")] | None = None
+    # Records of one crawl with the same natural key: "reject" every copy (a reason naming the
+    # key and the pages it came from; the key's earlier row stays), or load only the "first"
+    # or the "last" (in feed order); each is counted (load_audit.duplicate_keys) and logged.
+    on_duplicate_key: Literal["reject", "first", "last"] = "reject"
 
     @field_validator("start_urls")
     @classmethod
@@ -595,10 +925,21 @@ class Site(_Strict):
         missing = [k for k in self.natural_key if k not in self.fields]
         if missing:
             raise ValueError(f"natural_key names unknown field(s) {missing}")
+        as_json = [k for k in self.natural_key if self.fields[k].type == "json"]
+        if as_json:
+            raise ValueError(
+                f"natural_key field(s) {as_json} are type json: jsonb compares values, not "
+                "their text ({'a': 1, 'b': 2} equals {'b': 2, 'a': 1}), so a key of them cannot "
+                "be checked for duplicates exactly; key on a text or number field instead"
+            )
         for name, spec in self.fields.items():
             if self.kind == "json_api" and (spec.css or spec.xpath or spec.negative_when):
                 raise ValueError(
                     f"fields.{name}: a json_api site locates fields with `path` (or `const`)"
+                )
+            if spec.column is not None and self.kind != "html_table":
+                raise ValueError(
+                    f"fields.{name}: `column` (a header text) locates a cell of an html_table"
                 )
             if self.kind != "json_api" and spec.path is not None:
                 raise ValueError(
@@ -668,11 +1009,22 @@ class Project:
         return "\n\n".join(self.errors[k] for k in sorted(self.errors))
 
 
-def _format_validation_error(path: Path, site: str | None, err: ValidationError) -> str:
+def _format_validation_error(
+    path: Path, site: str | None, err: ValidationError, *, named_by_file: bool = False
+) -> str:
+    """One line per error, each naming its field. ``named_by_file``: the site's name is its
+    file's, which the user did not write as a field; an error on it names the file name."""
     who = f"site {site!r}" if site else "regions"
     lines = [f"{path}: invalid config for {who}:"]
     for e in err.errors():
         loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        if named_by_file and loc == "name":
+            why = e["msg"].removeprefix("Value error, ")
+            lines.append(
+                f"  file name {path.name!r}: {site!r} is not a valid site name ({why}); the "
+                "file name is the site name: rename the file"
+            )
+            continue
         got = e.get("input")
         got_txt = "" if isinstance(got, dict) else f" (got {got!r})"
         lines.append(f"  field `{loc}`: {e['msg']}{got_txt}")
@@ -795,7 +1147,9 @@ def _parse_site(
             {**data, "name": site_name}, context={"compile_selectors": compile_selectors}
         )
     except ValidationError as err:
-        raise ConfigError(_format_validation_error(path, site_name, err)) from None
+        raise ConfigError(
+            _format_validation_error(path, site_name, err, named_by_file="name" not in data)
+        ) from None
     unknown = [r for r in site.regions if r not in regions]
     if unknown:
         raise ConfigError(

@@ -40,9 +40,11 @@ def transform(site: str, region: str, **context: Any) -> dict[str, Any]:
         raise
     metrics.transformed(site, region, result, ok=True)
     log.info(
-        "Transformed %s records: %s clean, %s rejected (%.1f%%); reasons: %s",
+        "Transformed %s records: %s clean, %s rejected (%.1f%%); reasons: %s; %s natural "
+        "key(s) on more than one record, %s record(s) set aside (on_duplicate_key: %s)",
         result["records"], result["clean"], result["rejected"], 100 * result["reject_ratio"],
-        result["top_reject_reasons"],
+        result["top_reject_reasons"], result["duplicate_keys"], result["duplicate_records"],
+        cfg.on_duplicate_key,
     )  # fmt: skip
     return {**result, "trading_date": scraped["trading_date"]}
 
@@ -111,6 +113,7 @@ def _load_partition(
             kept_keys=storage.from_uri(cleaned["rejected_keys_uri"])
             if cleaned.get("rejected_keys_uri")
             else None,
+            duplicate_keys=cleaned.get("duplicate_keys", 0),
         )
     finally:
         conn.close()

@@ -25,7 +25,6 @@ import re
 import signal
 import statistics
 import sys
-import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -478,9 +477,7 @@ def run(args, deadline: float) -> list[Figure]:
         pg = session["pg"]
         pg.start()
         session["pg_started"] = True  # services.unconfigure() stops it
-        server = services.load_demo_server().make_server("127.0.0.1", session["demo_port"])
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        session["server"] = server  # and shuts it down
+        services.start_demo_sites()  # and nginx in front; services.unconfigure() stops both
 
         from offpeak.config import load_project
         from offpeak.factory import dag_ids

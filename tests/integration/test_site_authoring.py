@@ -4,19 +4,17 @@ spacer row, signs shown only as a class, dates like `May 31, 2013`, times like `
 It is previewed with `python -m offpeak.preview` (exact typed rows, no rejects), then loaded
 through dag.test() (exact rows in the warehouse, zero rejects).
 
-The board is served from the fixture folder by a local HTTP server on 127.0.0.1: a stand-in
-for the newspaper's site, which tests cannot reach."""
+The board is served from the fixture folder by the session's nginx on 127.0.0.1 (gzipped,
+chunked, as a newspaper's server sends it): a stand-in for the newspaper's site, which tests
+cannot reach."""
 
 from __future__ import annotations
 
-import functools
-import http.server
 import json
 import os
 import shutil
 import subprocess
 import sys
-import threading
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
@@ -26,6 +24,7 @@ import yaml
 from test_pipeline import run_dag
 
 from support import REPO
+from support.dagsync import scrape_dags
 from support.queries import load_audit
 
 pytestmark = pytest.mark.integration
@@ -52,30 +51,24 @@ PAGE_TWO = [
 
 
 @pytest.fixture(scope="module")
-def board_url():
-    handler = functools.partial(_QuietHandler, directory=str(BOARD))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
-
-
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args) -> None:
-        pass
+def board_url(nginx) -> str:
+    """The board's folder as nginx serves it (tests/fixtures at /fixtures/)."""
+    return f"{nginx.url}/fixtures/boards"
 
 
 @pytest.fixture
-def config(tmp_path: Path, monkeypatch, board_url) -> Path:
-    """The shipped config plus the board's YAML, as a user adds it; its connection from the
+def config(tmp_path: Path, monkeypatch, nginx) -> Path:
+    """The shipped config plus the board's YAML, as a user adds it (its start URL under
+    nginx's /fixtures/boards/, where the paper has it at its root); its connection from the
     environment, as a deployment gives it."""
     config = tmp_path / "config"
     shutil.copytree(REPO / "include/config", config)
-    shutil.copy(BOARD / "mostactive.yaml", config / "sites/mostactive.yaml")
+    text = (BOARD / "mostactive.yaml").read_text()
+    moved = text.replace('"/mostactive.html?', '"/fixtures/boards/mostactive.html?')
+    assert moved != text
+    (config / "sites/mostactive.yaml").write_text(moved)
     monkeypatch.setenv("OFFPEAK_CONFIG_DIR", str(config))
-    monkeypatch.setenv("AIRFLOW_CONN_SITE_MOSTACTIVE", board_url)
+    monkeypatch.setenv("AIRFLOW_CONN_SITE_MOSTACTIVE", nginx.url)
     return config
 
 
@@ -133,10 +126,7 @@ def test_preview_names_the_file_and_field_of_a_config_error(config):
 def test_the_board_loads_through_dag_test_with_exact_rows_and_no_rejects(
     config, airflow_db, warehouse
 ):
-    from airflow.dag_processing.dagbag import DagBag
-
-    bag = DagBag(dag_folder=str(REPO / "dags" / "scrape.py"))
-    assert not bag.import_errors, bag.import_errors
+    bag = scrape_dags()
     assert DAG_ID in bag.dags
     run = run_dag(bag, DAG_ID, DAY)
     assert run.state == "success"

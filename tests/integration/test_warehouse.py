@@ -122,10 +122,13 @@ def rows(warehouse, schema, cols="code, price"):
     return warehouse.execute(f"SELECT {cols} FROM {schema}.prices ORDER BY code").fetchall()
 
 
-def test_duplicate_keys_in_one_file_keep_the_last(pg, warehouse, schema, tmp_path):
+def test_duplicate_keys_in_one_file_keep_the_last(pg, warehouse, schema, tmp_path, caplog):
     site = make_site(tmp_path)
     result = load(pg, site, clean_file(tmp_path, ["A,1.5,u,1", "B,2,u,2", "A,1.75,u,3"]), 3)
     assert result["rows_inserted"] == 2
+    # The transform settles repeated keys first; one that still reaches the load is named.
+    assert "the clean file repeats 1 natural key(s) (A)" in caplog.text
+    assert load_audit(warehouse, columns="duplicate_keys", schema=schema) == [(1,)]
     assert rows(warehouse, schema) == [("A", Decimal("1.75")), ("B", Decimal("2"))]
     # Again into the loaded partition (the merge, not the first load's plain insert).
     again = ["B,2,u,1", "A,1,u,2", "C,3,u,3", "A,1.5,u,4", "C,3.5,u,5"]
@@ -215,3 +218,30 @@ def test_first_loads_of_several_sites_at_once_all_succeed(pg, warehouse, schema,
     assert sorted(r["table"] for r in results) == sorted(f"{schema}.site{n}" for n in range(8))
     (audited,) = warehouse.execute(f"SELECT count(*) FROM {schema}.load_audit").fetchone()
     assert audited == 8
+
+
+def test_the_transforms_duplicate_count_is_audited(pg, warehouse, schema, tmp_path):
+    site = make_site(tmp_path)
+    result = load(pg, site, clean_file(tmp_path, ["B,2,u,2"]), 1, duplicate_keys=3)
+    assert result["duplicate_keys"] == 3
+    assert load_audit(warehouse, columns="duplicate_keys", schema=schema) == [(3,)]
+
+
+def test_an_audit_table_from_before_duplicate_keys_gets_the_column(pg, warehouse, schema):
+    """A warehouse created before the column existed: the next load adds it (0 for the old
+    rows) and fills it."""
+    import psycopg
+
+    from offpeak.warehouse.schema import ensure_schema
+
+    with psycopg.connect(pg.uri("warehouse")) as conn:
+        ensure_schema(conn)
+    warehouse.execute(f"ALTER TABLE {schema}.load_audit DROP COLUMN duplicate_keys")
+    warehouse.execute(
+        f"INSERT INTO {schema}.load_audit (site, region, trading_date, dag_id, run_id, "
+        "clean_uri, rows_in_file, rows_rejected, rows_inserted, rows_updated, rows_unchanged, "
+        "rows_deleted) VALUES ('old', 'europe', '2026-01-02', 'd', 'r', 'c', 1, 0, 1, 0, 0, 0)"
+    )
+    with psycopg.connect(pg.uri("warehouse")) as conn:
+        ensure_schema(conn)
+    assert load_audit(warehouse, columns="site, duplicate_keys", schema=schema) == [("old", 0)]

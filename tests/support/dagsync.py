@@ -1,7 +1,6 @@
-"""Register the DAG bundles and their DAGs in the metadata DB once, before a test starts
-several `airflow dags test` processes at once (docs/decisions.md, "Concurrent `airflow dags
-test`"): each process registers them on start-up, and two first registrations at once collide
-on a primary key (dag_bundle's, then dag's)."""
+"""The scrape DAGs a test runs: built from a config folder of its own (scrape_dags), or
+registered in the metadata DB once before a test starts several `airflow dags test` processes
+at once (register_dags; docs/decisions.md, "Concurrent `airflow dags test`")."""
 
 from __future__ import annotations
 
@@ -9,6 +8,9 @@ import subprocess
 import sys
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from support import REPO
 
@@ -28,3 +30,16 @@ def register_dags(env: Mapping[str, str]) -> None:
         timeout=300,
     )
     assert done.returncode == 0, f"airflow dags reserialize failed:\n{done.stdout}{done.stderr}"
+
+
+def scrape_dags(config: Path | None = None) -> Any:
+    """dags/scrape.py's DagBag, built from the config folder ``config`` (OFFPEAK_CONFIG_DIR
+    while it parses; default: the environment's). An import error fails the test, naming it."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    with pytest.MonkeyPatch.context() as mp:
+        if config is not None:
+            mp.setenv("OFFPEAK_CONFIG_DIR", str(config))
+        bag = DagBag(dag_folder=str(REPO / "dags" / "scrape.py"))
+    assert not bag.import_errors, bag.import_errors
+    return bag

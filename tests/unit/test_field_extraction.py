@@ -129,7 +129,10 @@ def test_without_a_timezone_a_datetime_needs_its_offset():
         ({"type": "date", "css": "td", "formats": ["May"]}, "has no strptime directive"),
         ({"type": "date", "css": "td", "timezone": "region"}, "timezone needs type datetime"),
         ({"type": "datetime", "css": "td", "timezone": "Mars/Base"}, "unknown IANA timezone"),
-        ({"type": "text", "const": "X", "css": "td"}, "exactly one of css, xpath, path or const"),
+        (
+            {"type": "text", "const": "X", "css": "td"},
+            "exactly one of css, xpath, path, column or const",
+        ),
         ({"type": "text", "const": "X", "default": "Y"}, "re and default do not apply"),
     ],
 )

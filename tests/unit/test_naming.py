@@ -66,7 +66,11 @@ def test_a_site_name_with_a_double_underscore_is_a_config_error(config_dir):
     path = write_site(config_dir, "fx__rates", site_with())
     project = load_project(config_dir)
     message = assert_only_error(
-        project, path, "field `name`", "site name 'fx__rates' contains '__'", "DAG ids"
+        project,
+        path,
+        "file name 'fx__rates.yaml'",
+        "site name 'fx__rates' contains '__'",
+        "DAG ids",
     )
     assert "use single underscores" in message
     # Surfaced by dags/config_check.py; the valid sites keep their DAGs.

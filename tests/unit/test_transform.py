@@ -172,7 +172,7 @@ def test_transform_rejects_say_why(site, tmp_path):
 def test_transform_summarises_top_reasons(site, tmp_path):
     bad_prices = ["n/a", "--", "abc"]
     lines = [json.dumps({"symbol": f"S{i}", "price": p}) for i, p in enumerate(bad_prices)]
-    lines += [json.dumps({"symbol": "OK", "price": "1"})] * 3
+    lines += [json.dumps({"symbol": f"OK{i}", "price": "1"}) for i in range(3)]
     *_, paths = run(site, tmp_path, lines)
     result = transform_file(site, *paths)
     # Grouped by field and problem, not by the value, so three bad prices count as one reason.

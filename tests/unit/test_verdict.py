@@ -33,7 +33,7 @@ def test_any_lost_page_makes_it_partial_with_each_cause(site):
     assert verdict.outcome == "partial"
     assert verdict.reasons == [
         "1 requests failed with an HTTP error after their retries",
-        "2 pages were cut short (no closing </body> or </html>)",
+        "2 pages were cut short in transfer (the connection closed before the end of their body)",
     ]
 
 

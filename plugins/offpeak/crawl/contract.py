@@ -27,10 +27,16 @@ INCOMPLETE_PREFIX = "offpeak/incomplete/"
 # offpeak/throttled/<status>: 429/503 answers with Retry-After that were waited out and retried.
 THROTTLED_PREFIX = "offpeak/throttled/"
 CHARSET_RECOVERED = "offpeak/charset_recovered"
+# Links to a page the crawl had already requested, dropped by Scrapy's duplicate filter: the
+# page is read once, nothing lost (offpeak.scraping.dropped), so counted, not a dead letter.
+DUPLICATE_REQUESTS = "offpeak/duplicate_requests"
 # Table rows that are not data (html_table.skip_rows / skip_text, or no field found in them).
 ROWS_SKIPPED = "offpeak/rows_skipped"
 # The last next-page link a page gave (its stored URL), for the preview.
 NEXT_PAGE = "offpeak/next_page"
+# json_api pages not fetched because pagination.max_pages was reached with on_max_pages:
+# complete (an expected cap, not a dead letter).
+PAGINATION_CAPPED = "offpeak/pagination/capped"
 RETRY_AFTER_ASKED = "offpeak/retry_after_asked_seconds"
 RETRY_NOT_BEFORE = "offpeak/retry_not_before"
 FINISH_RETRY_AFTER = "retry_after_exceeds_cap"

@@ -22,6 +22,8 @@ KEY_STATS = {
     "robots_forbidden": "robotstxt/forbidden",
     "unreadable_pages": contract.UNREADABLE_PAGES,
     "dead_letters": contract.DEAD_LETTERS,
+    # Links to pages already requested (harmless, read once): offpeak.scraping.dropped.
+    "duplicate_requests": contract.DUPLICATE_REQUESTS,
     "elapsed_seconds": "elapsed_time_seconds",
 }
 

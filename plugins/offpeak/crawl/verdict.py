@@ -25,13 +25,18 @@ CAUSES = {
     "offsite": "requests to other hosts were refused",
     "robots": "requests were disallowed by robots.txt",
     "redirect_loop": "requests ended in a redirect loop",
+    "columns_moved": "pages had a table header that does not match the site's columns",
     "too_large": "responses exceeded politeness.download_maxsize",
     "refused": "requests were refused",
     "retry_after": "requests were throttled for longer than politeness.max_retry_after_seconds",
-    "truncated": "pages were cut short (no closing </body> or </html>)",
+    "truncated": "pages were cut short in transfer (the connection closed before the end of "
+    "their body)",
     "charset": "pages did not decode under their declared charset",
     "rows_unmatched": "pages had table rows after the last one the row selector matches",
     "unreadable_page": "pages had no rows or fields the selectors match",
+    "pagination_loop": "next pages pointed back to a page already requested (a pagination loop)",
+    "max_pages": "page chains stopped at json_api.pagination.max_pages with more pages offered",
+    "pagination": "pages gave pagination data that cannot be followed or ends the list early",
 }
 
 

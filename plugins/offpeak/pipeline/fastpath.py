@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING
 
 import polars as pl
 
+from offpeak.pipeline.normalize import whitespace
+
 if TYPE_CHECKING:
     from offpeak.config import Site
 
@@ -36,9 +38,11 @@ _DATETIME = (
     r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]"
     r"[+-](?:[01][0-9]|2[0-3]):[0-5][0-9]$"
 )
-# A negated Decimal is rounded to the context's 28 digits; longer ones go the slow way.
+# Negative decimals longer than this go the slow way (the reference negates exactly, with
+# copy_negate; they are rare enough not to read here).
 _DECIMAL_DIGITS = 28
 _INT_DIGITS = 18  # always within a signed 64-bit integer
+_NUMERIC_CHECKED = 1000  # longer decimals go to the reference, which checks numeric's range
 
 
 def blank(col: pl.Expr) -> pl.Expr:
@@ -48,11 +52,16 @@ def blank(col: pl.Expr) -> pl.Expr:
 
 
 def _blank(name: str, kind: str) -> pl.Expr:
-    """Text is blanked as normalize does. A typed field only loses its outer whitespace: the
-    shapes the fast path reads hold no other whitespace than single spaces, so any value that
-    blanking would change further is left to the reference anyway."""
-    if kind == "text":
+    """Text is blanked as normalize does: ``collapse`` text by normalize.to_text, ``keep``
+    text by normalize.to_kept_text (as it is; null when empty). A typed field only
+    loses its outer whitespace: the shapes the fast path reads hold no other whitespace than
+    single spaces, so any value that blanking would change further is left to the reference
+    anyway."""
+    if kind == "collapse":
         return blank(pl.col(name))
+    if kind == "keep":
+        raw = pl.col(name)
+        return pl.when(raw == "").then(None).otherwise(raw)
     text = pl.col(name).str.strip_chars()
     return pl.when(text == "").then(None).otherwise(text)
 
@@ -76,10 +85,12 @@ def _number_value(name: str, *, decimal: bool) -> list[pl.Expr]:
     shaped, negative, digits = pl.col(f"{name}?"), pl.col(f"{name}-"), pl.col(f"{name}.d")
     if decimal:
         # Decimal's str() turns to exponent notation below 1e-6 ("0.0000001" is "1E-7"), and
-        # negation rounds to 28 digits: both left to the reference.
+        # long negatives: both left to the reference.
         tiny = digits.str.starts_with("0.000000")
         long = negative & (digits.str.len_bytes() > _DECIMAL_DIGITS)
-        read = shaped & ~tiny & ~long
+        # PostgreSQL's numeric holds 16383 digits after the point: the reference checks.
+        huge = digits.str.len_bytes() > _NUMERIC_CHECKED
+        read = shaped & ~tiny & ~long & ~huge
     else:
         digits = digits.str.replace(r"\.0*$", "")
         whole = ~digits.str.contains(".", literal=True)
@@ -113,8 +124,12 @@ def read_fields(site: Site, raw: pl.DataFrame) -> pl.DataFrame:
     parts; the values."""
     fields = site.fields
     required = site.required_fields()
+    kinds = {
+        name: whitespace(spec, site.kind) if spec.type == "text" else spec.type
+        for name, spec in fields.items()
+    }
     frame = raw.select(
-        *(_blank(name, spec.type).alias(name) for name, spec in fields.items()),
+        *(_blank(name, kinds[name]).alias(name) for name, spec in fields.items()),
         *(pl.col(name).alias(f"{name}!") for name in fields),
         pl.when(pl.col("_url") != "").then(pl.col("_url")).alias("source_url"),
         "_line",
@@ -133,8 +148,10 @@ def read_fields(site: Site, raw: pl.DataFrame) -> pl.DataFrame:
             stage2.append(_date(text).alias(f"{name}?"))
         elif spec.type == "datetime":
             stage2.append(_datetime(text).alias(f"{name}?"))
-        else:
-            stage2.append(pl.lit(True).alias(f"{name}?"))
+        elif spec.type == "text":  # a NUL, which PostgreSQL cannot store: the reference refuses
+            stage2.append(text.str.contains("\x00", literal=True).not_().alias(f"{name}?"))
+        else:  # boolean and json: the reference reads them, once per distinct value
+            stage2.append(pl.lit(False).alias(f"{name}?"))
     frame = frame.with_columns(stage2)
     if stage3:
         frame = frame.with_columns(stage3)

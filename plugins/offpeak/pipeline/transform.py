@@ -11,6 +11,10 @@ from dataclasses import dataclass
 from datetime import date
 from typing import TYPE_CHECKING, Any
 
+from offpeak import jsonvalues
+from offpeak.pipeline.duplicates import REASON_KEY as DUPLICATE_REASON
+from offpeak.pipeline.duplicates import KeyLedger
+from offpeak.pipeline.duplicates import settle as settle_duplicates
 from offpeak.pipeline.normalize import FieldError, field_converter
 
 if TYPE_CHECKING:
@@ -36,9 +40,37 @@ def clean_columns(site: Site) -> list[str]:
 def _csv_value(value: Any) -> str | None:
     if value is None:
         return None
+    if isinstance(value, bool):  # as PostgreSQL writes a boolean, never Python's True
+        return "true" if value else "false"
     if isinstance(value, date):  # datetime too: isoformat keeps the offset
         return value.isoformat()
-    return str(value)
+    return str(value)  # a json field's value is its JSON text already (normalize.JsonText)
+
+
+_QUOTED_CSV = re.compile(r'[,"\r\n]')
+
+
+class CsvRows:
+    """A csv.writer for the clean and kept-keys files that quotes as polars' write_csv does,
+    so the two paths write the same bytes: a value holding a comma, a quote, a newline or a
+    carriage return is quoted (csv.writer leaves a lone carriage return bare, which COPY
+    refuses), None and "" are an empty field."""
+
+    def __init__(self, out) -> None:
+        self.out = out
+
+    def writerow(self, row: list[Any]) -> None:
+        cells = []
+        for value in row:
+            text = "" if value is None else str(value)
+            if _QUOTED_CSV.search(text):
+                text = '"' + text.replace('"', '""') + '"'
+            cells.append(text)
+        self.out.write(",".join(cells) + "\n")
+
+    def writerows(self, rows) -> None:
+        for row in rows:
+            self.writerow(row)
 
 
 Converters = dict[str, Any]  # field name -> its converter (offpeak.pipeline.normalize)
@@ -48,8 +80,11 @@ def site_converters(
     site: Site, zone: str | None = None, trading_date: date | None = None
 ) -> Converters:
     """Each field's converter, for a run in the region of timezone ``zone`` on
-    ``trading_date`` (a datetime field's ``timezone: region`` and a format without a day)."""
-    return {n: field_converter(spec, zone, trading_date) for n, spec in site.fields.items()}
+    ``trading_date`` (a datetime field's ``timezone: region`` and a format without a day);
+    a text field's whitespace default follows the site's kind."""
+    return {
+        n: field_converter(spec, zone, trading_date, site.kind) for n, spec in site.fields.items()
+    }
 
 
 def normalize_record(
@@ -122,6 +157,9 @@ def transform_file(
     ``raw`` is an ObjectStoragePath; ``clean``/``rejects`` are published atomically. ``zone``
     (the region's timezone) and ``trading_date`` are the run's, for the datetime fields that
     need them (site_converters).
+    Records sharing a natural key are then settled by the site's on_duplicate_key
+    (offpeak.pipeline.duplicates): ``duplicate_keys`` counts the keys, ``duplicate_records``
+    the records rejected or superseded.
     Returns counts; raises RejectRatioExceeded after writing both files when too many fail.
     """
     from offpeak.pipeline.storage import atomic_writer
@@ -134,13 +172,20 @@ def transform_file(
         atomic_writer(rejects) as bad,
         atomic_writer(keys_path) as keys_out,
     ):
-        keys = csv.writer(keys_out, lineterminator="\n")
+        keys = CsvRows(keys_out)
         line_no = 0
         for block in _blocks(src):
             ended = block.endswith(b"\n")
             batch.run(block, line_no, out, bad, keys, ended=ended)
             line_no += block.count(b"\n") + (not ended)
-    counts = batch.counts
+        # Keys on more than one record: the site's on_duplicate_key, once the file is whole.
+        settled, repeats = settle_duplicates(site, batch.ledger, out, bad, keys)
+    counts = {**batch.counts, **settled.counts()}
+    counts["clean"] -= settled.records
+    counts["rejected"] += len(repeats)
+    if repeats:
+        counts["rejected_keys"] += len(settled.keys)
+        batch.reasons[DUPLICATE_REASON] = len(repeats)
     ratio = counts["rejected"] / counts["records"] if counts["records"] else 0.0
     result = {
         **counts,
@@ -194,7 +239,7 @@ def reference_line(
     if not text.strip():
         return None
     try:
-        record = json.loads(text)
+        record = jsonvalues.loads(text)  # numbers exact: a Decimal, never a float
         if not isinstance(record, dict):
             raise ValueError("not a JSON object")
     except ValueError as exc:
@@ -248,6 +293,7 @@ class _Batch:
         self.keys = [*self.fields, "_url", "_error"]
         self.converters = converters or site_converters(site)
         self.counts = {"records": 0, "clean": 0, "rejected": 0, "rejected_keys": 0}
+        self.ledger = KeyLedger(site, self.columns)  # each clean row's key, for duplicates
         self.reasons: dict[str, int] = {}
 
     def run(self, block: bytes, first: int, out, bad, keys, *, ended: bool = True) -> None:
@@ -305,15 +351,14 @@ class _Batch:
             more = pl.DataFrame(extra, schema=clean.schema, orient="row")
             clean = pl.concat([clean, settled, more]).sort("_line")
         self.counts["clean"] += clean.height
+        self.ledger.add(clean)
         if clean.height:
             out.write(clean.write_csv(include_header=False))
         refused = [o for o in outcomes if o.row is None]
         if refused:
             line = [o.line for o in refused]
             text = [
-                json.dumps(
-                    {"line": o.line, "reason": o.reason, "record": o.record}, ensure_ascii=False
-                )
+                jsonvalues.dumps({"line": o.line, "reason": o.reason, "record": o.record})
                 for o in refused
             ]
             rejects = pl.concat([rejects, pl.DataFrame({"_line": line, "text": text})]).sort(
@@ -432,7 +477,7 @@ class _Batch:
 
     def _reference(self, block: bytes, first: int, out, bad, keys, *, ended: bool) -> None:
         """Each line of the block the per-record way."""
-        writer = csv.writer(out, lineterminator="\n")
+        writer = CsvRows(out)
         lines = block.split(b"\n")
         if ended:
             lines.pop()
@@ -447,7 +492,9 @@ class _Batch:
                 self._reject(o, bad, keys)
                 continue
             writer.writerow([*o.row, i])
+            self.ledger.add_row([*o.row, i])
             self.counts["clean"] += 1
+        self.ledger.flush()
 
     def _reject(self, o: _Outcome, bad, keys) -> None:
         self.counts["rejected"] += 1
@@ -469,7 +516,8 @@ class _Batch:
 def _reject(
     out, line_no: int, reason: str, record: dict[str, Any], reasons: dict[str, int]
 ) -> None:
-    out.write(json.dumps({"line": line_no, "reason": reason, "record": record}, ensure_ascii=False))
+    # jsonvalues.dumps: the record's numbers as exact as they were read (Decimals).
+    out.write(jsonvalues.dumps({"line": line_no, "reason": reason, "record": record}))
     out.write("\n")
     key = _reason_key(reason)
     reasons[key] = reasons.get(key, 0) + 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import time
 from email.utils import parsedate_to_datetime
 from pathlib import Path
@@ -13,6 +14,7 @@ from typing import Any
 from scrapy import signals
 from scrapy.exceptions import IgnoreRequest, NotConfigured
 from scrapy.utils.httpobj import urlparse_cached
+from twisted.web.iweb import UNKNOWN_LENGTH
 
 from offpeak.crawl import contract
 
@@ -30,6 +32,14 @@ def stored_url(url: str) -> str:
 
 def _mib(size: int) -> str:
     return f"{size / 1048576:g} MiB"
+
+
+# request.meta keys: the body length the answer's headers announced (None: chunked or ended by
+# closing the connection), and the body bytes received so far (the last try's).
+LENGTH = "offpeak_body_length"
+RECEIVED = "offpeak_body_received"
+# Scrapy's words when a compressed answer passes DOWNLOAD_MAXSIZE once decompressed.
+DECOMPRESSED_TOO_LARGE = re.compile(r"\((\d+) B compressed, .* during decompression")
 
 
 class DeadLetters:
@@ -54,12 +64,23 @@ class DeadLetters:
         ext = cls(crawler, Path(path))
         crawler.dead_letters = ext  # the spiders' errback and the guards report here
         crawler.signals.connect(ext.headers_received, signal=signals.headers_received)
+        crawler.signals.connect(ext.bytes_received, signal=signals.bytes_received)
         crawler.signals.connect(ext.spider_closed, signal=signals.spider_closed)
         return ext
 
     def headers_received(self, headers, body_length, request, spider) -> None:
-        if self.maxsize and body_length and body_length > self.maxsize:
-            self.expected_size[request.url] = int(body_length)
+        # Twisted's UNKNOWN_LENGTH is a string: a chunked answer, or one that ends when the
+        # server closes the connection. Its size is known only as its bytes arrive.
+        known = body_length != UNKNOWN_LENGTH and isinstance(body_length, int)
+        request.meta[LENGTH] = body_length if known else None
+        request.meta[RECEIVED] = 0
+        if known and self.maxsize and body_length > self.maxsize:
+            self.expected_size[request.url] = body_length
+
+    def bytes_received(self, data, request, spider) -> None:
+        meta = request.meta
+        if RECEIVED in meta:
+            meta[RECEIVED] += len(data)
 
     def add(self, url: str, cause: str, reason: str, status: int | None = None, retries=0) -> None:
         letter = {
@@ -78,8 +99,10 @@ class DeadLetters:
         """Errback of every request the spiders make: name what happened to it."""
         from scrapy.exceptions import (
             CannotResolveHostError,
+            DownloadCancelledError,
             DownloadConnectionRefusedError,
             DownloadTimeoutError,
+            ResponseDataLossError,
         )
         from scrapy.spidermiddlewares.httperror import HttpError
         from twisted.internet.error import (
@@ -112,6 +135,10 @@ class DeadLetters:
                          "redirects (REDIRECT_MAX_TIMES)")  # fmt: skip
             elif getattr(exc, "offpeak_reported", False):
                 return  # the guard that refused it has said why
+            elif found := DECOMPRESSED_TOO_LARGE.search(message):
+                self.add(url, "too_large", f"response from {url} ({int(found[1]):,} bytes "
+                         "compressed) exceeds politeness.download_maxsize "
+                         f"{_mib(self.maxsize)} once decompressed")  # fmt: skip
             else:
                 self.add(url, "refused", f"request refused: {message} ({url})")
             return
@@ -120,6 +147,23 @@ class DeadLetters:
             what = f"response of {size:,} bytes" if size else "response"
             self.add(url, "too_large", f"{what} from {url} exceeds politeness.download_maxsize "
                      f"{_mib(self.maxsize)}")  # fmt: skip
+            return
+        received = request.meta.get(RECEIVED, 0)
+        if isinstance(exc, DownloadCancelledError) and self.maxsize and received > self.maxsize:
+            # No length to refuse it by up front: Scrapy cancels the body once it passes the
+            # limit, with an empty message.
+            self.add(url, "too_large", f"response of at least {received:,} bytes from {url} "
+                     "(sent without a Content-Length) exceeds politeness.download_maxsize "
+                     f"{_mib(self.maxsize)}")  # fmt: skip
+            return
+        if isinstance(exc, ResponseDataLossError):
+            length = request.meta.get(LENGTH)
+            if length is None:
+                how = f"after {received:,} bytes of a chunked body, before its last chunk"
+            else:
+                how = f"after {received:,} of the {length:,} bytes its Content-Length announced"
+            self.add(url, "truncated", f"{url} was cut short{after}: the connection closed "
+                     f"{how}; none of its rows are stored", None, retries)  # fmt: skip
             return
         if isinstance(exc, ConnectionRefusedError | DownloadConnectionRefusedError):
             cause, what = "connection", "connection refused"

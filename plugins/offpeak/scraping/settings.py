@@ -38,6 +38,8 @@ EXTENSIONS = {
     "offpeak.scraping.guards.DeadLetters": 400,
     "offpeak.scraping.extensions.StatsFile": 500,
     "offpeak.scraping.progress.Progress": 510,
+    # Names the requests Scrapy's duplicate filter drops (a redirect loop is a lost page).
+    "offpeak.scraping.dropped.DroppedRequests": 520,
     "scrapy.extensions.logstats.LogStats": None,
 }
 # Last, so it counts the items that reach the feed.

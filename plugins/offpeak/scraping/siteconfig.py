@@ -19,16 +19,21 @@ from offpeak.crawl import contract
 @dataclass(frozen=True)
 class Locator:
     """Where a field's value is (a CSS selector or an XPath in HTML, a dotted path in JSON, or
-    a constant), and how its text is taken from what was found (offpeak.config.FieldSpec)."""
+    a constant), and how its text is taken from what was found (offpeak.config.FieldSpec).
+    ``type`` is the field's: a json field's JSON value travels in the feed as its exact JSON
+    text (offpeak.jsonvalues)."""
 
+    type: str = "text"
     css: str | None = None
     xpath: str | None = None
     path: str | None = None
-    const: str | int | float | None = None
+    const: bool | str | int | float | None = None
+    column: str | None = None  # html_table: the header text of the field's column
     join: str = " "
     re: str | None = None
-    default: str | int | float | None = None
+    default: bool | str | int | float | None = None
     negative_when: str | None = None
+    whitespace: str | None = None  # text: "collapse" or "keep"; None: the kind's default
 
     @classmethod
     def from_config(cls, spec: dict[str, Any]) -> Locator:

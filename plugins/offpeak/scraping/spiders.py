@@ -7,6 +7,7 @@ import json
 import os
 import re
 from collections.abc import AsyncIterator, Iterator
+from decimal import Decimal
 from typing import Any
 from urllib.parse import quote, urljoin
 
@@ -14,10 +15,12 @@ import scrapy
 from lxml import etree
 from parsel import Selector
 from parsel.csstranslator import HTMLTranslator
-from scrapy.http import HtmlResponse, TextResponse
-from w3lib.url import add_or_replace_parameter
+from scrapy.http import TextResponse
+from w3lib.url import canonicalize_url
 
+from offpeak import jsonvalues
 from offpeak.crawl import contract
+from offpeak.scraping import pagination
 from offpeak.scraping.guards import stored_url
 from offpeak.scraping.siteconfig import CrawlSite, Locator, crawl_site
 
@@ -42,18 +45,6 @@ def _charset_source(response: TextResponse) -> str:
     if response._body_declared_encoding():
         return "<meta> charset"
     return "charset detection"
-
-
-def dig(data: Any, path: str) -> Any:
-    """Follow a dotted path (``data.rates``, ``venue.name``, ``items.0.id``) or return None."""
-    for part in path.split("."):
-        if isinstance(data, dict):
-            data = data.get(part)
-        elif isinstance(data, list) and part.isdigit() and int(part) < len(data):
-            data = data[int(part)]
-        else:
-            return None
-    return data
 
 
 def _joined(found: list[str], sep: str) -> str | None:
@@ -165,7 +156,9 @@ class ConfiguredSpider(scrapy.Spider):
             name: spec.const for name, spec in self.site.fields.items() if spec.const is not None
         }
         self.defaults = {
-            name: str(spec.default)
+            name: jsonvalues.dumps(spec.default)  # a boolean as JSON writes it: true, false
+            if isinstance(spec.default, bool)
+            else str(spec.default)
             for name, spec in self.site.fields.items()
             if spec.default is not None and spec.const is None
         }
@@ -218,12 +211,23 @@ class ConfiguredSpider(scrapy.Spider):
             self.logger.error("Request failed: %s", failure.getErrorMessage())
 
     def readable(self, response: scrapy.http.Response) -> tuple[Any, str, str]:
-        """``(response, "", "")`` when the page decodes cleanly and is whole (UTF-8 bytes
-        mislabelled as a single-byte charset are re-read as UTF-8); else
-        ``(None, cause, why)``."""
+        """``(response, "", "")`` when the page decodes cleanly (UTF-8 bytes mislabelled as a
+        single-byte charset are re-read as UTF-8); else ``(None, cause, why)``.
+
+        Whether a page is whole is the transport's to say, not its end tags (HTML lets a page
+        omit ``</body>`` and ``</html>``): DOWNLOAD_FAIL_ON_DATALOSS makes a body shorter than
+        its Content-Length, or a chunked body without its last chunk, a failed request (a
+        dead letter, guards.DeadLetters.failure); with it off, Scrapy flags it ``dataloss``.
+        """
+        url = stored_url(response.url)
+        if "dataloss" in response.flags:
+            why = (
+                f"{url} was cut short: the connection closed before the end of its body "
+                f"(after {len(response.body):,} bytes); none of its rows are stored"
+            )
+            return None, "truncated", why
         if not isinstance(response, TextResponse):
             return response, "", ""
-        url = stored_url(response.url)
         name = codecs.lookup(response.encoding).name
         body = response.body
         if name in SINGLE_BYTE and not body.isascii() and _is_utf8(body):
@@ -246,17 +250,6 @@ class ConfiguredSpider(scrapy.Spider):
                     "than stored garbled"
                 )
                 return None, "charset", why
-        if isinstance(response, HtmlResponse):
-            tail = body[-4096:].lower()
-            if b"</html>" not in tail and b"</body>" not in tail:
-                return (
-                    None,
-                    "truncated",
-                    (
-                        f"{url} ends after {len(body):,} bytes without </body> or </html>: a "
-                        "truncated document; none of its rows are stored"
-                    ),
-                )
         return response, "", ""
 
     def item_from(self, selector: scrapy.Selector, url: str) -> dict[str, Any] | None:
@@ -301,6 +294,29 @@ class HtmlTableSpider(ConfiguredSpider):
         super().__init__(*args, **kwargs)
         skip_text = getattr(self.site.section, "skip_text", None)
         self.skip_text = re.compile(skip_text) if skip_text else None
+        self.header = HeaderCheck.of(self.site)
+
+    def parse_rows(self, response: scrapy.http.Response, rows: Any) -> Any:
+        """How this page's rows are read: ``item_from``, or, when the site names columns by
+        header or checks the header, a reader of the columns found in this page's header row;
+        a string (the reason) when the header does not match."""
+        if self.header is None:
+            return self.item_from
+        resolved = self.header.resolve(response, rows)
+        if isinstance(resolved, str):
+            return resolved
+        found, header_row = resolved
+
+        def read(row: Selector, url: str) -> dict[str, Any] | None:
+            if row.root is header_row:  # the row selector matches the header row too
+                return None
+            item = {name: reader(row) for name, reader in self.readers.items()}
+            item.update(self.header.cells(row, found))
+            if all(v is None for v in item.values()):
+                return None
+            return self.completed(item, url)
+
+        return read
 
     def parse(self, response: scrapy.http.Response) -> Iterator[Any]:
         cfg = self.site.section
@@ -322,11 +338,15 @@ class HtmlTableSpider(ConfiguredSpider):
             )  # fmt: skip
         skipped = 0
         not_data = {s.root for css in getattr(cfg, "skip_rows", ()) for s in response.css(css)}
+        read = self.parse_rows(response, rows) if rows else self.item_from
+        if isinstance(read, str):  # the columns moved: no row of this page is read
+            yield self.unreadable(response, read, "columns_moved")
+            rows = []
         for row in rows:
             if row.root in not_data or (self.skip_text and self._text_skipped(row)):
                 skipped += 1
                 continue
-            item = self.item_from(row, url)
+            item = read(row, url)
             if item is None:
                 skipped += 1
             else:
@@ -341,8 +361,116 @@ class HtmlTableSpider(ConfiguredSpider):
         return self.skip_text.search(text) is not None
 
 
+def _collapsed(texts: list[str]) -> str:
+    return " ".join(" ".join(texts).split())
+
+
+def _by_position(row: Selector) -> list[Selector]:
+    """The row's cells (td and th) by column position: a cell spanning n columns (colspan)
+    stands at each of them."""
+    cells: list[Selector] = []
+    for cell in row.xpath("./td|./th"):
+        span = cell.attrib.get("colspan", "1")
+        cells += [cell] * (int(span) if span.isdigit() and 0 < int(span) < 1000 else 1)
+    return cells
+
+
+class HeaderCheck:
+    """An html_table's columns read from each page's header row: fields with ``column`` find
+    their cell by header text, and ``html_table.header`` says which text each numbered column
+    must have. A page whose header does not match is unreadable, naming the column."""
+
+    def __init__(self, site: CrawlSite) -> None:
+        cfg = site.section
+        self.header_row = getattr(cfg, "header_row", None)
+        self.expected = {int(k): v for k, v in (getattr(cfg, "header", None) or {}).items()}
+        self.columns = {name: spec.column for name, spec in site.fields.items() if spec.column}
+        self.specs = {name: site.fields[name] for name in self.columns}
+        self.finish = {n: Finish(s) for n, s in self.specs.items() if Finish.wanted(s)}
+
+    @classmethod
+    def of(cls, site: CrawlSite) -> HeaderCheck | None:
+        check = cls(site)
+        return check if check.expected or check.columns else None
+
+    def header_of(self, response: scrapy.http.Response, rows: Any) -> Selector | None:
+        """The page's header row."""
+        if self.header_row:
+            found = response.css(self.header_row)
+        else:  # the first row of <th> cells in the table of the first data row
+            found = rows[0].xpath("ancestor::table[1]").xpath(".//tr[th][1]")
+        return found[0] if found else None
+
+    def resolve(
+        self, response: scrapy.http.Response, rows: Any
+    ) -> tuple[dict[str, int], Any] | str:
+        """({field: column index} for the ``column`` fields, the header row's element), or
+        why the header does not match (a reason naming the column and what the page has)."""
+        header = self.header_of(response, rows)
+        if header is None:
+            where = (
+                f"html_table.header_row {self.header_row!r} matches nothing"
+                if self.header_row
+                else "no row of <th> cells in the table (set html_table.header_row)"
+            )
+            return f"no header row to check the table's columns by: {where}"
+        # The header cells' texts by column position (whitespace runs as one space).
+        texts = [_collapsed(c.xpath(".//text()").getall()) for c in _by_position(header)]
+        problems, found = [], {}
+        for pos, want in sorted(self.expected.items()):
+            got = texts[pos - 1] if pos <= len(texts) else None
+            if got != want:
+                now = [i + 1 for i, t in enumerate(texts) if t == want]
+                where = f"it is now column {now[0]}" if now else "no column has that header"
+                problems.append(
+                    f"column {pos} is headed {got!r}, not {want!r} (html_table.header): "
+                    f"column {want!r} moved, {where}"
+                )
+        for name, want in self.columns.items():
+            at = [i for i, t in enumerate(texts) if t == want]
+            if len(at) == 1:
+                found[name] = at[0]
+            elif not at:
+                problems.append(f"field {name}: no column is headed {want!r}")
+            else:
+                columns = ", ".join(str(i + 1) for i in at)
+                problems.append(f"field {name}: columns {columns} are all headed {want!r}")
+        if problems:
+            return (
+                "its table header does not match the site's columns: "
+                f"{'; '.join(problems)}; its header row reads {texts}. None of its rows are "
+                "stored: read by position, a moved column gives another column's values"
+            )
+        return found, header.root
+
+    def cells(self, row: Selector, found: dict[str, int]) -> dict[str, str | None]:
+        """Each ``column`` field's text in ``row``: its cell's whole text as the document
+        holds it (XPath's string value: ``RFC 7231</a>, Section 6.2`` stays ``RFC 7231,
+        Section 6.2``, where joining the pieces would put a space before the comma)."""
+        cells = _by_position(row)
+        values: dict[str, str | None] = {}
+        for name, index in found.items():
+            text = None
+            if index < len(cells):
+                text = _joined(cells[index].xpath(".//text()").getall(), "")
+            finish = self.finish.get(name)
+            values[name] = text if finish is None else finish(text, row)
+        return values
+
+
+def json_body(response: TextResponse) -> Any:
+    """``response.json()``, every number exact: a fraction or exponent as a Decimal, never a
+    float (offpeak.jsonvalues); UTF-8, -16 or -32 as JSON requires, else the response's
+    charset, as Scrapy decodes it."""
+    try:
+        return jsonvalues.loads(response.body)
+    except UnicodeDecodeError:
+        return jsonvalues.loads(response.text)
+
+
 class JsonApiSpider(ConfiguredSpider):
-    """(b) A JSON API paged by cursor or page number; fields located by dotted paths."""
+    """(b) A JSON API: records at a dotted path (or the body itself), fields by dotted paths
+    in each record, pages followed as json_api.pagination says (offpeak.scraping.pagination)."""
 
     name = "json_api"
 
@@ -350,16 +478,40 @@ class JsonApiSpider(ConfiguredSpider):
         super().__init__(*args, **kwargs)
         self.paths = {n: s.path for n, s in self.site.fields.items() if s.path}
         self.finishes = {n: Finish(s) for n, s in self.site.fields.items() if s.path and s.re}
+        self.json_fields = {n for n, s in self.site.fields.items() if s.type == "json"}
+        # Text fields whose whitespace-only strings are nothing found (the default applies):
+        # collapsed ones; a kept field stores such a string as it is (normalize.to_kept_text).
+        self.collapsed = {
+            n
+            for n, s in self.site.fields.items()
+            if s.type == "text" and s.whitespace == "collapse"
+        }
+        self.fetched: set[str] = set()  # canonical URLs requested: the pagination loop guard
 
     def json_value(self, record: Any, name: str) -> Any:
-        """The value at the field's path; with ``re``, the text it finds in it."""
-        value = dig(record, self.paths[name])
+        """The value at the field's path as the feed carries it, exactly: a json field's as
+        its JSON text; in a field of another type, a number with a fraction or exponent
+        written out in full (never through a float), an object or array as its JSON text,
+        the empty string (and, in a collapsed text field, a string of only whitespace) as
+        nothing found: the field's ``default`` applies. With ``re``, the text
+        it finds in a string, or in any other value's JSON text (``false``, ``12.50``)."""
+        value = pagination.dig(record, self.paths[name])
+        if value is None:
+            return None
         finish = self.finishes.get(name)
-        if finish is None or value is None:
-            return value
-        return finish(value if isinstance(value, str) else json.dumps(value), None)
+        if finish is not None:
+            return finish(value if isinstance(value, str) else jsonvalues.dumps(value), None)
+        if name in self.json_fields:
+            return jsonvalues.dumps(value)
+        if isinstance(value, Decimal):
+            return jsonvalues.plain_number(value)
+        if isinstance(value, dict | list):
+            return jsonvalues.dumps(value)
+        if value == "" or (name in self.collapsed and isinstance(value, str) and value.isspace()):
+            return None
+        return value
 
-    def parse(self, response: scrapy.http.Response, page: int = 1) -> Iterator[Any]:
+    def parse(self, response: scrapy.http.Response) -> Iterator[Any]:
         cfg = self.site.section
         checked, cause, why = self.readable(response)
         if checked is None:
@@ -367,29 +519,90 @@ class JsonApiSpider(ConfiguredSpider):
             return
         response = checked
         try:
-            data = response.json()
+            data = json_body(response)
         except ValueError as exc:
             yield self.unreadable(response, f"response is not JSON: {exc}")
             return
-        records = dig(data, cfg.records)
+        records = pagination.dig(data, cfg.records)
         if not isinstance(records, list):
-            yield self.unreadable(response, f"{cfg.records!r} is not a list in the response")
+            where = "the response" if cfg.records == pagination.TOP_LEVEL else repr(cfg.records)
+            got = "nothing" if records is None else f"a JSON {_json_kind(records)}"
+            yield self.unreadable(response, f"json_api.records: {where} is {got}, not a list")
             return
         url = stored_url(response.url)
         for record in records:
             item = {name: self.json_value(record, name) for name in self.paths}
             yield self.completed(item, url)
-        if cfg.pagination == "cursor":
-            cursor = dig(data, cfg.cursor_path)
-            if cursor:
-                url = add_or_replace_parameter(response.url, cfg.cursor_param, str(cursor))
-                yield self.request(url, callback=self.parse)
-        elif cfg.pagination == "page" and records:
-            url = add_or_replace_parameter(response.url, cfg.page_param, str(page + 1))
-            yield self.request(
-                url, callback=self.parse, cb_kwargs={"page": page + 1},
-                meta={"offpeak_speculative": True},  # a 404 here is the end of the list
-            )  # fmt: skip
+        yield from self.paginate(response, data, len(records))
+
+    # ------------------------------------------------------------------ pagination
+
+    def start_urls_for_run(self) -> list[str]:
+        paging = self.site.section.pagination
+        return [pagination.first_url(paging, url) for url in super().start_urls_for_run()]
+
+    def request(self, url: str, **kwargs: Any) -> scrapy.Request:
+        """Every request, its URL remembered: a next page pointing back to one is a loop."""
+        self.fetched.add(canonicalize_url(url))
+        return super().request(url, **kwargs)
+
+    def paginate(self, response: scrapy.http.Response, data: Any, records: int) -> Iterator[Any]:
+        """The request of the page after ``response`` under json_api.pagination, if any; a
+        loop, the max_pages limit or unusable paging data is named in a dead letter."""
+        paging = self.site.section.pagination
+        at = pagination.Position.of(response.meta)
+        step = pagination.next_step(
+            paging, response.url, data, records, at,
+            lambda name: [v.decode("latin-1") for v in response.headers.getlist(name)],
+        )  # fmt: skip
+        page = stored_url(response.url)
+        if isinstance(step, pagination.Problem):
+            self.dead_letter(response, step.cause, step.reason)
+            return
+        if step is None:
+            return
+        nxt = stored_url(step.url)
+        if at.index >= paging["max_pages"]:
+            why = (
+                f"json_api.pagination.max_pages {paging['max_pages']} reached at {page}: the next "
+                f"page {nxt} ({step.how}) is not fetched"
+            )
+            if paging["on_max_pages"] == "complete":
+                self.crawler.stats.inc_value(contract.PAGINATION_CAPPED)
+                self.logger.info("%s (on_max_pages: complete)", why)
+            else:
+                self.dead_letter(response, pagination.MAX_PAGES, why)
+            return
+        if canonicalize_url(step.url) in self.fetched:
+            self.dead_letter(response, pagination.LOOP, (
+                f"pagination loop: {page} gives {nxt} as its next page ({step.how}), a page "
+                "this crawl already requested; the pages after it are not fetched"
+            ))  # fmt: skip
+            return
+        self.crawler.stats.set_value(contract.NEXT_PAGE, nxt)
+        meta = step.position.as_meta()
+        if step.speculative:
+            meta["offpeak_speculative"] = True  # a 404 here is the end of the list
+        yield self.request(step.url, callback=self.parse, meta=meta)
+
+    def dead_letter(self, response: scrapy.http.Response, cause: str, reason: str) -> None:
+        dead_letters = getattr(self.crawler, "dead_letters", None)
+        if dead_letters is not None:  # counts the cause too: the crawl is incomplete
+            dead_letters.add(response.url, cause, reason, response.status)
+        else:
+            self.crawler.stats.inc_value(contract.INCOMPLETE_PREFIX + cause)
+            self.logger.warning("Dead letter: %s", reason)
+
+
+def _json_kind(value: Any) -> str:
+    """What a decoded JSON value is, in JSON's words."""
+    if isinstance(value, dict):
+        return "object"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, bool):
+        return "boolean"
+    return "number"
 
 
 class ListingDetailSpider(ConfiguredSpider):

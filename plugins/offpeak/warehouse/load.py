@@ -71,16 +71,21 @@ def load_partition(
     raw_sha256: str | None = None,
     complete: bool = True,
     kept_keys=None,
+    duplicate_keys: int = 0,
 ) -> dict[str, Any]:
     """Replace one (site, region, trading_date) partition with the clean file, atomically.
 
     One pass, in one transaction: COPY into a temporary staging table; into a partition that
     has no row yet, one plain INSERT; else a MERGE that inserts new keys and updates only rows
     whose values changed, then, only when the partition now holds keys the file lacks, their
-    DELETE; one aggregate query for every quality check; an audit row. A file that repeats a
-    key loads its last record of that key. A killed load leaves the previous partition exactly
-    as it was. Schema changes (a new table or column) are committed just before, in a short
-    transaction of their own.
+    DELETE; one aggregate query for every quality check; an audit row. A killed load leaves
+    the previous partition exactly as it was. Schema changes (a new table or column) are
+    committed just before, in a short transaction of their own.
+
+    Keys repeated in the crawl were settled by the transform (the site's on_duplicate_key);
+    ``duplicate_keys`` is its count, written to the audit row. Should the file still repeat a
+    key (two texts one value in the warehouse's types), the load keeps its last record and
+    names the keys in a warning; they are added to the audited count.
 
     An incomplete crawl (``complete=False``: a page lost, cut short or refused, a window stop,
     a sample) only upserts: keys it did not reach are kept, and the audit row says
@@ -109,7 +114,8 @@ def load_partition(
             summary = summarize(cur, site, region, trading_date, part.schema, _staged())
         else:
             existing = _count(cur, part)
-            changed, unique = _merge(cur, part, staged)
+            changed, unique, repeated = _merge(cur, part, staged)
+            duplicate_keys += repeated
             summary = summarize(cur, site, region, trading_date, part.schema)
             inserted = summary[0] - existing
             updated, deleted = changed - inserted, 0
@@ -126,6 +132,7 @@ def load_partition(
             "rows_updated": updated,
             "rows_unchanged": partition_rows - inserted - updated,
             "rows_deleted": deleted,
+            "duplicate_keys": duplicate_keys,
         }
         _audit(
             cur, part, counts, complete=complete, dag_id=dag_id, clean=clean,
@@ -234,11 +241,11 @@ def _insert_new(cur: psycopg.Cursor, part: _Partition) -> bool:
     return True
 
 
-def _merge(cur: psycopg.Cursor, part: _Partition, staged: int) -> tuple[int, int | None]:
+def _merge(cur: psycopg.Cursor, part: _Partition, staged: int) -> tuple[int, int | None, int]:
     """MERGE the staged rows into the partition: insert new keys, update rows whose values
     changed, leave the rest untouched (their run_id and loaded_at too). Returns (rows
     inserted or updated, distinct keys staged; None when the file repeated a key and only its
-    last record per key was merged)."""
+    last record per key was merged, keys the file repeated)."""
     from psycopg import errors, sql
 
     fields, keys = list(part.site.fields), part.site.natural_key
@@ -266,14 +273,41 @@ def _merge(cur: psycopg.Cursor, part: _Partition, staged: int) -> tuple[int, int
     try:
         with cur.connection.transaction():  # a savepoint: a repeated key undoes only this
             cur.execute(merge.format(source=plain, **parts), part.params)
-        return cur.rowcount, staged  # no key repeated: as many keys as rows staged
+        return cur.rowcount, staged, 0  # no key repeated: as many keys as rows staged
     except (errors.CardinalityViolation, errors.UniqueViolation):
         pass
+    repeated = _name_repeated_keys(cur, part)
     last = sql.SQL(
         "SELECT DISTINCT ON ({keys}) * FROM offpeak_stage ORDER BY {keys}, _line DESC"
     ).format(keys=_columns(keys))
     cur.execute(merge.format(source=last, **parts), part.params)
-    return cur.rowcount, None
+    return cur.rowcount, None, repeated
+
+
+def _name_repeated_keys(cur: psycopg.Cursor, part: _Partition) -> int:
+    """Keys the staged file repeats although the transform settled its duplicates (texts
+    that are one value in the warehouse's types): counted and named in a warning."""
+    from psycopg import sql
+
+    keys = part.site.natural_key
+    cur.execute(
+        sql.SQL(
+            "SELECT {text}, count(*) OVER () FROM offpeak_stage GROUP BY {keys}"
+            " HAVING count(*) > 1 ORDER BY 1 LIMIT 5"
+        ).format(
+            keys=_columns(keys),
+            text=sql.SQL(" || ', ' || ").join(sql.SQL("{}::text").format(ident(k)) for k in keys),
+        )
+    )
+    found = cur.fetchall()
+    if found:
+        log.warning(
+            "site %s region %s %s: the clean file repeats %d natural key(s) (%s) in the "
+            "warehouse's types; the last record of each is loaded",
+            part.site.name, part.region, part.trading_date, found[0][1],
+            "; ".join(r[0] for r in found),
+        )  # fmt: skip
+    return found[0][1] if found else 0
 
 
 def _prune(
@@ -369,8 +403,8 @@ def _audit(
         sql.SQL(
             "INSERT INTO {} (site, region, trading_date, dag_id, run_id, raw_uri, raw_sha256,"
             " clean_uri, rows_in_file, rows_rejected, rows_inserted, rows_updated,"
-            " rows_unchanged, rows_deleted, complete) VALUES"
-            " (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+            " rows_unchanged, rows_deleted, complete, duplicate_keys) VALUES"
+            " (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
         ).format(ident(part.schema, "load_audit")),
         (
             part.site.name,
@@ -388,6 +422,7 @@ def _audit(
             counts["rows_unchanged"],
             counts["rows_deleted"],
             complete,
+            counts["duplicate_keys"],
         ),
     )
 

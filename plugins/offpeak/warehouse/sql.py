@@ -19,6 +19,9 @@ SQL_TYPES = {
     "decimal": "numeric",
     "date": "date",
     "datetime": "timestamp with time zone",
+    "boolean": "boolean",
+    # jsonb: the value exactly (numbers as numeric, every digit), not its spacing or key order.
+    "json": "jsonb",
 }
 
 
