@@ -25,12 +25,12 @@ $(STAMP): requirements.txt requirements-dev.txt
 	touch $(STAMP)
 
 # `make run DATE=2026-08-04` or `make run FROM=2026-08-03 TO=2026-08-07` runs those trading
-# dates for every DAG (default: each region's latest); other options in RUN_ARGS (README).
+# dates for every DAG (default: each region's latest); other options in RUN_ARGS (docs/running-locally.md).
 run: $(STAMP)  ## start PostgreSQL, the demo sites and Airflow; run every DAG once
 	$(PY) -m dev.devenv run $(if $(DATE),--date '$(DATE)') $(if $(FROM),--from '$(FROM)') \
 	  $(if $(TO),--to '$(TO)') $(RUN_ARGS)
 
-# Three tiers (README "Tests"): tests/unit start no service; tests/integration and tests/dags
+# Three tiers (docs/testing.md): tests/unit start no service; tests/integration and tests/dags
 # get PostgreSQL and the demo sites (dag.test()); tests/stack boot a real Airflow stack
 # (scheduler, api-server, browser; and a CeleryExecutor one with redis-server and two workers).
 # `make test` runs them all, listing the 15 slowest tests at the end; CI runs `make test`.
@@ -64,7 +64,7 @@ coverage: $(STAMP)  ## which trading dates each site and region has, in the term
 	source .local/airflow.env && $(PY) -m offpeak.coverage $(ARGS)
 
 # `make preview SITE=include/config/sites/x.yaml REGION=americas [DATE=…] [BASE_URL=…]`: what a
-# site's YAML would load, with no scheduler and no warehouse (README "Adding a site").
+# site's YAML would load, with no scheduler and no warehouse (docs/adding-a-site.md).
 preview: $(STAMP)  ## fetch a site's first pages and print the rows, rejects and checks
 	@test -n "$(SITE)" -a -n "$(REGION)" || { echo "usage: make preview SITE=<site yaml> REGION=<region> [DATE=YYYY-MM-DD] [BASE_URL=http://...]" >&2; exit 2; }
 	$(PY) -m offpeak.preview '$(SITE)' --region '$(REGION)' $(if $(DATE),--date '$(DATE)') \

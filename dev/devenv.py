@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 
 from dev.localpg import LocalPostgres
 from offpeak import naming
-from offpeak.crawl.connection import connection_var
+from offpeak.connections import connection_var
 
 if TYPE_CHECKING:
     from offpeak.config import Project, Site

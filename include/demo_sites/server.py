@@ -814,8 +814,9 @@ def fault_reply(raw_path: str, count: Callable[[str], int], host_header: str, po
 
 # --------------------------------------------------------------------------------------------
 # Paged APIs: /api/paged/<style> serves PAGED_TOTAL records in pages of PAGED_SIZE, one route
-# per pagination style a json_api site can follow (README "JSON APIs"). `loop=1` makes the last
-# page point back to an earlier one (not for pages/offset, whose next page is computed).
+# per pagination style a json_api site can follow (docs/adding-a-site.md "JSON APIs"). `loop=1`
+# makes the last page point back to an earlier one (not for pages/offset, whose next page is
+# computed).
 # --------------------------------------------------------------------------------------------
 PAGED_TOTAL = 23
 PAGED_SIZE = 5

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import date
 
 from offpeak.config import Project, load_project
+from offpeak.factory import build_rollup_dags, build_scrape_dags
 from offpeak.naming import scope_of
 from offpeak.rollups.dates import rollup_clock
 
@@ -39,8 +40,6 @@ class Clear:
 def plan(dag_id: str, task_id: str, trading_date: date, project: Project | None = None):
     """The clears to run, the first for ``dag_id.task_id``, then one per marker reached."""
     from airflow.providers.standard.sensors.external_task import ExternalTaskMarker
-
-    from offpeak.factory import build_rollup_dags, build_scrape_dags
 
     project = project or load_project()
     dags = {**build_scrape_dags(project), **build_rollup_dags(project)}

@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING
 
 import yaml
 
-from offpeak import settings
+from offpeak import settings, tasks
+from offpeak.alerts.deadlines import deadline_alert, window_length
 from offpeak.config import (
     Alerts,
     ConfigError,
@@ -20,9 +21,17 @@ from offpeak.config import (
     load_project,
 )
 from offpeak.naming import GLOBAL, parse_dag_id, pool_name, rollup_dag_id, scrape_dag_id
+from offpeak.params import rollup_params, scrape_params
+from offpeak.rollups.dates import rollup_logical_date
+from offpeak.rollups.summaries import summarize_global, summarize_region
+from offpeak.warehouse.assets import GLOBAL_ROLLUP_TABLE, REGION_ROLLUP_TABLES, table_asset
 
 if TYPE_CHECKING:
     from airflow.sdk import DAG
+
+# Our modules that subclass Airflow's (the operator, timetables, notifier, sensor) are imported
+# in the builders: config_check.py, and a worker parsing another file's DAG, never load them,
+# and the scrape DAGs' file never loads the rollups' sensor.
 
 log = logging.getLogger(__name__)
 START_DATE = (2026, 1, 1)
@@ -100,14 +109,9 @@ def build_scrape_dag(site: Site, region: Region, alerts: Alerts | None = None) -
     from airflow.providers.standard.sensors.external_task import ExternalTaskMarker
     from airflow.sdk import DAG
 
-    from offpeak import tasks
-    from offpeak.alerts.deadlines import deadline_alert
     from offpeak.alerts.notifier import FailureNotifier
     from offpeak.crawl.operator import ScrapeOperator
-    from offpeak.params import scrape_params
-    from offpeak.rollups.dates import rollup_logical_date
     from offpeak.schedule.timetable import OffPeakTimetable
-    from offpeak.warehouse.assets import table_asset
 
     alerts = alerts or Alerts()
     dag_cfg = site.dag
@@ -175,8 +179,6 @@ def _rollup_args(project: Project) -> dict:
 
 
 def _window_seconds(region: Region) -> int:
-    from offpeak.alerts.deadlines import window_length
-
     return int(window_length(region).total_seconds())
 
 
@@ -188,11 +190,7 @@ def build_region_rollup_dag(project: Project, region: Region) -> DAG:
     from airflow.providers.standard.sensors.external_task import ExternalTaskMarker
     from airflow.sdk import DAG, TaskGroup
 
-    from offpeak.params import rollup_params
-    from offpeak.rollups.dates import rollup_logical_date
-    from offpeak.rollups.summaries import summarize_region
     from offpeak.schedule.timetable import OffPeakTimetable
-    from offpeak.warehouse.assets import REGION_ROLLUP_TABLES, table_asset
 
     cfg = project.rollups
     sites = project.sites_of(region.name)
@@ -277,10 +275,7 @@ def build_global_rollup_dag(project: Project) -> DAG:
     from airflow.providers.standard.operators.python import PythonOperator
     from airflow.sdk import DAG, TaskGroup
 
-    from offpeak.params import rollup_params
-    from offpeak.rollups.summaries import summarize_global
     from offpeak.schedule.timetable import GlobalTradingDayTimetable
-    from offpeak.warehouse.assets import GLOBAL_ROLLUP_TABLE, REGION_ROLLUP_TABLES, table_asset
 
     cfg = project.rollups
     regions = project.rolled_up_regions()

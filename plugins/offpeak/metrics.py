@@ -131,7 +131,7 @@ LOAD_RUNS = Metric(
     label="outcome", values=("complete", "partial", "failed"),
 )  # fmt: skip
 
-# Every metric the pipeline sends: README "Metrics" lists them, and the statsd-exporter
+# Every metric the pipeline sends: docs/operating.md "Metrics" lists them, and the statsd-exporter
 # mapping must map each (tests/unit/test_statsd_mapping.py).
 METRICS = (
     CRAWL_PAGES, CRAWL_ITEMS, CRAWL_HTTP_ERRORS, CRAWL_THROTTLED, CRAWL_RETRIES, CRAWL_BYTES,
@@ -143,30 +143,33 @@ METRICS = (
 Point = tuple[Metric, object, float]
 
 
-def crawled(
-    site: str,
-    region: str,
-    *,
-    pages: int,
-    items: int,
-    http_errors: Mapping[int, int],
-    throttled: Mapping[int, int],
-    retries: int,
-    response_bytes: int,
-    seconds: float,
-) -> None:
+@dataclass(frozen=True)
+class CrawlNumbers:
+    """What one crawl did: pages of the site, items, HTTP errors and throttled answers by
+    status, retries, response bytes and the subprocess's wall time."""
+
+    pages: int
+    items: int
+    http_errors: Mapping[int, int]
+    throttled: Mapping[int, int]
+    retries: int
+    response_bytes: int
+    seconds: float
+
+
+def crawled(site: str, region: str, crawl: CrawlNumbers) -> None:
     """What one crawl did, sent whatever its outcome (a failed crawl's errors most of all)."""
     _send(
         site,
         region,
         lambda: [
-            (CRAWL_PAGES, None, pages),
-            (CRAWL_ITEMS, None, items),
-            *((CRAWL_HTTP_ERRORS, status, n) for status, n in sorted(http_errors.items())),
-            *((CRAWL_THROTTLED, status, n) for status, n in sorted(throttled.items())),
-            (CRAWL_RETRIES, None, retries),
-            (CRAWL_BYTES, None, response_bytes),
-            (CRAWL_DURATION, None, seconds * 1000),
+            (CRAWL_PAGES, None, crawl.pages),
+            (CRAWL_ITEMS, None, crawl.items),
+            *((CRAWL_HTTP_ERRORS, status, n) for status, n in sorted(crawl.http_errors.items())),
+            *((CRAWL_THROTTLED, status, n) for status, n in sorted(crawl.throttled.items())),
+            (CRAWL_RETRIES, None, crawl.retries),
+            (CRAWL_BYTES, None, crawl.response_bytes),
+            (CRAWL_DURATION, None, crawl.seconds * 1000),
         ],
     )
 

@@ -12,9 +12,10 @@ from collections.abc import Mapping
 from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any
 
+from offpeak.schedule.tradingtime import RegionClock, TradingDays
+
 if TYPE_CHECKING:
     from offpeak.config import Region
-    from offpeak.schedule.tradingtime import TradingDays
 
 TRADING_DATE = (
     "Scrape this trading date (YYYY-MM-DD, the region's local date; it must be a trading day "
@@ -123,13 +124,6 @@ def ignore_window(context: Any) -> bool:
     return conf_flag(context, "ignore_window")
 
 
-def stated_trading_date(context: Any) -> str | None:
-    """``dag_run.conf.trading_date`` as given, unchecked (for messages and alerts, which must
-    go out even when it is wrong); None when the run names none."""
-    value = run_conf(context).get("trading_date")
-    return str(value) if value else None
-
-
 def _conf_date(conf: dict) -> date | None:
     """``conf.trading_date`` as a date (not yet checked against a calendar), or None;
     ValueError naming the value unless it is YYYY-MM-DD."""
@@ -143,54 +137,29 @@ def _conf_date(conf: dict) -> date | None:
 
 
 def _clock(region: Region | TradingDays) -> TradingDays:
-    from offpeak.schedule.tradingtime import RegionClock, TradingDays
-
     return region if isinstance(region, TradingDays) else RegionClock.of(region)
 
 
-def trading_date(region: Region | TradingDays, context: Any, now: datetime | None = None) -> date:
-    """The run's trading date, for a region's DAGs (a Region or its clock) or rollup__global
-    (a GlobalClock).
+def trading_date(region: Region | TradingDays, run: Any, now: datetime | None = None) -> date:
+    """The trading date of a run, for a region's DAGs (a Region or its clock) or rollup__global
+    (a GlobalClock): the one reader every task, sensor, macro, alert and the coverage matrix
+    ask. ``run`` is a task's context, or a DagRun alone (a template macro has no task context;
+    the coverage matrix reads runs from the metadata DB).
 
     1. ``dag_run.conf.trading_date`` (YYYY-MM-DD, must be a trading day);
     2. else the local date of ``data_interval_start`` (the timetable makes that the trading day);
     3. else, for a run without a logical date (REST ``"logical_date": null``), the latest
-       trading day whose run was due: for a region, whose off-peak window has opened.
+       trading day whose run was due at ``now`` (default: now): for a region, whose off-peak
+       window has opened.
     """
-    return _resolve(_clock(region), run_conf(context), context.get("data_interval_start"), now)
-
-
-def run_trading_date(region: Region | TradingDays, dag_run: Any) -> date:
-    """:func:`trading_date` of a DagRun alone (a template macro has no task context)."""
-    return _resolve(_clock(region), _conf_of(dag_run), dag_run.data_interval_start, None)
-
-
-def _resolve(clock: TradingDays, conf: dict, start: datetime | None, now: datetime | None) -> date:
+    if isinstance(run, Mapping):
+        conf, start = run_conf(run), run.get("data_interval_start")
+    else:
+        conf, start = _conf_of(run), run.data_interval_start
+    clock = _clock(region)
     day = _conf_date(conf)
     if day is not None:
         return clock.check_day(day)
     if start is not None:
         return clock.day_of_interval_start(start)
     return clock.latest_due_day(now or datetime.now(tz=UTC))
-
-
-def interval_trading_date(region: Region | TradingDays, context: Any) -> date | None:
-    """The trading date the run's data interval stands for; None for a run without one."""
-    start = context.get("data_interval_start")
-    return None if start is None else _clock(region).day_of_interval_start(start)
-
-
-def reported_run_trading_date(run: Mapping[str, Any], timezone: str) -> str | None:
-    """The trading date of a run as the REST API shows it (a Deadline Alert's context), for
-    a message: ``conf.trading_date`` as given, else the local date (in ``timezone``) of its
-    ``data_interval_start``, else None."""
-    from zoneinfo import ZoneInfo
-
-    stated = stated_trading_date({"dag_run": run})
-    if stated:
-        return stated
-    start = run.get("data_interval_start")
-    if not start:
-        return None
-    moment = datetime.fromisoformat(str(start).replace("Z", "+00:00"))
-    return moment.astimezone(ZoneInfo(timezone)).date().isoformat()

@@ -24,12 +24,16 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from offpeak.config import Region, Site
-    from offpeak.crawl.connection import SiteConnection
-    from offpeak.pipeline.quality import Check
+from offpeak import settings
+from offpeak.config import ConfigError, Region, Site, load_regions, load_site
+from offpeak.connections import SiteConnection, connection_var, site_connection
+from offpeak.crawl import contract, runner, spec
+from offpeak.partition import Partition
+from offpeak.pipeline.quality import Check
+from offpeak.pipeline.transform import RejectRatioExceeded, clean_columns, transform_file
+from offpeak.schedule.tradingtime import RegionClock
 
 
 class PreviewError(Exception):
@@ -64,8 +68,6 @@ class Preview:
 def regions_for(site_file: Path, config_dir: Path | None) -> Path:
     """regions.yaml: ``config_dir``'s, else the one beside the site's ``sites/`` folder, else
     the configured config dir's (OFFPEAK_CONFIG_DIR)."""
-    from offpeak import settings
-
     if config_dir is not None:
         return config_dir / "regions.yaml"
     beside = site_file.resolve().parent.parent / "regions.yaml"
@@ -75,10 +77,8 @@ def regions_for(site_file: Path, config_dir: Path | None) -> Path:
 
 
 def site_location(site: Site, base_url: str | None) -> SiteConnection:
-    """Where the site is, as ScrapeOperator reads it (offpeak.crawl.connection, Airflow's own
+    """Where the site is, as ScrapeOperator reads it (offpeak.connections, Airflow's own
     lookup: ``AIRFLOW_CONN_<ID>`` as a URI or JSON, or a secrets backend), or ``--base-url``."""
-    from offpeak.crawl.connection import SiteConnection, connection_var, site_connection
-
     if base_url:
         return SiteConnection(base_url)
     from airflow.sdk.exceptions import AirflowNotFoundException
@@ -94,8 +94,6 @@ def site_location(site: Site, base_url: str | None) -> SiteConnection:
 
 
 def load(site_file: Path, region_name: str, config_dir: Path | None) -> tuple[Site, Region]:
-    from offpeak.config import ConfigError, load_regions, load_site
-
     if not site_file.is_file():
         raise PreviewError(f"{site_file}: no such site file")
     try:
@@ -117,12 +115,9 @@ def preview(site: Site, region: Region, trading_date: date, where: SiteConnectio
     param ``max_pages``), then transform and judge what was fetched."""
     from airflow.sdk import ObjectStoragePath
 
-    from offpeak.crawl import runner, spec
-    from offpeak.pipeline.transform import RejectRatioExceeded, clean_columns, transform_file
-
-    request = runner.CrawlRequest.at(
-        where, site, region.name, trading_date, sample=spec.CrawlSample(max_pages=pages)
-    )
+    # A preview belongs to no DAG run: its partition's run is "preview" (nothing is published).
+    part = Partition(site.name, region.name, trading_date, "preview")
+    request = runner.CrawlRequest.at(where, site, part, sample=spec.CrawlSample(max_pages=pages))
     with tempfile.TemporaryDirectory(prefix="offpeak-preview-") as tmp:
         crawl_log: list[str] = []
         crawled = runner.Crawler(log=_Collect(crawl_log)).run(request, Path(tmp))
@@ -136,8 +131,6 @@ def preview(site: Site, region: Region, trading_date: date, where: SiteConnectio
             return result
         result.checks = list(decision.checks)
         clean, rejects = Path(tmp, "clean.csv"), Path(tmp, "rejects.jsonl")
-        from offpeak.pipeline.quality import Check
-
         try:
             counts = transform_file(
                 site,
@@ -171,8 +164,6 @@ def preview(site: Site, region: Region, trading_date: date, where: SiteConnectio
 
 def range_checks(site: Site, rows: list[dict[str, str | None]]) -> list[Check]:
     """quality.ranges on the typed rows, as the load checks them in the warehouse."""
-    from offpeak.pipeline.quality import Check
-
     checks = []
     for name, bounds in site.quality.ranges.items():
         values = [Decimal(r[name]) for r in rows if r.get(name) is not None]
@@ -214,8 +205,6 @@ def table(headings: list[str], rows: list[list[str]]) -> list[str]:
 
 
 def report(p: Preview, shown: int = 20) -> str:
-    from offpeak.crawl import contract
-
     site, stats = p.site, p.stats
     pages = contract.site_pages(stats)
     out = [
@@ -286,8 +275,6 @@ def main(argv: list[str] | None = None) -> int:
         where = site_location(site, args.base_url)
         trading_date = args.date
         if trading_date is None:
-            from offpeak.schedule.tradingtime import RegionClock
-
             trading_date = RegionClock.of(region).latest_due_day(datetime.now(tz=UTC))
         result = preview(site, region, trading_date, where, pages=args.pages)
     except PreviewError as exc:

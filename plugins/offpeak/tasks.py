@@ -3,36 +3,39 @@
 from __future__ import annotations
 
 import logging
-from datetime import date
 from typing import TYPE_CHECKING, Any
 
-from offpeak import metrics, retries, settings
+from offpeak import config, metrics, retries
+from offpeak.connections import warehouse_connection
+from offpeak.params import run_param
+from offpeak.partition import Partition
+from offpeak.pipeline import storage
+from offpeak.warehouse.assets import table_asset
 
 if TYPE_CHECKING:
     from offpeak.config import Site
 
 log = logging.getLogger(__name__)
+# The factory imports this module to build each DAG: the transform and load machinery
+# (offpeak.pipeline.transform, offpeak.warehouse.load) is imported by the task that runs it.
 
 
 @retries.fail_fast()
 def transform(site: str, region: str, **context: Any) -> dict[str, Any]:
     """Normalise the scrape task's raw feed into a clean CSV and a rejects file."""
-    from offpeak.config import get_site
-    from offpeak.pipeline import storage
     from offpeak.pipeline.transform import RejectRatioExceeded, transform_file
 
-    cfg, regions = get_site(site)
+    cfg, regions = config.get_site(site)
     scraped = context["ti"].xcom_pull(task_ids="scrape")
-    trading_date = date.fromisoformat(scraped["trading_date"])
-    key = storage.run_key(context["run_id"])
+    part = Partition.from_xcom(scraped, context["run_id"])
     try:
         result = transform_file(
             cfg,
             storage.from_uri(scraped["uri"]),
-            storage.partition("clean", site, region, trading_date, key),
-            storage.partition("rejects", site, region, trading_date, key),
+            storage.partition("clean", part),
+            storage.partition("rejects", part),
             zone=regions[region].timezone,
-            trading_date=trading_date,
+            trading_date=part.trading_date,
         )
     except Exception as exc:
         counts = exc.counts if isinstance(exc, RejectRatioExceeded) else None
@@ -46,7 +49,7 @@ def transform(site: str, region: str, **context: Any) -> dict[str, Any]:
         result["top_reject_reasons"], result["duplicate_keys"], result["duplicate_records"],
         cfg.on_duplicate_key,
     )  # fmt: skip
-    return {**result, "trading_date": scraped["trading_date"]}
+    return {**result, "trading_date": part.trading_date.isoformat()}
 
 
 @retries.fail_fast()
@@ -55,11 +58,7 @@ def load(site: str, region: str, **context: Any) -> dict[str, Any]:
     record an event on the site table's Asset with the partition's row counts."""
     from airflow.sdk.exceptions import AirflowSkipException
 
-    from offpeak.config import get_site
-    from offpeak.params import run_param
-    from offpeak.warehouse.assets import table_asset
-
-    cfg, _ = get_site(site)
+    cfg, _ = config.get_site(site)
     ti = context["ti"]
     scraped = ti.xcom_pull(task_ids="scrape")
     cleaned = ti.xcom_pull(task_ids="transform")
@@ -68,7 +67,8 @@ def load(site: str, region: str, **context: Any) -> dict[str, Any]:
             f"dry run: {cleaned['clean']} clean rows in {cleaned['clean_uri']} were not loaded"
         )
     try:
-        result = _load_partition(cfg, region, scraped, cleaned, context)
+        part = Partition.from_xcom(scraped, context["run_id"])
+        result = _load_partition(cfg, part, scraped, cleaned, context["dag"].dag_id)
     except Exception:
         metrics.load_failed(site, region)
         raise
@@ -77,7 +77,7 @@ def load(site: str, region: str, **context: Any) -> dict[str, Any]:
     counts = ("partition_rows", "rows_inserted", "rows_updated", "rows_deleted")
     context["outlet_events"][table_asset(site)].extra = {
         "region": region,
-        "trading_date": cleaned["trading_date"],
+        "trading_date": part.trading_date.isoformat(),
         **{k: result[k] for k in counts},
         "complete": result["complete"],
     }
@@ -85,35 +85,20 @@ def load(site: str, region: str, **context: Any) -> dict[str, Any]:
 
 
 def _load_partition(
-    cfg: Site, region: str, scraped: dict[str, Any], cleaned: dict[str, Any], context: Any
+    cfg: Site, part: Partition, scraped: dict[str, Any], cleaned: dict[str, Any], dag_id: str
 ) -> dict[str, Any]:
     """The clean file into the warehouse in one transaction (load_partition)."""
-    from airflow.providers.postgres.hooks.postgres import PostgresHook
+    from offpeak.warehouse.load import CleanFile, RawFeed, load_partition
 
-    from offpeak.pipeline import storage
-    from offpeak.warehouse.load import load_partition
-
-    conn = PostgresHook(postgres_conn_id=settings.warehouse_conn_id()).get_conn()
-    if not hasattr(conn, "pgconn"):
-        raise RuntimeError("the load needs psycopg 3; install psycopg and SQLAlchemy 2")
+    conn = warehouse_connection()
     try:
         return load_partition(
             conn,
             cfg,
-            storage.from_uri(cleaned["clean_uri"]),
-            region=region,
-            trading_date=date.fromisoformat(cleaned["trading_date"]),
-            dag_id=context["dag"].dag_id,
-            run_id=context["run_id"],
-            expected_rows=cleaned["clean"],
-            rows_rejected=cleaned["rejected"],
-            raw_uri=scraped["uri"],
-            raw_sha256=scraped["sha256"],
-            complete=scraped.get("complete", True),
-            kept_keys=storage.from_uri(cleaned["rejected_keys_uri"])
-            if cleaned.get("rejected_keys_uri")
-            else None,
-            duplicate_keys=cleaned.get("duplicate_keys", 0),
+            part,
+            CleanFile.from_xcom(cleaned),
+            dag_id=dag_id,
+            raw=RawFeed.from_xcom(scraped),
         )
     finally:
         conn.close()

@@ -198,20 +198,21 @@ def measure(pages: int, repeat: int, tmp: Path, warm_up: bool) -> list[Figure]:
     ``warm_up``."""
     from offpeak.config import get_site
     from offpeak.crawl.operator import ScrapeOperator
+    from offpeak.crawl.runner import CrawlRequest
+    from offpeak.partition import Partition
 
     site, _ = get_site(SITE)
     server, rows_per_page = demo_server(pages)
     base = f"http://127.0.0.1:{server.server_address[1]}"
     op = ScrapeOperator(task_id="scrape", site=SITE, region=REGION)
+    request = CrawlRequest(site, Partition(SITE, REGION, DAY, "bench"), base)
     ours, plain, ours_cpu, plain_cpu = [], [], [], []
     items = pages * rows_per_page
 
     def run_ours(work: Path) -> tuple[float, float]:
         feed, stats = work / "items.jsonl", work / "stats.json"
         with quiet():
-            seconds, cpu, rc = timed_child(
-                partial(op.run_crawl, site, DAY, base, feed, stats, str(work))
-            )
+            seconds, cpu, rc = timed_child(partial(op.run_crawl, request, feed, stats, str(work)))
         s = json.loads(stats.read_text())
         assert rc == 0 and s["finish_reason"] == "finished", (rc, s.get("finish_reason"))
         got_pages = s["response_received_count"] - s.get("robotstxt/response_count", 0)

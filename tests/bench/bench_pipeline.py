@@ -39,8 +39,9 @@ def worker(step: str, workdir: Path, raw: str, clean: str, uri: str = "", day: s
     """One transform or load in this process; prints seconds, peak RSS and the result."""
     from airflow.sdk import ObjectStoragePath
 
+    from offpeak.partition import Partition
     from offpeak.pipeline.transform import transform_file
-    from offpeak.warehouse.load import load_partition
+    from offpeak.warehouse.load import CleanFile, load_partition
 
     the_site = site(workdir)
     path = ObjectStoragePath(Path(clean).as_uri())
@@ -64,13 +65,14 @@ def worker(step: str, workdir: Path, raw: str, clean: str, uri: str = "", day: s
                 lambda: load_partition(
                     conn,
                     the_site,
-                    path,
-                    region="europe",
-                    trading_date=date.fromisoformat(day) if day else DAY,
+                    Partition(
+                        the_site.name,
+                        "europe",
+                        date.fromisoformat(day) if day else DAY,
+                        f"bench-{time.time_ns()}",
+                    ),
+                    CleanFile(path, expected),
                     dag_id="bench",
-                    run_id=f"bench-{time.time_ns()}",
-                    expected_rows=expected,
-                    rows_rejected=0,
                 )
             )
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

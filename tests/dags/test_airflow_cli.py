@@ -1,5 +1,5 @@
 """`airflow dags test <dag_id> <date>` through Airflow's own CLI on one DAG of every shipped kind,
-with the scrape DAGs' Deadline Alert on as in production (offpeak.alerts.dag_test_patch)."""
+with the scrape DAGs' Deadline Alert on as in production (offpeak.compat)."""
 
 from __future__ import annotations
 

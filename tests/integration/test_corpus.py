@@ -265,7 +265,7 @@ def corpus(tmp_path_factory, nginx, airflow_db, pg):
     """The shipped config plus every corpus site, each site's connection the corpus entry's
     folder on the session's nginx; loads go to a warehouse schema of this module's own."""
 
-    from offpeak.crawl.connection import connection_var
+    from offpeak.connections import connection_var
 
     config = tmp_path_factory.mktemp("corpus") / "config"
     shutil.copytree(REPO / "include/config", config)

@@ -97,6 +97,8 @@ def good_feed(fault_config, direct_url, tmp_path_factory):
     """The equities pages of DAY crawled from the plain (fault-free) route: the good rows."""
     from offpeak.config import get_site
     from offpeak.crawl.operator import ScrapeOperator
+    from offpeak.crawl.runner import CrawlRequest
+    from offpeak.partition import Partition
 
     shipped = REPO / "include/config"
     site, _ = get_site("equities", shipped)
@@ -105,7 +107,8 @@ def good_feed(fault_config, direct_url, tmp_path_factory):
     feed = work / "items.jsonl"
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("OFFPEAK_CONFIG_DIR", str(shipped))  # the crawl reads the shipped equities
-        rc = op.run_crawl(site, DAY, direct_url, feed, work / "stats.json", str(work))
+        request = CrawlRequest(site, Partition(site.name, REGION, DAY, "good"), direct_url)
+        rc = op.run_crawl(request, feed, work / "stats.json", str(work))
     assert rc == 0 and len(feed.read_text().splitlines()) == 100
     return feed
 
@@ -122,8 +125,9 @@ def fault_site(fault_config, fault_dags, good_feed, pg, warehouse, session_env, 
         from airflow.sdk import ObjectStoragePath
 
         from offpeak.config import get_site
+        from offpeak.partition import Partition
         from offpeak.pipeline.transform import transform_file
-        from offpeak.warehouse.load import load_partition
+        from offpeak.warehouse.load import CleanFile, load_partition
         from offpeak.warehouse.schema import ensure_schema
 
         name = site_name(fault)
@@ -137,10 +141,9 @@ def fault_site(fault_config, fault_dags, good_feed, pg, warehouse, session_env, 
         paths = [ObjectStoragePath((work / f).as_uri()) for f in ("c.csv", "r.jsonl")]
         good = transform_file(site, ObjectStoragePath(good_feed.as_uri()), *paths)
         with psycopg.connect(pg.uri("warehouse")) as conn:
-            load_partition(
-                conn, site, paths[0], region=REGION, trading_date=DAY, dag_id="good",
-                run_id="good", expected_rows=good["clean"], rows_rejected=good["rejected"],
-            )  # fmt: skip
+            clean = CleanFile(paths[0], good["clean"], good["rejected"])
+            part = Partition(name, REGION, DAY, "good")
+            load_partition(conn, site, part, clean, dag_id="good")
         before = partition(warehouse, name)
         assert len(before) == 90
         dag = fault_dags.get_dag(f"scrape__{name}__{REGION}")

@@ -16,7 +16,9 @@ import pytest
 from offpeak.config import Site
 from offpeak.crawl import contract
 from offpeak.crawl.output import dead_letters_beside, read_dead_letters, read_stats
+from offpeak.crawl.runner import CrawlRequest
 from offpeak.crawl.verdict import Verdict, judge
+from offpeak.partition import Partition
 
 pytestmark = pytest.mark.integration
 DAY = date(2026, 3, 3)
@@ -52,7 +54,8 @@ def crawl(demo_url, tmp_path):
         work.mkdir()
         feed, stats_file = work / "items.jsonl", work / "stats.json"
         op = ScrapeOperator(task_id="scrape", site=site.name, region=REGION)
-        rc = op.run_crawl(site, DAY, demo_url, feed, stats_file, str(work))
+        request = CrawlRequest(site, Partition(site.name, REGION, DAY, "manual__1"), demo_url)
+        rc = op.run_crawl(request, feed, stats_file, str(work))
         stats = read_stats(stats_file)
         items = [json.loads(line) for line in feed.read_text().splitlines()]
         return Crawled(

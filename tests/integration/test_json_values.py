@@ -50,7 +50,7 @@ quality: {min_items: 3, max_reject_ratio: 0}
 @pytest.fixture
 def config(tmp_path: Path, monkeypatch, demo_url, schema) -> Path:
     """The shipped config plus the typed API's YAML; its connection is the demo sites'."""
-    from offpeak.crawl.connection import connection_var
+    from offpeak.connections import connection_var
 
     config = tmp_path / "config"
     shutil.copytree(REPO / "include/config", config)

@@ -15,8 +15,9 @@ import pytest
 import yaml
 
 from offpeak.config import get_site
+from offpeak.partition import Partition
 from offpeak.pipeline.quality import QualityCheckFailed
-from offpeak.warehouse.load import load_partition
+from offpeak.warehouse.load import CleanFile, load_partition
 from support import REPO
 from support.queries import load_audit
 
@@ -99,10 +100,8 @@ def load_directly(pg, site_name: str, region: str, day: str, rows: list[dict], t
             values = {**row, "source_url": "http://test/", "_line": line}
             writer.writerow([values.get(c) for c in clean_columns(site)])
     with psycopg.connect(pg.uri("warehouse")) as conn:
-        return load_partition(
-            conn, site, path, region=region, trading_date=date.fromisoformat(day),
-            dag_id="test", run_id=f"direct-{day}", expected_rows=len(rows), rows_rejected=0,
-        )  # fmt: skip
+        part = Partition(site.name, region, date.fromisoformat(day), f"direct-{day}")
+        return load_partition(conn, site, part, CleanFile(path, len(rows)), dag_id="test")
 
 
 def fx_rows(n: int) -> list[dict]:

@@ -6,7 +6,7 @@ import json
 import socket
 import threading
 import time
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
@@ -14,8 +14,11 @@ import pytest
 from offpeak.config import get_site
 from offpeak.crawl import runner
 from offpeak.crawl.operator import ScrapeOperator
+from offpeak.crawl.window import WindowBudget
+from offpeak.partition import Partition
 
 pytestmark = pytest.mark.integration
+PART = Partition("equities", "europe", date(2026, 11, 20), "manual__1")
 
 
 @pytest.fixture
@@ -54,7 +57,7 @@ def test_on_kill_stops_the_crawl_subprocess(hanging_site, tmp_path: Path):
 
     def crawl_target() -> None:
         result["rc"] = op.run_crawl(
-            site, date(2026, 11, 20), hanging_site, feed, stats, str(tmp_path)
+            runner.CrawlRequest(site, PART, hanging_site), feed, stats, str(tmp_path)
         )
 
     crawl = threading.Thread(target=crawl_target, daemon=True)
@@ -85,13 +88,12 @@ def test_a_crawl_still_running_after_its_window_is_stopped(hanging_site, tmp_pat
     crawl a grace period after the window's end, and says it was the window."""
 
     monkeypatch.setattr(runner, "WINDOW_GRACE_SECONDS", 1.0)
-    site, _ = get_site("equities")
+    site, regions = get_site("equities")
     op = ScrapeOperator(task_id="scrape", site="equities", region="europe")
     started = time.monotonic()
-    op.run_crawl(
-        site, date(2026, 11, 20), hanging_site, tmp_path / "f.jsonl", tmp_path / "s.json",
-        str(tmp_path), timeout=1.0,
-    )  # fmt: skip
+    window = WindowBudget(datetime.now(tz=UTC), regions["europe"].timezone, 1.0)
+    request = runner.CrawlRequest(site, PART, hanging_site, window=window)
+    op.run_crawl(request, tmp_path / "f.jsonl", tmp_path / "s.json", str(tmp_path))
     elapsed = time.monotonic() - started
     print(f"stopped after {elapsed:.1f}s")
     assert op._stopped_at_window_end is True

@@ -11,7 +11,8 @@ import pytest
 import yaml
 
 from offpeak.config import load_site
-from offpeak.warehouse.load import LoadCountMismatch, load_partition
+from offpeak.partition import Partition
+from offpeak.warehouse.load import CleanFile, LoadCountMismatch, load_partition
 from offpeak.warehouse.schema import SchemaMismatch
 from support.queries import load_audit
 
@@ -50,11 +51,9 @@ def clean_file(tmp_path: Path, lines: list[str]):
 def load(pg, site, clean, expected, run_id="run1", **kwargs):
     import psycopg
 
+    part = Partition(site.name, "europe", DAY, run_id)
     with psycopg.connect(pg.uri("warehouse")) as conn:
-        return load_partition(
-            conn, site, clean, region="europe", trading_date=DAY, dag_id="d", run_id=run_id,
-            expected_rows=expected, rows_rejected=0, **kwargs,
-        )  # fmt: skip
+        return load_partition(conn, site, part, CleanFile(clean, expected, **kwargs), dag_id="d")
 
 
 def audit_rows(warehouse, schema):

@@ -245,7 +245,7 @@ def test_the_command_line_prints_the_same_matrix_and_fails_on_gaps(stack, scene)
     text = cli("--site", "fx_rates", "--site", "equities")
     artifacts = REPO / "test-artifacts"  # git-ignored; absent on a clean clone
     artifacts.mkdir(exist_ok=True)
-    (artifacts / "coverage-cli.txt").write_text(text.stdout)  # for the README
+    (artifacts / "coverage-cli.txt").write_text(text.stdout)  # for docs/operating.md
     assert text.returncode == 1, text.stderr
     assert f"  missing  {FX} {scene.missing}: no run for this trading day" in text.stdout
     assert text.stdout.splitlines()[4].startswith("equities / americas ")

@@ -1,5 +1,5 @@
 """The public REST API of the real api-server, driven with the official Python client
-(apache-airflow-client), as the README's "Operating → REST" section does: a token, a DAG
+(apache-airflow-client), as docs/operating.md's "Triggering over REST" does: a token, a DAG
 unpaused, a run triggered with conf, its XCom read back, a backfill, and no import errors."""
 
 from __future__ import annotations

@@ -50,7 +50,7 @@ def configure() -> None:
     """Folders, ports and every environment variable of the session; no process started."""
     from dev.devenv import airflow_env
     from dev.localpg import LocalPostgres
-    from offpeak.crawl.connection import connection_var
+    from offpeak.connections import connection_var
     from support.nginx import Nginx
 
     state = Path(tempfile.mkdtemp(prefix="offpeak-test-"))
@@ -60,7 +60,7 @@ def configure() -> None:
     nginx = Nginx(state / "nginx", free_port(), demo_port)
     # Every site's connection is nginx's; DIRECT_CONN reaches the python server itself.
     # The scrape DAGs keep their Deadline Alert, as in production: dag.test() survives it on
-    # Airflow 3.3.2 thanks to offpeak.alerts.dag_test_patch.
+    # Airflow 3.3.2 thanks to offpeak.compat.
     env = airflow_env(state, pg, nginx.url, api_port=free_port())
     env[connection_var(DIRECT_CONN)] = direct_url
     os.environ.update(env)

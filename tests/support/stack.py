@@ -131,7 +131,7 @@ class AirflowStack:
         return json.loads(path.read_text())[user]
 
     def token(self, user: str = "admin") -> str:
-        """A JWT for the public REST API, the way the README gets one with curl."""
+        """A JWT for the public REST API, the way docs/operating.md gets one with curl."""
         password = self.password if user == "admin" else self.password_of(user)
         request = urllib.request.Request(
             f"{self.api_url}/auth/token",
@@ -155,7 +155,7 @@ class AirflowStack:
 
     def backfill(self, dag_id: str, start: date, end: date, conf: dict | None = None,
                  *extra: str) -> int:  # fmt: skip
-        """`airflow backfill create` of ``dag_id`` over start..end, as the README shows it;
+        """`airflow backfill create` of ``dag_id`` over start..end, as docs/operating.md shows it;
         returns the new backfill's id."""
         before = self.query("SELECT coalesce(max(id), 0) FROM backfill")[0][0]
         self.airflow(

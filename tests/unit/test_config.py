@@ -1,4 +1,4 @@
-"""Unit tests for plugins/offpeak/config.py: the shipped config and the errors of broken files."""
+"""Unit tests for plugins/offpeak/config/: the shipped config and the errors of broken files."""
 
 from __future__ import annotations
 

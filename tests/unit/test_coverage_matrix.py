@@ -15,6 +15,7 @@ import pytest
 from offpeak.config import load_project
 from offpeak.coverage import matrix as m
 from offpeak.coverage.__main__ import render
+from offpeak.partition import Partition
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 
@@ -24,8 +25,10 @@ def project():
     return load_project()
 
 
-def load(run_id: str, rows: int, *, complete: bool = True, rejected: int = 0) -> m.Load:
-    return m.Load(run_id, complete, rows + rejected, rejected, rows, 0, 0, 0,
+def load(where: tuple[str, str, date], run_id: str, rows: int, *, complete: bool = True,
+         rejected: int = 0) -> m.Load:  # fmt: skip
+    """The latest load_audit row of the (site, region, trading date) ``where``."""
+    return m.Load(Partition(*where, run_id), complete, rows + rejected, rejected, rows, 0, 0, 0,
                   datetime(2026, 11, 27, 1, 0, tzinfo=UTC))  # fmt: skip
 
 
@@ -49,11 +52,11 @@ def test_columns_are_the_last_trading_dates_of_any_region(project):
 
 
 def test_each_cell_has_the_state_an_operator_expects(project):
-    loads = {
-        ("equities", "americas", date(2026, 11, 25)): load("scheduled__a", 57),
-        ("equities", "europe", date(2026, 11, 26)): load("scheduled__e", 40, complete=False),
-        ("equities", "india", date(2026, 11, 27)): load("manual__first", 61, rejected=2),
-    }
+    loads = [
+        load(("equities", "americas", date(2026, 11, 25)), "scheduled__a", 57),
+        load(("equities", "europe", date(2026, 11, 26)), "scheduled__e", 40, complete=False),
+        load(("equities", "india", date(2026, 11, 27)), "manual__first", 61, rejected=2),
+    ]
     runs = [
         scheduled_run("scrape__fx_rates__americas", date(2026, 11, 25), "America/New_York",
                       "failed", "scheduled__fx", 10),
@@ -104,7 +107,7 @@ def test_a_later_successful_run_clears_a_failure(project):
               datetime(2026, 11, 25, 5, tzinfo=UTC), datetime(2026, 11, 25, 5, tzinfo=UTC),
               None, {"ignore_window": True}, 2),
     ]  # fmt: skip
-    loads = {("fx_rates", "americas", day): load("backfill__b", 12)}
+    loads = [load(("fx_rates", "americas", day), "backfill__b", 12)]
     result = m.build(project, loads, runs, now=NOW, days=3)
     assert cell(result, "scrape__fx_rates__americas", "2026-11-25").state == "complete"
 
@@ -133,7 +136,7 @@ def test_filters_and_readable_dags(project):
 
 
 def test_the_text_view_shows_every_row_the_legend_and_the_gaps(project):
-    loads = {("equities", "americas", date(2026, 11, 25)): load("a", 57)}
+    loads = [load(("equities", "americas", date(2026, 11, 25)), "a", 57)]
     result = m.build(project, loads, (), now=NOW, days=3, sites=["equities"])
     text = render(result)
     lines = text.splitlines()

@@ -101,7 +101,7 @@ def test_field_coverage_counts_in_the_pipeline_and_writes_the_stats_once_at_clos
     from scrapy.exceptions import NotConfigured
     from scrapy.utils.test import get_crawler
 
-    from offpeak.scraping.extensions import FieldCoverage
+    from offpeak.scraping.pipelines import FieldCoverage
 
     crawler = get_crawler(settings_dict={contract.COVERAGE_FIELDS: "pair,bid,mid,venue"})
     coverage = FieldCoverage.from_crawler(crawler)
@@ -170,7 +170,7 @@ def test_the_crawl_process_builds_no_config_models(tmp_path):
 )
 def test_a_compiled_field_reads_exactly_what_parsel_reads(locator):
     from offpeak.scraping.siteconfig import Locator
-    from offpeak.scraping.spiders import FieldReader, extract
+    from offpeak.scraping.spiders.fields import FieldReader, extract
 
     spec = Locator(**locator)
     read = FieldReader(spec)

@@ -11,6 +11,10 @@ from pathlib import Path
 
 from offpeak.config import get_site
 from offpeak.crawl import contract, process, spec
+from offpeak.crawl.runner import CrawlRequest
+from offpeak.partition import Partition
+
+PART = Partition("equities", "europe", date(2026, 11, 18), "manual__1")
 
 
 def test_the_command_names_the_spider_its_arguments_and_settings(tmp_path: Path):
@@ -18,7 +22,7 @@ def test_the_command_names_the_spider_its_arguments_and_settings(tmp_path: Path)
     sample = spec.CrawlSample(max_pages=2, start_urls=("/a",))
     argv = process.scrapy_argv(
         site.kind,
-        spec.spider_args(site, "europe", date(2026, 11, 18), "http://127.0.0.1:8808", sample),
+        spec.spider_args(site, PART, "http://127.0.0.1:8808", sample),
         spec.scrapy_settings(site, tmp_path / "f.jsonl", tmp_path / "s.json", 30.0, "", sample),
     )
     assert argv[:5] == [sys.executable, "-m", "scrapy", "crawl", "html_table"]
@@ -87,7 +91,7 @@ def test_the_operator_hands_the_validated_site_over_in_the_environment(tmp_path,
     site, _ = get_site("equities")
     op = ScrapeOperator(task_id="scrape", site="equities", region="europe")
     feed, stats = tmp_path / "f.jsonl", tmp_path / "s.json"
-    op.run_crawl(site, date(2026, 11, 18), "http://h", feed, stats, str(tmp_path), api_key="k3y")
+    op.run_crawl(CrawlRequest(site, PART, "http://h", api_key="k3y"), feed, stats, str(tmp_path))
     assert site.model_validate_json(seen["env"][contract.SITE_CONFIG_ENV]) == site
     assert seen["env"][contract.API_KEY_ENV] == "k3y"
     assert not any("k3y" in a or '"fields"' in a for a in seen["argv"])

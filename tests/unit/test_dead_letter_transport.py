@@ -1,4 +1,4 @@
-"""What the transport says about a body, as guards.DeadLetters names it: a chunked answer's
+"""What the transport says about a body, as DeadLetters names it: a chunked answer's
 unknown length, a body cut short, an answer past DOWNLOAD_MAXSIZE as it streams or once
 decompressed (Scrapy's own exceptions, driven without a crawl)."""
 
@@ -14,7 +14,7 @@ from twisted.python.failure import Failure
 from twisted.web.iweb import UNKNOWN_LENGTH
 
 from offpeak.crawl import contract
-from offpeak.scraping.guards import DeadLetters
+from offpeak.scraping.extensions.dead_letters import DeadLetters
 
 URL = "http://127.0.0.1:8808/equities/europe/2026-03-03/quotes?page=3"
 MAXSIZE = 1024 * 1024

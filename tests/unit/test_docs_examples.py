@@ -1,5 +1,6 @@
-"""The README's examples run: every YAML block validates with the config models, and every
-date format it shows reads the sample it is shown with."""
+"""The docs' examples run: every YAML block of README.md and the docs/ pages it points to
+validates with the config models, and every date format they show reads the sample it is shown
+with."""
 
 from __future__ import annotations
 
@@ -14,14 +15,30 @@ from offpeak.config import ConfigError, FieldSpec, Region, load_regions, load_si
 from offpeak.pipeline.normalize import field_converter
 from support import REPO
 
-README = (REPO / "README.md").read_text(encoding="utf-8")
+DOCS = (
+    "README.md",
+    "docs/running-locally.md",
+    "docs/adding-a-site.md",
+    "docs/configuration.md",
+    "docs/schedules-and-rollups.md",
+    "docs/operating.md",
+    "docs/deploying.md",
+    "docs/testing.md",
+)
+TEXTS = {doc: (REPO / doc).read_text(encoding="utf-8") for doc in DOCS}
 SHIPPED = REPO / "include/config"
+# (where, block): where is "<file> line <n>", the block's first line.
 YAML_BLOCKS = [
-    (README.count("\n", 0, m.start()) + 2, m.group(1))
-    for m in re.finditer(r"```yaml\n(.*?)```", README, flags=re.DOTALL)
+    (f"{doc} line {text.count(chr(10), 0, m.start()) + 2}", m.group(1))
+    for doc, text in TEXTS.items()
+    for m in re.finditer(r"```yaml\n(.*?)```", text, flags=re.DOTALL)
 ]
-# (`"%d.%m.%Y"` for `30.06.2013`): a format and the sample the README reads with it.
-DATE_EXAMPLES = re.findall(r'`"(%[^"`]*)"` for\s+`([^`]+)`', README)
+# (`"%d.%m.%Y"` for `30.06.2013`): a format and the sample the docs read with it.
+DATE_EXAMPLES = [
+    example
+    for text in TEXTS.values()
+    for example in re.findall(r'`"(%[^"`]*)"` for\s+`([^`]+)`', text)
+]
 KIND_OF_SECTION = {"html_table": "equities", "json_api": "fx_rates", "listing_detail": "funds"}
 
 
@@ -37,7 +54,7 @@ def _merged(base: dict, fragment: dict) -> dict:
 
 
 def _base_site(fragment: dict) -> dict:
-    """The shipped site a README fragment belongs to: the one of its kind's section, or of
+    """The shipped site a docs fragment belongs to: the one of its kind's section, or of
     its fields' locators (a JSON `path` is fx_rates'), else equities."""
     name = next((KIND_OF_SECTION[k] for k in KIND_OF_SECTION if k in fragment), None)
     fields = fragment.get("fields") or {}
@@ -46,39 +63,39 @@ def _base_site(fragment: dict) -> dict:
     return yaml.safe_load((SHIPPED / f"sites/{name or 'equities'}.yaml").read_text())
 
 
-def _check_site(data: dict, tmp_path: Path, line: int) -> None:
+def _check_site(data: dict, tmp_path: Path, line: str) -> None:
     if "kind" not in data:
         data = _merged(_base_site(data), data)
     if "kind" in data and data["kind"] not in KIND_OF_SECTION:
-        pytest.fail(f"README line {line}: unknown kind {data['kind']!r}")
-    path = tmp_path / "sites" / f"example_{line}.yaml"
+        pytest.fail(f"{line}: unknown kind {data['kind']!r}")
+    path = tmp_path / "sites" / "example.yaml"
     path.parent.mkdir(exist_ok=True)
     path.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
     try:
         load_site(path, load_regions(SHIPPED / "regions.yaml"), compile_selectors=True)
     except ConfigError as exc:
-        pytest.fail(f"README line {line}: the YAML example does not validate:\n{exc}")
+        pytest.fail(f"{line}: the YAML example does not validate:\n{exc}")
 
 
-def _check_regions(data: dict, line: int) -> None:
+def _check_regions(data: dict, line: str) -> None:
     shipped = yaml.safe_load((SHIPPED / "regions.yaml").read_text())["regions"]
     for name, entry in data.items():
         base = shipped.get(name, shipped["americas"])
         try:
             Region.model_validate(_merged(base, entry))
         except ValueError as exc:
-            pytest.fail(f"README line {line}: region {name!r} does not validate:\n{exc}")
+            pytest.fail(f"{line}: region {name!r} does not validate:\n{exc}")
 
 
-def test_the_readme_has_yaml_and_date_examples_to_check():
+def test_the_docs_have_yaml_and_date_examples_to_check():
     assert len(YAML_BLOCKS) >= 3
     assert len(DATE_EXAMPLES) >= 5
 
 
-@pytest.mark.parametrize(("line", "text"), YAML_BLOCKS, ids=[f"line{n}" for n, _ in YAML_BLOCKS])
-def test_every_yaml_example_in_the_readme_validates(line, text, tmp_path):
+@pytest.mark.parametrize(("line", "text"), YAML_BLOCKS, ids=[where for where, _ in YAML_BLOCKS])
+def test_every_yaml_example_in_the_docs_validates(line, text, tmp_path):
     data = yaml.safe_load(text)
-    assert isinstance(data, dict), f"README line {line}: not a YAML mapping"
+    assert isinstance(data, dict), f"{line}: not a YAML mapping"
     regions = load_regions(SHIPPED / "regions.yaml")
     if "regions" in data and isinstance(data["regions"], dict):
         _check_regions(data["regions"], line)  # a regions.yaml example

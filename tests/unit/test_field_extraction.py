@@ -11,7 +11,7 @@ from parsel import Selector
 from offpeak.config import FieldSpec
 from offpeak.pipeline.normalize import MINUS_SIGNS, FieldError, field_converter
 from offpeak.scraping.siteconfig import Locator
-from offpeak.scraping.spiders import NEGATIVE_STARTS, FieldReader
+from offpeak.scraping.spiders.fields import NEGATIVE_STARTS, FieldReader
 
 ROW = """<table><tr>
   <td class="co">Berkshire Hathaway Inc. (Class B) (BRK.B)</td>

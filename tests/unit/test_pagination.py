@@ -1,5 +1,5 @@
 """json_api pagination without a crawl: the config's errors, Link headers (RFC 8288), and each
-style's next page and stop rule (offpeak.scraping.pagination)."""
+style's next page and stop rule (offpeak.scraping.spiders.pagination)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import yaml
 
 from offpeak import config
 from offpeak.config import ConfigError, JsonApi, load_site
-from offpeak.scraping import pagination
-from offpeak.scraping.pagination import (
+from offpeak.scraping.spiders import pagination
+from offpeak.scraping.spiders.pagination import (
     Follow,
     Position,
     Problem,

@@ -32,22 +32,48 @@ def test_a_conf_flag_must_be_a_boolean():
         params.conf_flag(context({"ignore_breaker": 1}), "ignore_breaker")
 
 
+def failure_alert_date(conf: dict) -> str:
+    """The "Trading date" a task's failure alert shows for a run given ``conf``."""
+    from offpeak.alerts.notifier import FailureNotifier
+
+    ti = SimpleNamespace(
+        dag_id="scrape__funds__americas", task_id="scrape", try_number=1, run_id="manual__1",
+        log_url="http://airflow/log", xcom_pull=lambda task_ids: None,
+    )  # fmt: skip
+    ctx = {"ti": ti, **context(conf)}
+    payload = FailureNotifier(http_conn_id="offpeak_alerts", region="americas").payload(ctx)
+    fields = [f["text"] for f in payload["blocks"][1]["fields"]]
+    return next((f.split("\n", 1)[1] for f in fields if f.startswith("*Trading date*")), None)
+
+
 def test_a_stated_trading_date_is_given_back_as_written():
-    assert params.stated_trading_date(context({"trading_date": "2026-11-26"})) == "2026-11-26"
-    assert params.stated_trading_date(context({"trading_date": "soon"})) == "soon"
-    assert params.stated_trading_date(context({})) is None
+    assert failure_alert_date({"trading_date": "2026-11-26"}) == "2026-11-26"
+    assert failure_alert_date({"trading_date": "soon"}) == "soon"
+    assert failure_alert_date({}) is None
 
 
 def test_a_macro_reads_a_dag_run_alone():
     run = SimpleNamespace(conf={}, data_interval_start=datetime(2026, 11, 20, 5, tzinfo=UTC))
-    assert params.run_trading_date(AMERICAS, run) == date(2026, 11, 20)
+    assert params.trading_date(AMERICAS, run) == date(2026, 11, 20)
     run.conf = {"trading_date": "2026-11-18"}
-    assert params.run_trading_date(AMERICAS, run) == date(2026, 11, 18)
+    assert params.trading_date(AMERICAS, run) == date(2026, 11, 18)
 
 
-def test_a_deadline_alert_reads_the_run_as_the_rest_api_shows_it():
+def test_a_deadline_alert_reads_the_run_as_the_rest_api_shows_it(monkeypatch):
+    from offpeak.alerts import notifier
+
+    posted = []
+    monkeypatch.setattr(notifier, "post", lambda conn_id, payload: posted.append(payload))
+
+    def alert_date(run: dict) -> str | None:
+        notifier.deadline_missed({"dag_run": run}, "offpeak_alerts", "americas", "w",
+                                 "America/New_York")  # fmt: skip
+        fields = [f["text"] for f in posted[-1]["blocks"][1]["fields"]]
+        found = [f.split("\n", 1)[1] for f in fields if f.startswith("*Trading date*")]
+        return found[0] if found else None
+
     run = {"conf": {}, "data_interval_start": "2026-11-20T05:00:00Z"}
-    assert params.reported_run_trading_date(run, "America/New_York") == "2026-11-20"
+    assert alert_date(run) == "2026-11-20"
     run["conf"] = {"trading_date": "2026-11-18"}
-    assert params.reported_run_trading_date(run, "America/New_York") == "2026-11-18"
-    assert params.reported_run_trading_date({}, "America/New_York") is None
+    assert alert_date(run) == "2026-11-18"
+    assert alert_date({}) is None

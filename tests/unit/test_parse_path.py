@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from offpeak import config, factory
-from offpeak.config import ConfigError, get_site, load_project
+from offpeak import factory
+from offpeak.config import ConfigError, get_site, load_project, loading
 from offpeak.schedule import calendars
 
 REPO = Path(__file__).resolve().parents[2]
@@ -119,13 +119,13 @@ def test_a_worker_builds_its_dag_from_its_sites_file_alone(config_dir, monkeypat
     (config_dir / "sites" / "rates.yaml").write_text("kind: [\n", encoding="utf-8")
     monkeypatch.setenv("OFFPEAK_CONFIG_DIR", str(config_dir))
     read: list[str] = []
-    load_site = config.load_site
+    load_site = loading.load_site
 
     def spy(path, *args, **kwargs):
         read.append(path.name)
         return load_site(path, *args, **kwargs)
 
-    monkeypatch.setattr(config, "load_site", spy)
+    monkeypatch.setattr(loading, "load_site", spy)
     monkeypatch.setenv(CONTEXT, "scrape__funds__india")
     assert list(factory.build_scrape_dags()) == ["scrape__funds__india"]
     assert read == ["funds.yaml"]  # the broken rates.yaml is not even read

@@ -206,7 +206,7 @@ def test_field_coverage_extension_counts_items_with_a_value():
     from scrapy.exceptions import NotConfigured
     from scrapy.utils.test import get_crawler
 
-    from offpeak.scraping.extensions import FieldCoverage
+    from offpeak.scraping.pipelines import FieldCoverage
 
     crawler = get_crawler(settings_dict={"OFFPEAK_COVERAGE_FIELDS": "pair,bid,mid"})
     ext = FieldCoverage.from_crawler(crawler)

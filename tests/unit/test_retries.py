@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import inspect
 
 import pytest
@@ -10,9 +9,12 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from offpeak import retries
 from offpeak.config import ConfigError
+from offpeak.errors import Final
 from offpeak.pipeline.quality import QualityCheckFailed
 from offpeak.pipeline.transform import RejectRatioExceeded
 from offpeak.schedule.tradingtime import NotATradingDay
+from offpeak.warehouse.load import LoadCountMismatch
+from offpeak.warehouse.schema import SchemaMismatch
 
 
 def raised_by(exc: BaseException) -> BaseException:
@@ -77,13 +79,31 @@ def test_an_airflow_fail_exception_of_its_own_is_left_as_it_is():
     assert retries.reported(exc) is exc
 
 
-def test_every_deterministic_type_is_found_where_the_policy_names_it():
-    """A class moved to another module without updating DETERMINISTIC would quietly retry."""
-    for path in retries.DETERMINISTIC:
-        module, _, name = path.partition(":")
-        cls = getattr(importlib.import_module(module), name, None)
-        assert isinstance(cls, type) and issubclass(cls, Exception), path
-        assert cls in retries.deterministic_types()
+@pytest.mark.parametrize(
+    "exc",
+    [
+        LoadCountMismatch("COPY staged 9 rows, transform wrote 10"),
+        SchemaMismatch("column 'last' is numeric in the table and text in sites/funds.yaml"),
+    ],
+    ids=lambda exc: type(exc).__name__,
+)
+def test_the_load_and_schema_checks_fail_without_retry(exc):
+    failure = raised_by(exc)
+    assert type(failure) is AirflowFailException and failure.__cause__ is exc
+
+
+def test_a_failure_whose_class_carries_the_final_mark_fails_at_once():
+    """The policy reads the class: a new final failure needs no list kept in sync."""
+
+    class SiteRetired(Final, LookupError):
+        pass
+
+    exc = SiteRetired("site 'funds' was retired on 2026-11-30")
+    assert isinstance(exc, LookupError)  # the mark keeps the built-in base
+    failure = raised_by(exc)
+    assert type(failure) is AirflowFailException and retries.reported(failure) is exc
+    unmarked = LookupError("no such site")
+    assert raised_by(unmarked) is unmarked
 
 
 def test_as_a_decorator_it_keeps_the_callables_signature_and_result():

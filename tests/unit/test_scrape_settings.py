@@ -9,7 +9,7 @@ from types import SimpleNamespace
 import pytest
 
 from offpeak.config import get_site
-from offpeak.crawl.connection import base_url_from_connection
+from offpeak.connections import base_url_from_connection
 from offpeak.crawl.spec import scrapy_settings
 
 

@@ -1,5 +1,5 @@
 """statsd-exporter's mapping (include/docker/statsd/mapping.yml) turns every metric the pipeline
-sends (offpeak.metrics) into the Prometheus name and labels README "Metrics" promises.
+sends (offpeak.metrics) into the Prometheus name and labels docs/operating.md "Metrics" promises.
 
 The exporter is a Go program (prom/statsd-exporter) that cannot run here: no Docker engine and
 no network. So these tests read the file with a model of its documented glob mapping
@@ -110,7 +110,7 @@ def test_every_metric_we_send_maps_to_its_prometheus_name_and_labels(mapping, me
 
 
 def test_the_names_users_query_map_as_the_readme_says(mapping):
-    """Written out by hand, as README "Metrics" lists them."""
+    """Written out by hand, as docs/operating.md "Metrics" lists them."""
     expected = {
         ("airflow.offpeak.crawl.pages.equities.india", "c"): (
             "offpeak_crawl_pages_total", {"site": "equities", "region": "india"}),

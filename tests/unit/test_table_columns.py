@@ -1,5 +1,5 @@
 """Table columns read by header text, or by position with the header checked; and requests
-Scrapy's duplicate filter drops, named (offpeak.scraping.dropped)."""
+Scrapy's duplicate filter drops, named (offpeak.scraping.extensions.dropped)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from scrapy.http import HtmlResponse
 
 from offpeak.config import ConfigError, load_project, load_site
 from offpeak.crawl import contract
-from offpeak.scraping.dropped import judge_drop
+from offpeak.scraping.extensions.dropped import judge_drop
 
 SITE = {
     "kind": "html_table",

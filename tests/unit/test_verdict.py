@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
+from pathlib import Path
 
 import pytest
 
 from offpeak.config import get_site
 from offpeak.crawl import contract, output
-from offpeak.crawl.verdict import decide, judge
+from offpeak.crawl.runner import CrawlRequest, CrawlResult
+from offpeak.crawl.verdict import Finished, decide, judge
 from offpeak.crawl.window import WindowBudget
+from offpeak.partition import Partition
 
 
 @pytest.fixture(scope="module")
@@ -100,7 +103,7 @@ def test_stored_urls_lose_the_secret_in_every_spelling():
 
 def test_retry_after_reads_seconds_and_http_dates():
     pytest.importorskip("scrapy")
-    from offpeak.scraping.guards import retry_after_seconds
+    from offpeak.scraping.middlewares import retry_after_seconds
 
     assert retry_after_seconds(b"5") == 5.0
     now = datetime(2026, 11, 27, 12, 0, 0, tzinfo=UTC).timestamp()
@@ -113,6 +116,7 @@ def test_retry_after_reads_seconds_and_http_dates():
 # ------------------------------------------------------------------ the decision at a crawl's end
 
 DAY = date(2026, 11, 18)
+PART = Partition("equities", "europe", DAY, "scheduled__2026-11-18T06:00:00+00:00")
 # 07:00 in London on that day (GMT): the window's end, as users read it in the message.
 CLOSES = datetime(2026, 11, 18, 7, 0, tzinfo=UTC)
 WINDOW = WindowBudget(closes=CLOSES, timezone="Europe/London", seconds=120.0)
@@ -139,25 +143,25 @@ def lenient(site):
 
 
 def test_a_crawl_stopped_by_the_window_with_items_publishes_a_partial_feed(lenient):
-    decision = decide(
-        lenient, "europe", DAY, crawled(pages=2, items=40), 0, items=40, window=WINDOW
-    )
+    finished = Finished(crawled(pages=2, items=40), 0, items=40)
+    decision = decide(lenient, PART, finished, window=WINDOW)
     assert decision.outcome == "partial" and decision.message is None
     assert decision.reasons == [f"{STOPPED} 2 pages (on_window_end: partial)"]
     assert all(check.passed for check in decision.checks)
-    pointer = output.pointer(
-        uri="file:///raw/x.jsonl", site="equities", region="europe", trading_date=DAY,
-        feed=output.FeedSummary(40, 4000, "0" * 64), stats=crawled(2, 40),
-        complete=decision.complete, dead_letters=[], dead_letters_uri="",
-        started=CLOSES, checks={},
+    crawl = CrawlResult(
+        CrawlRequest(lenient, PART, "http://site"), output.CrawlFiles(Path("/work")),
+        Finished(crawled(2, 40), 0, items=40), output.FeedSummary(40, 4000, "0" * 64), 1.0,
+        decision,
     )  # fmt: skip
+    pointer = output.pointer(crawl, uri="file:///raw/x.jsonl", dead_letters_uri="", started=CLOSES)
+    assert Partition.from_xcom(pointer) == PART
     assert pointer["complete"] is False
     assert pointer["finish_reason"] == "closespider_timeout"
     assert pointer["stats"]["pages"] == 2
 
 
 def test_a_crawl_stopped_by_the_window_with_no_items_fails_and_says_why(lenient):
-    decision = decide(lenient, "europe", DAY, crawled(pages=0, items=0), 0, items=0, window=WINDOW)
+    decision = decide(lenient, PART, Finished(crawled(pages=0, items=0), 0, items=0), window=WINDOW)
     assert decision.outcome == "failed" and decision.failed_checks
     assert decision.message == (
         "quality check min_items failed for site equities region europe 2026-11-18: "
@@ -169,9 +173,8 @@ def test_a_crawl_stopped_by_the_window_with_no_items_fails_and_says_why(lenient)
 def test_a_crawl_the_watchdog_stopped_fails_by_default_and_names_the_window(site):
     """Scrapy's own timeout waited on requests in flight; the watchdog stopped the crawl."""
     stats = crawled(pages=1, items=20, finish="shutdown")
-    decision = decide(
-        site, "europe", DAY, stats, -15, items=20, window=WINDOW, stopped_at_window_end=True
-    )
+    finished = Finished(stats, -15, items=20, stopped_at_window_end=True)
+    decision = decide(site, PART, finished, window=WINDOW)
     assert decision.outcome == "failed" and not decision.failed_checks
     assert decision.checks == []  # nothing to publish, so nothing checked
     assert decision.message == (
@@ -182,7 +185,7 @@ def test_a_crawl_the_watchdog_stopped_fails_by_default_and_names_the_window(site
 
 def test_a_crawl_that_finished_before_the_window_closed_is_complete(site):
     stats = crawled(pages=5, items=100, finish="finished")
-    decision = decide(site, "europe", DAY, stats, 0, items=100, window=WINDOW)
+    decision = decide(site, PART, Finished(stats, 0, items=100), window=WINDOW)
     assert (decision.outcome, decision.reasons, decision.message) == ("complete", [], None)
     assert decision.complete
     assert {check.name for check in decision.checks} >= {"min_items", "field_coverage"}
@@ -190,7 +193,7 @@ def test_a_crawl_that_finished_before_the_window_closed_is_complete(site):
 
 def test_a_bad_exit_not_caused_by_the_window_fails(lenient):
     stats = crawled(pages=3, items=60, finish="finished")
-    decision = decide(lenient, "europe", DAY, stats, 1, items=60, window=WINDOW)
+    decision = decide(lenient, PART, Finished(stats, 1, items=60), window=WINDOW)
     assert decision.outcome == "failed" and not decision.failed_checks
     assert decision.message == (
         "site 'equities' region 'europe' 2026-11-18: the crawl ended with exit code 1, "
@@ -201,7 +204,7 @@ def test_a_bad_exit_not_caused_by_the_window_fails(lenient):
 def test_the_sites_own_timeout_is_not_the_window(lenient):
     """When the window did not limit the crawl, closespider_timeout is a plain bad finish."""
     stats = crawled(pages=3, items=60)
-    decision = decide(lenient, "europe", DAY, stats, 0, items=60, window=None)
+    decision = decide(lenient, PART, Finished(stats, 0, items=60), window=None)
     assert decision.outcome == "failed"
     assert "finish reason 'closespider_timeout'" in decision.message
     assert "off-peak window" not in decision.message
@@ -209,8 +212,8 @@ def test_the_sites_own_timeout_is_not_the_window(lenient):
 
 def test_dead_letters_are_named_in_the_failure(site):
     letters = [{"reason": f"page {n} unreadable"} for n in range(1, 5)]
-    decision = decide(site, "europe", DAY, {"finish_reason": "finished"}, 1, items=0,
-                      dead_letters=letters)  # fmt: skip
+    finished = Finished({"finish_reason": "finished"}, 1, items=0, dead_letters=letters)
+    decision = decide(site, PART, finished)
     assert decision.message.endswith(
         "; 4 dead letter(s): page 1 unreadable; page 2 unreadable; page 3 unreadable "
         "(and 1 more); see the crawl log above"
@@ -219,7 +222,7 @@ def test_dead_letters_are_named_in_the_failure(site):
 
 def test_a_retry_after_above_the_cap_can_be_waited_out(site):
     until, stats = retry_after_stats()
-    decision = decide(site, "europe", DAY, stats, 0, items=0)
+    decision = decide(site, PART, Finished(stats, 0, items=0))
     assert decision.retry_not_before == datetime.fromtimestamp(until, tz=UTC)
     assert decision.retry_message == (
         "site 'equities' region 'europe' 2026-11-18: the site asked to wait 3,600 s "

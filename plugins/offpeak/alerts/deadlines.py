@@ -13,7 +13,7 @@ custom one is serialized but never evaluated. See docs/decisions.md.
 ``OFFPEAK_DEADLINE_ALERTS=false`` leaves the deadline out. It is on everywhere by default,
 ``dag.test()`` and ``airflow dags test`` included: Airflow 3.3.2's ``dag.test()`` would crash
 at the end of a successful run of a DAG with a deadline (apache/airflow#73428), which
-offpeak.alerts.dag_test_patch works around in the process that runs it.
+offpeak.compat works around in the process that runs it.
 """
 
 from __future__ import annotations
@@ -21,13 +21,12 @@ from __future__ import annotations
 from datetime import date, timedelta
 from typing import Any
 
-from offpeak import settings
+from offpeak import compat, settings
+from offpeak.schedule.tradingtime import RegionClock
 
 
 def window_length(region: Any) -> timedelta:
     """The off-peak window's length on an ordinary (no DST change) day."""
-    from offpeak.schedule.tradingtime import RegionClock
-
     opens, closes = RegionClock.of(region).window_of_day(date(2027, 1, 6))
     return closes - opens
 
@@ -38,10 +37,9 @@ def deadline_alert(region: Any, alerts: Any):
         return None
     from airflow.sdk import DeadlineAlert, DeadlineReference, SyncCallback
 
-    from offpeak.alerts import dag_test_patch
     from offpeak.alerts.notifier import deadline_missed
 
-    dag_test_patch.install()
+    compat.fix_dag_test_deadlines()
     return DeadlineAlert(
         reference=DeadlineReference.DAGRUN_QUEUED_AT,
         interval=window_length(region) + timedelta(minutes=alerts.deadline_grace_minutes),

@@ -16,7 +16,8 @@ from typing import Any
 
 from airflow.sdk import BaseNotifier
 
-from offpeak import params, retries
+from offpeak import config, params, retries
+from offpeak.connections import base_url_from_connection
 
 log = logging.getLogger(__name__)
 TIMEOUT_SECONDS = 10
@@ -27,8 +28,6 @@ def post(http_conn_id: str, payload: dict[str, Any]) -> bool:
     """POST ``payload`` as JSON to the connection's webhook; True when it answered 2xx."""
     from airflow.sdk import BaseHook
     from airflow.sdk.log import mask_secret
-
-    from offpeak.crawl.connection import base_url_from_connection
 
     try:
         conn = BaseHook.get_connection(http_conn_id)
@@ -71,9 +70,10 @@ def slack_message(title: str, facts: dict[str, Any], detail: str | None = None) 
 
 
 def _trading_date(region: str | None, context: Any) -> str | None:
-    """For the alert: the date the run was given, else what its scrape or summary task said,
-    else the date of its data interval (None when none of them tells)."""
-    stated = params.stated_trading_date(context)
+    """For the alert: the date the run was given (as given: the alert goes out even when it
+    is wrong), else what its scrape or summary task said, else the date of its data interval
+    (None when none of them tells)."""
+    stated = _stated(params.run_conf(context))
     if stated:
         return stated
     ti = context.get("ti")
@@ -85,12 +85,33 @@ def _trading_date(region: str | None, context: Any) -> str | None:
         if isinstance(pointer, dict) and pointer.get("trading_date"):
             return pointer["trading_date"]
     if context.get("data_interval_start") is not None and region:
-        from offpeak.config import load_project
-
-        regions = load_project().regions
+        regions = config.load_project().regions
         if region in regions:
-            return params.interval_trading_date(regions[region], context).isoformat()
+            # No date in the conf: the one resolver reads the data interval's.
+            return params.trading_date(regions[region], context).isoformat()
     return None
+
+
+def _stated(conf: dict[str, Any]) -> str | None:
+    """``conf.trading_date`` as given, unchecked; None when the run names none."""
+    value = conf.get("trading_date")
+    return str(value) if value else None
+
+
+def _reported_date(run: dict[str, Any], timezone: str) -> str | None:
+    """The trading date of a run as the REST API shows it (a Deadline Alert's context), for
+    a message: ``conf.trading_date`` as given, else the local date (in ``timezone``) of its
+    ``data_interval_start``, else None."""
+    from zoneinfo import ZoneInfo
+
+    stated = _stated(run.get("conf") or {})
+    if stated:
+        return stated
+    start = run.get("data_interval_start")
+    if not start:
+        return None
+    moment = datetime.fromisoformat(str(start).replace("Z", "+00:00"))
+    return moment.astimezone(ZoneInfo(timezone)).date().isoformat()
 
 
 class FailureNotifier(BaseNotifier):
@@ -151,7 +172,7 @@ def deadline_missed(
         "DAG": run.get("dag_id"),
         "Run": run.get("dag_run_id"),
         "Region": region,
-        "Trading date": params.reported_run_trading_date(run, timezone),
+        "Trading date": _reported_date(run, timezone),
         "Window": f"{window} {timezone}",
         "Deadline": deadline,
         "State": run.get("state"),

@@ -18,6 +18,7 @@ import sys
 from datetime import date
 
 from offpeak.coverage import matrix as m
+from offpeak.coverage.service import current_matrix
 
 # One character per cell in the text view, and the legend that explains them.
 SYMBOLS = {
@@ -85,8 +86,6 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--days must be between 1 and {m.MAX_DAYS}, not {args.days}")
 
     from airflow.utils.session import create_session
-
-    from offpeak.coverage.service import current_matrix
 
     with create_session() as session:
         result = current_matrix(

@@ -25,6 +25,8 @@ from fastapi import FastAPI, HTTPException, Query
 from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, Field
 
+from offpeak.coverage import service
+
 PAGE = Path(__file__).with_name("page.html")
 
 app = FastAPI(
@@ -67,11 +69,9 @@ def matrix(
     state: Annotated[list[str] | None, Query()] = None,
 ) -> dict[str, Any]:
     """The coverage matrix of the DAGs the user may read."""
-    from offpeak.coverage.service import current_matrix
-
     readable = _readable_dag_ids(user, session)
     try:
-        result = current_matrix(
+        result = service.current_matrix(
             session, days=days, sites=site or (), regions=region or (), states=state or (),
             dag_ids=readable,
         )  # fmt: skip
@@ -96,8 +96,6 @@ def plan_backfills(
     body: BackfillPlanRequest, user: GetUserDep, session: SessionDep
 ) -> dict[str, Any]:
     """The ``POST /api/v2/backfills`` bodies that fill the selected cells: one per DAG."""
-    from offpeak.coverage.service import plan_backfills as plan
-
     readable = _readable_dag_ids(user, session)
     unknown = sorted({c.dag_id for c in body.cells} - readable)
     if unknown:
@@ -108,7 +106,7 @@ def plan_backfills(
             403, f"user {user.get_name()!r} may not run (backfill) {', '.join(refused)}"
         )
     try:
-        backfills = plan(
+        backfills = service.plan_backfills(
             session,
             [(c.dag_id, c.date) for c in body.cells],
             reprocess_behavior=body.reprocess_behavior,

@@ -17,11 +17,13 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from offpeak import params
 from offpeak.naming import scrape_dag_id
+from offpeak.schedule.tradingtime import RegionClock
 
 if TYPE_CHECKING:
     from offpeak.config import Project
-    from offpeak.schedule.tradingtime import RegionClock
+    from offpeak.partition import Partition
 
 # A cell's state, from best to worst for the operator; the order of the legend.
 COMPLETE = "complete"  # loaded, the whole site crawled
@@ -42,9 +44,10 @@ _RUNNING_STATES = ("queued", "running")
 
 @dataclass(frozen=True)
 class Load:
-    """The latest load_audit row of a partition."""
+    """The latest load_audit row of a partition: the partition as that load wrote it (its
+    run included), and the load's counts."""
 
-    run_id: str
+    partition: Partition
     complete: bool
     rows_in_file: int
     rows_rejected: int
@@ -53,6 +56,10 @@ class Load:
     rows_unchanged: int
     rows_deleted: int
     loaded_at: datetime
+
+    @property
+    def run_id(self) -> str:
+        return self.partition.run_id
 
     @property
     def rows(self) -> int:
@@ -138,10 +145,8 @@ def run_trading_date(clock: RegionClock, run: Run) -> date | None:
     """The trading date ``run`` loads, as its tasks compute it (offpeak.params): conf's
     ``trading_date``, else the local date of its data interval, else the latest date due when
     it was queued. None when the run names a date that is not a trading day (it fails)."""
-    from offpeak.params import _resolve
-
     try:
-        return _resolve(clock, dict(run.conf or {}), run.data_interval_start, run.run_after)
+        return params.trading_date(clock, run, now=run.run_after)
     except ValueError:
         return None
 
@@ -179,16 +184,19 @@ class Frame:
 
     def fill(
         self,
-        loads: Mapping[tuple[str, str, date], Load],
+        loads: Iterable[Load],
         runs: Iterable[Run],
         *,
         paused: Mapping[str, bool] | None = None,
         states: Iterable[str] = (),
     ) -> Matrix:
         """The matrix of these pairs and dates from the facts. ``loads``: the latest load_audit
-        row per (site, region, trading date); ``runs``: the DAG runs of the scrape DAGs (any
-        may be left out that cannot fall on a date shown); ``states``: only rows with a cell
-        in one of them."""
+        row of each partition; ``runs``: the DAG runs of the scrape DAGs (any may be left out
+        that cannot fall on a date shown); ``states``: only rows with a cell in one of them."""
+        loaded = {}
+        for load in loads:
+            part = load.partition
+            loaded[(part.site, part.region, part.trading_date)] = load
         wanted_states = set(states)
         region_of = {scrape_dag_id(s.name, r.name): r.name for s, r in self.pairs}
         latest = _latest_runs(runs, self.clocks, region_of)
@@ -198,7 +206,7 @@ class Frame:
             clock = self.clocks[region.name]
             row = Row(site.name, region.name, dag_id, (paused or {}).get(dag_id))
             for day in self.dates:
-                load = loads.get((site.name, region.name, day))
+                load = loaded.get((site.name, region.name, day))
                 row.cells.append(_cell(clock, day, self.now, load, latest.get((dag_id, day))))
             if not wanted_states or any(c.state in wanted_states for c in row.cells):
                 rows.append(row)
@@ -222,8 +230,6 @@ def frame(
     """The pairs of ``project`` that pass the filters (``sites``, ``regions``: names, empty for
     all; ``dag_ids``: only these DAGs, the ones the user may read) and the last ``days``
     trading dates of their regions."""
-    from offpeak.schedule.tradingtime import RegionClock
-
     now = now or datetime.now(tz=UTC)
     days = max(1, min(int(days), MAX_DAYS))
     wanted_sites, wanted_regions = set(sites), set(regions)
@@ -241,7 +247,7 @@ def frame(
 
 def build(
     project: Project,
-    loads: Mapping[tuple[str, str, date], Load],
+    loads: Iterable[Load],
     runs: Iterable[Run],
     *,
     now: datetime | None = None,

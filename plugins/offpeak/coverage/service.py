@@ -7,7 +7,11 @@ from collections.abc import Iterable
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
+from offpeak.config import load_project
 from offpeak.coverage import matrix as m
+from offpeak.coverage.sources import read_loads, read_paused, read_runs
+from offpeak.naming import scrape_dag_id
+from offpeak.schedule.tradingtime import RegionClock
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -24,16 +28,13 @@ def current_matrix(
     now: datetime | None = None,
 ) -> m.Matrix:
     """The matrix now, from the config, the warehouse's load audit and Airflow's runs."""
-    from offpeak.config import load_project
-    from offpeak.coverage.sources import read_loads, read_paused, read_runs
-
     project = load_project()
     unknown = sorted(set(states) - set(m.STATES))
     if unknown:
         raise ValueError(f"unknown state(s) {unknown}: the states are {', '.join(m.STATES)}")
     shown = m.frame(project, now=now, days=days, sites=sites, regions=regions, dag_ids=dag_ids)
     if not shown.dates:
-        return shown.fill({}, ())
+        return shown.fill((), ())
     first, last = shown.dates[0], shown.dates[-1]
     loads = read_loads(first, last, sorted({s.name for s, _ in shown.pairs}))
     runs = read_runs(session, shown.dag_ids, first)
@@ -53,13 +54,9 @@ def plan_backfills(
     exist, ``failed`` also re-runs failed ones, ``completed`` re-runs every day.
 
     A bound is the trading date at midnight UTC, which the off-peak timetable reads as that
-    trading date in the DAG's own region (README "Backfill"). ValueError naming the DAG and
-    the date for one that is not a (site, region) DAG or not a trading day of its region."""
-    from offpeak.config import load_project
-    from offpeak.coverage.sources import read_paused
-    from offpeak.naming import scrape_dag_id
-    from offpeak.schedule.tradingtime import RegionClock
-
+    trading date in the DAG's own region (docs/operating.md "Backfill"). ValueError naming the
+    DAG and the date for one that is not a (site, region) DAG or not a trading day of its
+    region."""
     project = load_project()
     region_of = {scrape_dag_id(s.name, r.name): r for s, r in project.pairs()}
     wanted: dict[str, set[date]] = {}

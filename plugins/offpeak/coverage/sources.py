@@ -7,22 +7,20 @@ from collections.abc import Iterable
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING
 
+from offpeak import settings
+from offpeak.connections import warehouse_connection
 from offpeak.coverage.matrix import Load, Run
+from offpeak.partition import Partition
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
 
-def read_loads(
-    since: date, until: date, sites: Iterable[str] | None = None
-) -> dict[tuple[str, str, date], Load]:
+def read_loads(since: date, until: date, sites: Iterable[str] | None = None) -> list[Load]:
     """The latest load_audit row of each (site, region, trading date) in [since, until], from
-    the warehouse connection (settings.warehouse_conn_id). An empty dict when the warehouse
-    has no audit table yet (nothing was ever loaded)."""
-    from airflow.providers.postgres.hooks.postgres import PostgresHook
+    the warehouse connection (settings.warehouse_conn_id). Empty when the warehouse has no
+    audit table yet (nothing was ever loaded)."""
     from psycopg import sql
-
-    from offpeak import settings
 
     table = sql.Identifier(settings.warehouse_schema(), "load_audit")
     query = sql.SQL(
@@ -33,7 +31,7 @@ def read_loads(
         " ORDER BY site, region, trading_date, id DESC"
     ).format(table)
     names = None if sites is None else list(sites)
-    conn = PostgresHook(postgres_conn_id=settings.warehouse_conn_id()).get_conn()
+    conn = warehouse_connection()
     try:
         with conn.cursor() as cur:
             cur.execute(
@@ -41,12 +39,12 @@ def read_loads(
                 (f"{settings.warehouse_schema()}.load_audit",),
             )
             if cur.fetchone()[0] is None:
-                return {}
+                return []
             cur.execute(query.as_string(conn), (since, until, names, names))
-            return {
-                (site, region, day): Load(run_id, *rest)
+            return [
+                Load(Partition(site, region, day, run_id), *rest)
                 for site, region, day, run_id, *rest in cur.fetchall()
-            }
+            ]
     finally:
         conn.close()
 

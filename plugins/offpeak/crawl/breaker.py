@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from offpeak.params import run_param
+
 PREFIX = "offpeak_breaker__"
 DEFAULT_FAILURES = 3
 DEFAULT_COOLDOWN_MINUTES = 60
@@ -124,8 +126,6 @@ def gate(site: Any, region_name: str, context: Any, log: Any) -> None:
     the breaker or opens it again. ``{"ignore_breaker": true}`` in the run's params closes it
     and crawls.
     """
-    from offpeak.params import run_param
-
     settings = Settings.of(site)
     name = _site_name(site)
     if settings.failures <= 0:

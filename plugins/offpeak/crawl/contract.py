@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from functools import lru_cache
-from urllib.parse import parse_qsl, quote, quote_plus, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 # Settings the operator passes with -s (and environment variables it sets for the subprocess).
 STATS_FILE = "OFFPEAK_STATS_FILE"
@@ -28,7 +28,8 @@ INCOMPLETE_PREFIX = "offpeak/incomplete/"
 THROTTLED_PREFIX = "offpeak/throttled/"
 CHARSET_RECOVERED = "offpeak/charset_recovered"
 # Links to a page the crawl had already requested, dropped by Scrapy's duplicate filter: the
-# page is read once, nothing lost (offpeak.scraping.dropped), so counted, not a dead letter.
+# page is read once, nothing lost (offpeak.scraping.extensions.dropped), so counted, not a dead
+# letter.
 DUPLICATE_REQUESTS = "offpeak/duplicate_requests"
 # Table rows that are not data (html_table.skip_rows / skip_text, or no field found in them).
 ROWS_SKIPPED = "offpeak/rows_skipped"
@@ -88,16 +89,6 @@ def http_errors(stats: dict) -> dict[int, int]:
     waited = by_status(stats, THROTTLED_PREFIX)
     errors = {c: n - waited.get(c, 0) for c, n in by_status(stats, STATUS_PREFIX).items()}
     return {c: n for c, n in errors.items() if c >= 400 and c not in HTTP_IGNORED and n > 0}
-
-
-def secret_forms(secret: str | None) -> list[str]:
-    """The spellings a secret takes in URLs and logs: as is, percent-quoted (either case of
-    hex digits) and form-quoted; longest first so a replacement never leaves a tail."""
-    if not secret:
-        return []
-    forms = {secret, quote(secret, safe=""), quote_plus(secret, safe="")}
-    forms |= {re.sub(r"%[0-9A-F]{2}", lambda m: m[0].lower(), f) for f in list(forms)}
-    return sorted(forms, key=len, reverse=True)
 
 
 @lru_cache(maxsize=8)

@@ -11,15 +11,20 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from airflow.sdk import BaseOperator
 
-from offpeak import metrics, retries
-from offpeak.config import Site
-from offpeak.crawl import connection
+from offpeak import connections, metrics, params, retries, settings
+from offpeak.config import Site, get_site
+from offpeak.crawl import breaker, contract, output
+from offpeak.crawl.runner import Crawler, CrawlRequest
 from offpeak.crawl.spec import CrawlSample
+from offpeak.crawl.window import window_budget
+from offpeak.partition import Partition
+from offpeak.pipeline import quality, storage
+from offpeak.pipeline.quality import QualityCheckFailed
+from offpeak.schedule.tradingtime import RegionClock
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
-    from offpeak.crawl.runner import Crawler
     from offpeak.crawl.verdict import Decision
 
 
@@ -59,31 +64,22 @@ class ScrapeOperator(BaseOperator):
 
     @cached_property
     def site_config(self) -> tuple[Site, Any]:
-        from offpeak.config import get_site
-
         site, regions = get_site(self.site)
         return site, regions[self.region]
 
     def resolve_trading_date(self, context: Context) -> date:
-        from offpeak.params import trading_date
-
         if self.trading_date:
             return date.fromisoformat(self.trading_date)
-        return trading_date(self.site_config[1], context)
+        return params.trading_date(self.site_config[1], context)
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from offpeak import settings
-        from offpeak.crawl import breaker
-        from offpeak.params import ignore_window
-        from offpeak.schedule.tradingtime import RegionClock
-
         # A broken config or a date that is no trading day fails at once (offpeak.retries); a
         # crawl's failures, its checks on the site's answers included, are retried.
         with retries.fail_fast():
             site, region = self.site_config
             trading_date = self.resolve_trading_date(context)
         breaker.gate(site, self.region, context, self.log)  # skips the run while it is open
-        if ignore_window(context) or settings.ignore_windows():
+        if params.ignore_window(context) or settings.ignore_windows():
             self.log.info("Window guard off for this run: crawling now")
             return self.crawl(context, trading_date, window_closes=None)
         clock = RegionClock.of(region)
@@ -119,8 +115,6 @@ class ScrapeOperator(BaseOperator):
         """One crawl, recorded by the site's circuit breaker (a deferral is not an outcome)."""
         from airflow.sdk.exceptions import TaskDeferred
 
-        from offpeak.crawl import breaker
-
         site = self.site_config[0]
         try:
             pointer = self._crawl(context, trading_date, window_closes)
@@ -140,8 +134,6 @@ class ScrapeOperator(BaseOperator):
     ) -> NoReturn:
         """Resumed once the time a throttling site asked for has passed: fail this try, so the
         task's retry starts no earlier than the site allows."""
-        from offpeak.crawl import breaker
-
         breaker.record(self.site_config[0], self.region, ok=False, reason=message, log=self.log)
         metrics.crawl_finished(self.site_config[0].name, self.region, "failed")
         raise CrawlFailed(message)
@@ -150,11 +142,6 @@ class ScrapeOperator(BaseOperator):
         self, context: Context, trading_date: date, window_closes: datetime | None
     ) -> dict[str, Any]:
         """Crawl into a work dir (offpeak.crawl.runner), then publish or fail."""
-        from offpeak.crawl import output
-        from offpeak.crawl.runner import CrawlRequest
-        from offpeak.crawl.window import window_budget
-        from offpeak.pipeline import quality, storage
-
         site, region = self.site_config
         started = datetime.now(tz=UTC)
         budget = window_budget(
@@ -165,10 +152,9 @@ class ScrapeOperator(BaseOperator):
                 "The window closes at %s: the crawl stops after %.0f s",
                 budget.closes, budget.seconds,
             )  # fmt: skip
-        conn = connection.site_connection(site.base_url_conn_id)
-        dest = storage.partition(
-            "raw", site.name, self.region, trading_date, storage.run_key(context["run_id"])
-        )
+        conn = connections.site_connection(site.base_url_conn_id)
+        part = Partition(site.name, self.region, trading_date, context["run_id"])
+        dest = storage.partition("raw", part)
         dead_dest = storage.dead_letters_path(dest)
         self.log.info(
             "Crawling site %s (%s) region %s trading date %s from %s into %s",
@@ -177,9 +163,7 @@ class ScrapeOperator(BaseOperator):
         sample = CrawlSample.from_context(site, context)
         if sample.partial:
             self.log.info("Partial crawl requested: %s", sample)
-        request = CrawlRequest.at(
-            conn, site, self.region, trading_date, sample=sample, window=budget
-        )
+        request = CrawlRequest.at(conn, site, part, sample=sample, window=budget)
         with storage.crawl_workdir() as tmp:
             result = self.crawler.run(request, tmp)
             self.send_metrics(result.stats, result.feed.items, result.seconds)
@@ -199,31 +183,24 @@ class ScrapeOperator(BaseOperator):
                 )  # fmt: skip
             storage.publish(result.files.feed, dest)
         pointer = output.pointer(
-            uri=str(dest), site=site.name, region=self.region, trading_date=trading_date,
-            feed=result.feed, stats=result.stats, complete=decision.complete,
-            dead_letters=letters, dead_letters_uri=str(dead_dest), started=started,
-            checks=quality.summary(decision.checks),
-        )  # fmt: skip
+            result, uri=str(dest), dead_letters_uri=str(dead_dest), started=started
+        )
         self.log.info("Crawl published: %s", pointer)
         return pointer
 
     def send_metrics(self, stats: dict[str, Any], items: int, seconds: float) -> None:
         """The crawl's numbers (offpeak.metrics), whatever its outcome: before it is judged."""
-        from offpeak.crawl import contract
-
-        metrics.crawled(
-            self.site_config[0].name, self.region,
+        numbers = metrics.CrawlNumbers(
             pages=contract.site_pages(stats), items=items,
             http_errors=contract.http_errors(stats),
             throttled=contract.by_status(stats, contract.THROTTLED_PREFIX),
             retries=int(stats.get(contract.RETRIES, 0)),
             response_bytes=int(stats.get(contract.RESPONSE_BYTES, 0)), seconds=seconds,
         )  # fmt: skip
+        metrics.crawled(self.site_config[0].name, self.region, numbers)
 
     def fail(self, context: Context, decision: Decision) -> NoReturn:
         """Raise the decision's failure; a site's Retry-After is waited out first (deferred)."""
-        from offpeak.pipeline.quality import QualityCheckFailed
-
         if decision.failed_checks:
             raise QualityCheckFailed(decision.message)
         if decision.retry_not_before is not None:
@@ -249,36 +226,13 @@ class ScrapeOperator(BaseOperator):
             kwargs={"message": message},
         )
 
-    def run_crawl(
-        self,
-        site: Site,
-        trading_date: date,
-        base_url: str,
-        feed: Path,
-        stats_file: Path,
-        cwd: str,
-        timeout: float | None = None,
-        sample: CrawlSample | None = None,
-        api_key: str | None = None,
-    ) -> int:
-        """Only ``scrapy crawl`` for the site, to its end (the runner's subprocess step, for
-        tests and benchmarks that read its files themselves); ``timeout`` is a window budget
-        in seconds."""
-        from offpeak.crawl.runner import CrawlRequest
-        from offpeak.crawl.window import WindowBudget
-
-        window = None
-        if timeout is not None:
-            window = WindowBudget(datetime.now(tz=UTC), self.site_config[1].timezone, timeout)
-        request = CrawlRequest(
-            site, self.region, trading_date, base_url, api_key, sample=sample, window=window
-        )
+    def run_crawl(self, request: CrawlRequest, feed: Path, stats_file: Path, cwd: str) -> int:
+        """Only ``scrapy crawl`` for ``request``, to its end (the runner's subprocess step, for
+        tests and benchmarks that read its files themselves); ``on_kill`` stops it."""
         return self.crawler.run_process(request, feed, stats_file, cwd)
 
     @cached_property
     def crawler(self) -> Crawler:
-        from offpeak.crawl.runner import Crawler
-
         return Crawler(log=self.log)
 
     @property

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from offpeak.crawl import contract
+from offpeak.pipeline import quality
+
+if TYPE_CHECKING:
+    from offpeak.crawl.runner import CrawlResult
 
 # Stats copied into the returned pointer: small, and what an operator looks at first.
 KEY_STATS = {
@@ -22,7 +25,7 @@ KEY_STATS = {
     "robots_forbidden": "robotstxt/forbidden",
     "unreadable_pages": contract.UNREADABLE_PAGES,
     "dead_letters": contract.DEAD_LETTERS,
-    # Links to pages already requested (harmless, read once): offpeak.scraping.dropped.
+    # Links to pages already requested (harmless, read once): offpeak.scraping.extensions.dropped.
     "duplicate_requests": contract.DUPLICATE_REQUESTS,
     "elapsed_seconds": "elapsed_time_seconds",
 }
@@ -86,36 +89,25 @@ def count_and_hash(path: Path) -> FeedSummary:
 
 
 def pointer(
-    *,
-    uri: str,
-    site: str,
-    region: str,
-    trading_date: date,
-    feed: FeedSummary,
-    stats: dict[str, Any],
-    complete: bool,
-    dead_letters: Sequence[Any],
-    dead_letters_uri: str,
-    started: datetime,
-    checks: dict[str, str],
+    crawled: CrawlResult, *, uri: str, dead_letters_uri: str, started: datetime
 ) -> dict[str, Any]:
-    """The task's XCom: where the feed was published and what the crawl was like."""
+    """The task's XCom: the partition (offpeak.partition.Partition.to_xcom), where its feed
+    (``uri``) and dead letters were published, and what the crawl was like."""
+    stats, feed, letters = crawled.stats, crawled.feed, crawled.dead_letters
     result = {
         "uri": uri,
-        "site": site,
-        "region": region,
-        "trading_date": trading_date.isoformat(),
+        **crawled.request.partition.to_xcom(),
         "items": feed.items,
         "bytes": feed.size,
         "sha256": feed.sha256,
         "finish_reason": stats.get("finish_reason", "unknown"),
-        "complete": complete,
+        "complete": crawled.decision.complete,
         "incomplete": contract.incomplete_causes(stats) or None,
-        "dead_letters": len(dead_letters),
+        "dead_letters": len(letters),
         "crawl_started_at": started.isoformat(timespec="seconds"),
         "stats": {k: stats[v] for k, v in KEY_STATS.items() if v in stats},
-        "checks": checks,
+        "checks": quality.summary(crawled.decision.checks),
     }
-    if dead_letters:
+    if letters:
         result["dead_letters_uri"] = dead_letters_uri
     return result

@@ -5,76 +5,87 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from offpeak.crawl import output, spec
+from offpeak.crawl import output, process, spec, verdict
 from offpeak.crawl.process import WINDOW_GRACE_SECONDS, CrawlProcess
 
 if TYPE_CHECKING:
     import subprocess
 
     from offpeak.config import Site
-    from offpeak.crawl.connection import SiteConnection
+    from offpeak.connections import SiteConnection
     from offpeak.crawl.spec import CrawlSample
-    from offpeak.crawl.verdict import Decision
+    from offpeak.crawl.verdict import Decision, Finished
     from offpeak.crawl.window import WindowBudget
+    from offpeak.partition import Partition
 
 
 @dataclass(frozen=True)
 class CrawlRequest:
-    """What one crawl is asked for: the site, its region and trading date, where the site is
-    (``base_url``, and the API key its start URLs may need: never in argv or a repr), the
-    run's sample (``max_pages``, ``start_urls``) and the window's budget when that limits it."""
+    """What one crawl is asked for: the site and the partition (region, trading date, run),
+    where the site is (``base_url``, and the API key its start URLs may need: never in argv or
+    a repr), the run's sample (``max_pages``, ``start_urls``) and the window's budget when
+    that limits it."""
 
     site: Site
-    region: str
-    trading_date: date
+    partition: Partition
     base_url: str
     api_key: str | None = field(default=None, repr=False)
     sample: CrawlSample | None = None
     window: WindowBudget | None = None
 
     @classmethod
-    def at(cls, connection: SiteConnection, site: Site, region: str, trading_date: date,
-           **kwargs: Any) -> CrawlRequest:  # fmt: skip
-        """The request for the site behind ``connection`` (offpeak.crawl.connection)."""
-        return cls(site, region, trading_date, connection.base_url, connection.api_key, **kwargs)
+    def at(
+        cls, connection: SiteConnection, site: Site, partition: Partition, **kwargs: Any
+    ) -> CrawlRequest:
+        """The request for the site behind ``connection`` (offpeak.connections)."""
+        return cls(site, partition, connection.base_url, connection.api_key, **kwargs)
 
     @property
     def timeout(self) -> float | None:
         return self.window.seconds if self.window is not None else None
 
     def argv(self, feed: Path, stats: Path) -> list[str]:
-        from offpeak.crawl import process
-
         return process.scrapy_argv(
             self.site.kind,
-            spec.spider_args(self.site, self.region, self.trading_date, self.base_url, self.sample),
+            spec.spider_args(self.site, self.partition, self.base_url, self.sample),
             spec.scrapy_settings(self.site, feed, stats, self.timeout, self.base_url, self.sample),
         )
 
     def env(self) -> dict[str, str]:
-        from offpeak.crawl import process
-
         return process.scrapy_env(self.api_key, spec.crawl_env(self.site))
 
 
 @dataclass(frozen=True)
 class CrawlResult:
-    """What a finished crawl left in its work dir, read back, and the verdict on it
-    (offpeak.crawl.verdict.decide): publish it whole, publish it as partial, or fail."""
+    """What a finished crawl left in its work dir, read back (``finished``: how it ended;
+    ``feed``: its feed file), and the verdict on it (offpeak.crawl.verdict.decide): publish it
+    whole, publish it as partial, or fail."""
 
     request: CrawlRequest
     files: output.CrawlFiles
-    returncode: int
-    stats: dict[str, Any]
-    dead_letters: list[dict[str, Any]]
+    finished: Finished
     feed: output.FeedSummary
     seconds: float
-    stopped_at_window_end: bool
     decision: Decision
+
+    @property
+    def returncode(self) -> int:
+        return self.finished.returncode
+
+    @property
+    def stats(self) -> dict[str, Any]:
+        return dict(self.finished.stats)
+
+    @property
+    def dead_letters(self) -> list[dict[str, Any]]:
+        return list(self.finished.dead_letters)
+
+    @property
+    def stopped_at_window_end(self) -> bool:
+        return self.finished.stopped_at_window_end
 
 
 class Crawler:
@@ -87,8 +98,6 @@ class Crawler:
 
     def run(self, request: CrawlRequest, workdir: Path) -> CrawlResult:
         """Crawl into ``workdir`` (offpeak.crawl.output.CrawlFiles) and judge the outcome."""
-        from offpeak.crawl import verdict
-
         files = output.CrawlFiles(workdir)
         started = time.monotonic()
         returncode = self.run_process(request, files.feed, files.stats, workdir)
@@ -96,16 +105,14 @@ class Crawler:
         stats = output.read_stats(files.stats)
         letters = output.read_dead_letters(files.dead_letters)
         feed = output.count_and_hash(files.feed)
+        finished = verdict.Finished(
+            stats, returncode, feed.items, self.stopped_at_window_end, letters
+        )
         decision = verdict.decide(
-            request.site, request.region, request.trading_date, stats, returncode,
-            items=feed.items, window=request.window,
-            stopped_at_window_end=self.stopped_at_window_end, sample=request.sample,
-            dead_letters=letters,
+            request.site, request.partition, finished, window=request.window,
+            sample=request.sample,
         )  # fmt: skip
-        return CrawlResult(
-            request, files, returncode, stats, letters, feed, seconds,
-            self.stopped_at_window_end, decision,
-        )  # fmt: skip
+        return CrawlResult(request, files, finished, feed, seconds, decision)
 
     def run_process(self, request: CrawlRequest, feed: Path, stats: Path, cwd: Path | str) -> int:
         """Only the subprocess: ``scrapy crawl`` to its end (or the window's), its exit code."""

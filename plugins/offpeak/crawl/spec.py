@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from offpeak.crawl import contract
 from offpeak.crawl.output import dead_letters_beside
+from offpeak.params import run_param
 
 if TYPE_CHECKING:
     from offpeak.config import Site
+    from offpeak.partition import Partition
 
 
 def allowed_hosts(site: Site, base_url: str) -> list[str]:
@@ -67,13 +68,13 @@ def crawl_env(site: Site) -> dict[str, str]:
 
 
 def spider_args(
-    site: Site, region: str, trading_date: date, base_url: str, sample: CrawlSample | None = None
+    site: Site, partition: Partition, base_url: str, sample: CrawlSample | None = None
 ) -> dict[str, str]:
     """The spider's ``-a`` arguments: which site, region, day and base URL, and the sample."""
     args = {
         "site": site.name,
-        "region": region,
-        "trading_date": trading_date.isoformat(),
+        "region": partition.region,
+        "trading_date": partition.trading_date.isoformat(),
         "base_url": base_url,
     }
     return {**args, **(sample.spider_args() if sample is not None else {})}
@@ -92,8 +93,6 @@ class CrawlSample:
 
     @classmethod
     def from_context(cls, site: Site, context: Any) -> CrawlSample:
-        from offpeak.params import run_param
-
         urls = tuple(run_param(context, "start_urls", None) or ())
         unknown = [u for u in urls if u not in site.start_urls]
         if unknown:

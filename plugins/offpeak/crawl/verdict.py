@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
@@ -15,6 +15,7 @@ from offpeak.pipeline import quality
 if TYPE_CHECKING:
     from offpeak.config import Site
     from offpeak.crawl.window import WindowBudget
+    from offpeak.partition import Partition
 
 # What each incomplete cause means, in words for the task log and the failure message.
 CAUSES = {
@@ -152,40 +153,44 @@ class Decision:
         return self.outcome == "complete"
 
 
-def where(site: Site, region: str, trading_date: date) -> str:
-    return f"site {site.name!r} region {region!r} {trading_date}"
+@dataclass(frozen=True)
+class Finished:
+    """How a crawl ended, read back from its work dir: its stats, exit code, the number of
+    lines in its feed (``items``), whether the watchdog stopped it at the window's end, and
+    the pages it gave up on (``dead_letters``)."""
+
+    stats: Mapping[str, Any]
+    returncode: int
+    items: int
+    stopped_at_window_end: bool = False
+    dead_letters: Sequence[Mapping[str, Any]] = ()
 
 
 def decide(
     site: Site,
-    region: str,
-    trading_date: date,
-    stats: Mapping[str, Any],
-    returncode: int,
+    partition: Partition,
+    finished: Finished,
     *,
-    items: int,
     window: WindowBudget | None = None,
-    stopped_at_window_end: bool = False,
     sample: Any = None,
-    dead_letters: Sequence[Mapping[str, Any]] = (),
 ) -> Decision:
-    """Decide a finished crawl of ``site`` for ``region`` and ``trading_date``.
+    """Decide a finished crawl of ``site`` for ``partition`` (its region and trading date).
 
-    ``items`` is the number of lines in its feed; ``window`` the off-peak window's budget when
-    that limited the crawl, and ``stopped_at_window_end`` whether the watchdog stopped it there;
-    ``sample`` the run's CrawlSample; ``dead_letters`` the pages the crawl gave up on. First how
-    the crawl ended (``judge``), then, for a crawl worth publishing, the quality checks.
+    ``window`` is the off-peak window's budget when that limited the crawl; ``sample`` the
+    run's CrawlSample. First how the crawl ended (``judge``), then, for a crawl worth
+    publishing, the quality checks.
     """
-    stats = dict(stats)
-    at = where(site, region, trading_date)
+    stats = dict(finished.stats)
+    region, trading_date = partition.region, partition.trading_date
+    at = str(partition)
     judged = judge(
         site,
         stats,
-        returncode,
+        finished.returncode,
         sample=sample,
-        window_stop=window_stop(stats, window, stopped_at_window_end),
+        window_stop=window_stop(stats, window, finished.stopped_at_window_end),
     )
-    note = dead_letter_note(dead_letters)
+    note = dead_letter_note(finished.dead_letters)
     if judged.outcome == "partial":
         note = f"; the crawl was incomplete: {'; '.join(judged.reasons)}{note}"
     if judged.outcome == "failed":
@@ -198,7 +203,7 @@ def decide(
             retry_not_before=judged.retry_not_before,
             retry_message=message,
         )
-    checks = check_crawl(site, stats, items)
+    checks = check_crawl(site, stats, finished.items)
     try:
         quality.raise_failures(checks, site, region, trading_date)
     except quality.QualityCheckFailed as failed:

@@ -8,13 +8,15 @@ from dataclasses import dataclass
 from datetime import date
 from typing import TYPE_CHECKING, Any
 
+from offpeak.errors import Final
+
 if TYPE_CHECKING:
     from offpeak.config import Site
 
 log = logging.getLogger(__name__)
 
 
-class QualityCheckFailed(Exception):
+class QualityCheckFailed(Final):
     """One or more quality checks failed; the message names each check and its numbers."""
 
 

@@ -10,7 +10,6 @@ import tempfile
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import date
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
@@ -18,6 +17,8 @@ from offpeak import settings
 
 if TYPE_CHECKING:
     from airflow.sdk import ObjectStoragePath
+
+    from offpeak.partition import Partition
 
 STAGES = {"raw": ".jsonl", "clean": ".csv", "rejects": ".jsonl"}
 
@@ -29,20 +30,16 @@ def data_root() -> ObjectStoragePath:
     return ObjectStoragePath(settings.data_root())
 
 
-def run_key(run_id: str) -> str:
-    """A file-name-safe, stable name for one DAG run (re-runs overwrite their own files)."""
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", run_id).strip("_") or "run"
-
-
-def partition(stage: str, site: str, region: str, trading_date: date, key: str):
-    """``<root>/<stage>/site=<s>/region=<r>/date=<d>/<key><suffix>``."""
+def partition(stage: str, part: Partition) -> ObjectStoragePath:
+    """``<root>/<stage>/site=<s>/region=<r>/date=<d>/<run key><suffix>``: the partition's file
+    of ``stage`` (raw, clean or rejects), named by its run (a re-run overwrites its own)."""
     return (
         data_root()
         / stage
-        / f"site={site}"
-        / f"region={region}"
-        / f"date={trading_date.isoformat()}"
-        / f"{key}{STAGES[stage]}"
+        / f"site={part.site}"
+        / f"region={part.region}"
+        / f"date={part.trading_date.isoformat()}"
+        / f"{part.run_key}{STAGES[stage]}"
     )
 
 

@@ -12,10 +12,12 @@ from datetime import date
 from typing import TYPE_CHECKING, Any
 
 from offpeak import jsonvalues
+from offpeak.errors import Final
 from offpeak.pipeline.duplicates import REASON_KEY as DUPLICATE_REASON
 from offpeak.pipeline.duplicates import KeyLedger
 from offpeak.pipeline.duplicates import settle as settle_duplicates
 from offpeak.pipeline.normalize import FieldError, field_converter
+from offpeak.pipeline.storage import STAGES, atomic_writer, sibling
 
 if TYPE_CHECKING:
     from offpeak.config import Site
@@ -24,7 +26,7 @@ if TYPE_CHECKING:
 EXTRA_COLUMNS = ("source_url", "_line")
 
 
-class RejectRatioExceeded(Exception):
+class RejectRatioExceeded(Final):
     """More records were rejected than the site's quality.max_reject_ratio allows; ``counts``
     are the transform's (records, clean, rejected), for its metrics."""
 
@@ -131,8 +133,6 @@ def rejected_key(
 
 def kept_keys_path(rejects):
     """Beside the rejects file: the natural keys of rejected records (CSV), for the load."""
-    from offpeak.pipeline.storage import STAGES, sibling
-
     return sibling(rejects, STAGES["rejects"], ".keys.csv")
 
 
@@ -162,8 +162,6 @@ def transform_file(
     the records rejected or superseded.
     Returns counts; raises RejectRatioExceeded after writing both files when too many fail.
     """
-    from offpeak.pipeline.storage import atomic_writer
-
     batch = _Batch(site, site_converters(site, zone, trading_date))
     keys_path = kept_keys_path(rejects)
     with (

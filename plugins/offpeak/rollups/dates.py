@@ -8,7 +8,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from offpeak import params
+from offpeak.config import load_project
 from offpeak.naming import GLOBAL
+from offpeak.schedule.tradingtime import GlobalClock, RegionClock
 
 if TYPE_CHECKING:
     from offpeak.config import Project
@@ -16,8 +18,6 @@ if TYPE_CHECKING:
 
 def rollup_clock(project: Project, region: str) -> Any:
     """The trading days a rollup runs on: the region's, or (``GLOBAL``) any region's."""
-    from offpeak.schedule.tradingtime import GlobalClock, RegionClock
-
     if region == GLOBAL:
         return GlobalClock.of(project.rolled_up_regions(), project.rollups.global_delay_minutes)
     return RegionClock.of(project.regions[region])
@@ -27,8 +27,6 @@ def rollup_logical_date(own_region: str, target: str, dag_run: Any) -> str:
     """Template macro for ExternalTaskMarker: the logical date of the ``target`` rollup (a
     region or ``GLOBAL``) for the trading date of this run of an ``own_region`` DAG. Works
     for runs without a logical date too (their trading date comes from conf or the clock)."""
-    from offpeak.config import load_project
-
     project = load_project()
-    day = params.run_trading_date(rollup_clock(project, own_region), dag_run)
+    day = params.trading_date(rollup_clock(project, own_region), dag_run)
     return rollup_clock(project, target).midnight(day).isoformat()

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.providers.standard.sensors.external_task import ExternalTaskSensor
 
 from offpeak import params
+from offpeak.config import load_project
 
 # rollup_logical_date: re-exported for callers of the former home of the rollup dates.
 from offpeak.rollups.dates import rollup_clock, rollup_logical_date  # noqa: F401
@@ -43,8 +44,6 @@ class TradingDateSensor(ExternalTaskSensor):
         self.upstream_region = upstream_region
 
     def _day_and_clock(self, context: Any) -> tuple[date, Any]:
-        from offpeak.config import load_project
-
         project = load_project()
         day = params.trading_date(rollup_clock(project, self.scope), context)
         return day, rollup_clock(project, self.upstream_region)

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from offpeak import params, retries, settings
+from offpeak import config, params, retries
+from offpeak.connections import warehouse_connection
 from offpeak.naming import GLOBAL
 from offpeak.rollups.dates import rollup_clock
-
-if TYPE_CHECKING:
-    pass
+from offpeak.warehouse.schema import ensure_schema
+from offpeak.warehouse.sql import ident, schema_name, sql_sections
 
 log = logging.getLogger(__name__)
 
@@ -18,18 +18,12 @@ log = logging.getLogger(__name__)
 def _run(cur: Any, section: str, params: dict, **identifiers: Any) -> None:
     from psycopg import sql
 
-    from offpeak.warehouse.sql import ident, schema_name, sql_sections
-
     for statement in sql_sections("rollups.sql")[section]:
         cur.execute(sql.SQL(statement).format(schema=ident(schema_name()), **identifiers), params)
 
 
 def _connect():
-    from airflow.providers.postgres.hooks.postgres import PostgresHook
-
-    from offpeak.warehouse.schema import ensure_schema
-
-    conn = PostgresHook(postgres_conn_id=settings.warehouse_conn_id()).get_conn()
+    conn = warehouse_connection()
     ensure_schema(conn)
     return conn
 
@@ -39,10 +33,7 @@ def summarize_region(region: str, **context: Any) -> dict[str, Any]:
     """Rebuild the region's rows of rollup_site_day and rollup_measure_day for the run's
     trading date, one transaction: per site the rows loaded and rejected, first and last load
     time, and min/max/avg of each measure field."""
-    from offpeak.config import load_project
-    from offpeak.warehouse.sql import ident, schema_name
-
-    project = load_project()
+    project = config.load_project()
     day = params.trading_date(rollup_clock(project, region), context)
     sql_params = {"region": region, "trading_date": day}
     sites = project.sites_of(region)
@@ -73,8 +64,6 @@ def summarize_region(region: str, **context: Any) -> dict[str, Any]:
 
 
 def _table_exists(cur: Any, table: str) -> bool:
-    from offpeak.warehouse.sql import schema_name
-
     cur.execute("SELECT to_regclass(%s)", (f'"{schema_name()}"."{table}"',))
     return cur.fetchone()[0] is not None
 
@@ -83,9 +72,7 @@ def _table_exists(cur: Any, table: str) -> bool:
 def summarize_global(**context: Any) -> dict[str, Any]:
     """Rebuild rollup_global_day for the run's trading date from the region summaries of the
     regions that traded that day."""
-    from offpeak.config import load_project
-
-    project = load_project()
+    project = config.load_project()
     clock = rollup_clock(project, GLOBAL)
     day = params.trading_date(clock, context)
     regions = [r.name for r in clock.trading_regions(day)]

@@ -9,13 +9,12 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.timetables.base import DagRunInfo, DataInterval, Timetable
 
-from offpeak.schedule.tradingtime import MIDNIGHT, GlobalClock, RegionClock, TradingDays
+from offpeak.schedule.calendars import check_exchange
+from offpeak.schedule.tradingtime import MIDNIGHT, GlobalClock, RegionClock, RegionLike, TradingDays
 
 if TYPE_CHECKING:
     from airflow.timetables.base import TimeRestriction
     from pendulum import DateTime
-
-    from offpeak.config import Region
 
 
 def _pendulum(moment: datetime) -> DateTime:
@@ -184,7 +183,7 @@ class OffPeakTimetable(_TradingDayTimetable):
         self.extra_sessions = _iso_keyed(extra_sessions)
 
     @classmethod
-    def for_region(cls, region: Region, catchup_days: int | None = None) -> OffPeakTimetable:
+    def for_region(cls, region: RegionLike, catchup_days: int | None = None) -> OffPeakTimetable:
         clock = RegionClock.of(region)
         return cls(
             region=clock.name,
@@ -265,8 +264,6 @@ class OffPeakTimetable(_TradingDayTimetable):
     def validate(self) -> None:
         from airflow.exceptions import AirflowTimetableInvalid
 
-        from offpeak.schedule.calendars import check_exchange
-
         # Every DAG parse calls this: check the exchange's code, without building its calendar
         # (holidays' financial package imports every country's module, ~0.3 s).
         try:
@@ -293,7 +290,7 @@ class GlobalTradingDayTimetable(_TradingDayTimetable):
         self.delay_minutes = delay_minutes
 
     @classmethod
-    def for_regions(cls, regions: list[Region], delay_minutes: int = 30):
+    def for_regions(cls, regions: list[RegionLike], delay_minutes: int = 30):
         return cls(
             regions=[OffPeakTimetable.for_region(r).serialize() for r in regions],
             delay_minutes=delay_minutes,

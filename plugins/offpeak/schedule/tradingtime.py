@@ -15,16 +15,43 @@ Both follow PEP 495 with ``fold=0``, which is also what pendulum and Airflow do.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
+from offpeak.errors import Final
 from offpeak.schedule.calendars import TradingCalendar, get_calendar
 
-if TYPE_CHECKING:
-    from offpeak.config import Region
+
+class Window(Protocol):
+    """A local wall-clock window (regions.yaml's ``off_peak``)."""
+
+    @property
+    def start(self) -> time: ...
+    @property
+    def end(self) -> time: ...
+
+
+class RegionLike(Protocol):
+    """What a clock reads of a region: offpeak.config.Region has it. A protocol, not that class,
+    so the schedule does not depend on the config that validates exchanges with it."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def timezone(self) -> str: ...
+    @property
+    def exchange(self) -> str: ...
+    @property
+    def off_peak(self) -> Window: ...
+    @property
+    def closures(self) -> Mapping[date, str]: ...
+    @property
+    def extra_sessions(self) -> Mapping[date, str]: ...
+
 
 MIDNIGHT = time(0, 0)
 # A calendar with no trading day in this many days is broken, not quiet.
@@ -43,7 +70,7 @@ def window_text(start: time, end: time) -> str:
     return f"{start.strftime(fmt)}–{end.strftime(fmt)}"
 
 
-class NotATradingDay(ValueError):
+class NotATradingDay(Final, ValueError):
     """A trading date was asked for on a day the region's exchange does not trade."""
 
 
@@ -145,7 +172,7 @@ class RegionClock(TradingDays):
     extra_sessions: DatedReasons = ()
 
     @classmethod
-    def of(cls, region: Region) -> RegionClock:
+    def of(cls, region: RegionLike) -> RegionClock:
         return cls(
             name=region.name,
             timezone=region.timezone,

@@ -1,1 +1,1 @@
-"""The Scrapy project run by ScrapeOperator in a subprocess: settings, spiders, extensions."""
+"""The Scrapy project ScrapeOperator runs in a subprocess, its modules named by Scrapy role."""

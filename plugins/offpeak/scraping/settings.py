@@ -29,27 +29,27 @@ TELNETCONSOLE_ENABLED = False
 COOKIES_ENABLED = False
 FEED_EXPORT_ENCODING = "utf-8"
 FEED_STORE_EMPTY = True
-# Progress lines in the task log (offpeak.scraping.progress) replace Scrapy's LogStats.
+# Progress lines in the task log (offpeak.scraping.extensions.progress) replace Scrapy's LogStats.
 OFFPEAK_PROGRESS_INTERVAL = progress_interval()
 LOG_LEVEL = "INFO"
 LOG_FORMAT = "%(levelname)s %(name)s: %(message)s"
 
 EXTENSIONS = {
-    "offpeak.scraping.guards.DeadLetters": 400,
-    "offpeak.scraping.extensions.StatsFile": 500,
-    "offpeak.scraping.progress.Progress": 510,
+    "offpeak.scraping.extensions.dead_letters.DeadLetters": 400,
+    "offpeak.scraping.extensions.stats_file.StatsFile": 500,
+    "offpeak.scraping.extensions.progress.Progress": 510,
     # Names the requests Scrapy's duplicate filter drops (a redirect loop is a lost page).
-    "offpeak.scraping.dropped.DroppedRequests": 520,
+    "offpeak.scraping.extensions.dropped.DroppedRequests": 520,
     "scrapy.extensions.logstats.LogStats": None,
 }
 # Last, so it counts the items that reach the feed.
-ITEM_PIPELINES = {"offpeak.scraping.extensions.FieldCoverage": 1000}
+ITEM_PIPELINES = {"offpeak.scraping.pipelines.FieldCoverage": 1000}
 DOWNLOADER_MIDDLEWARES = {
     # Ours refuses and names off-site requests (Scrapy's filters them quietly, by domain).
     "scrapy.downloadermiddlewares.offsite.OffsiteMiddleware": None,
-    "offpeak.scraping.guards.OnSite": 50,
+    "offpeak.scraping.middlewares.OnSite": 50,
     # Before RetryMiddleware (550) sees a 429/503, so Retry-After is waited out first.
-    "offpeak.scraping.guards.RetryAfter": 560,
+    "offpeak.scraping.middlewares.RetryAfter": 560,
 }
 # A truncated transfer (fewer bytes than Content-Length) is an error, never a short page.
 DOWNLOAD_FAIL_ON_DATALOSS = True

@@ -70,6 +70,7 @@ def crawl_site(name: str) -> CrawlSite:
     raises offpeak.config.ConfigError naming the file, the site and the field."""
     text = os.environ.get(contract.SITE_CONFIG_ENV)
     if not text:
+        # Only here: a crawl handed its site never loads offpeak.config (pydantic, calendars).
         from offpeak.config import get_site
 
         return CrawlSite.from_config(get_site(name)[0].model_dump(mode="json"))

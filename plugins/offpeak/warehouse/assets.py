@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from offpeak.warehouse.sql import schema_name
+
 if TYPE_CHECKING:
     from airflow.sdk import Asset
 
@@ -18,8 +20,6 @@ GLOBAL_ROLLUP_TABLE = "rollup_global_day"
 
 def table_asset(table: str) -> Asset:
     from airflow.sdk import Asset
-
-    from offpeak.warehouse.sql import schema_name
 
     schema = schema_name()
     return Asset(

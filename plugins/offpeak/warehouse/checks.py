@@ -12,6 +12,7 @@ from offpeak.warehouse.sql import ident, sql_sections
 
 if TYPE_CHECKING:
     from offpeak.config import Site
+    from offpeak.partition import Partition
 
 
 def partition_rows(site: Site, schema: str) -> Any:
@@ -63,14 +64,13 @@ def summarize(cur: Any, site: Site, region: str, trading_date: date, schema: str
 def check_partition(
     cur: Any,
     site: Site,
-    region: str,
-    trading_date: date,
+    partition: Partition,
     schema: str,
     *,
     complete: bool = True,
     summary: tuple | None = None,
 ) -> list[Check]:
-    """SQL checks of the (site, region, trading_date) partition of ``schema.<site>``, run by
+    """SQL checks of the (site, region, trading_date) ``partition`` of ``schema.<site>``, run by
     the load in its transaction: non-blank natural keys, the row count against the previous
     trading day's, and each configured range. ``summary`` is summarize()'s result when the
     load already has it (else it is taken here).
@@ -83,6 +83,7 @@ def check_partition(
     """
     from psycopg import sql
 
+    region, trading_date = partition.region, partition.trading_date
     rows, blank_keys, per_range = summary or summarize(cur, site, region, trading_date, schema)
     keys = ", ".join(site.natural_key)
     detail = f"{blank_keys} of {rows} rows have a null or blank natural key ({keys})"

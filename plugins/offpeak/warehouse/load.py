@@ -7,25 +7,28 @@ from dataclasses import dataclass
 from datetime import date
 from typing import TYPE_CHECKING, Any
 
+from offpeak.errors import Final
 from offpeak.pipeline import quality
+from offpeak.pipeline.storage import from_uri
 from offpeak.pipeline.transform import clean_columns
 from offpeak.warehouse.checks import check_partition, summarize
 from offpeak.warehouse.schema import ensure_site_table
 from offpeak.warehouse.sql import SQL_TYPES, ident, schema_name
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Iterable, Mapping
 
     import psycopg
     from psycopg import sql
 
     from offpeak.config import Site
+    from offpeak.partition import Partition
 
 log = logging.getLogger(__name__)
 COPY_BLOCK = 1 << 20
 
 
-class LoadCountMismatch(Exception):
+class LoadCountMismatch(Final):
     """COPY staged a different number of rows than transform wrote."""
 
 
@@ -34,14 +37,65 @@ class DeletionGuardTripped(quality.QualityCheckFailed):
 
 
 @dataclass(frozen=True)
-class _Partition:
-    """The (site, region, trading_date) rows one load replaces, in ``schema.<site>``."""
+class CleanFile:
+    """What the transform hands the load: the clean CSV (``path``), the rows it wrote there,
+    the records it rejected, the natural keys of rejected records (a CSV, never deleted) and
+    the keys it found on more than one record (``duplicate_keys``, for the audit)."""
+
+    path: Any  # an ObjectStoragePath
+    rows: int
+    rejected: int = 0
+    kept_keys: Any = None  # an ObjectStoragePath, or None
+    duplicate_keys: int = 0
+
+    @classmethod
+    def from_xcom(cls, cleaned: Mapping[str, Any]) -> CleanFile:
+        """The transform task's XCom (offpeak.pipeline.transform.transform_file's counts)."""
+        keys = cleaned.get("rejected_keys_uri")
+        return cls(
+            from_uri(cleaned["clean_uri"]),
+            cleaned["clean"],
+            cleaned["rejected"],
+            from_uri(keys) if keys else None,
+            cleaned.get("duplicate_keys", 0),
+        )
+
+
+@dataclass(frozen=True)
+class RawFeed:
+    """The crawl's feed the clean file came from (for the audit row), and whether the crawl
+    was complete: an incomplete one (a page lost, a window stop, a sample) deletes nothing."""
+
+    uri: str | None = None
+    sha256: str | None = None
+    complete: bool = True
+
+    @classmethod
+    def from_xcom(cls, scraped: Mapping[str, Any]) -> RawFeed:
+        """The scrape task's XCom (offpeak.crawl.output.pointer)."""
+        return cls(scraped["uri"], scraped["sha256"], scraped.get("complete", True))
+
+
+@dataclass(frozen=True)
+class _Target:
+    """The partition's rows one load replaces, in ``schema.<site>``, and the DAG loading it."""
 
     site: Site
-    region: str
-    trading_date: date
-    run_id: str
+    partition: Partition
     schema: str
+    dag_id: str
+
+    @property
+    def region(self) -> str:
+        return self.partition.region
+
+    @property
+    def trading_date(self) -> date:
+        return self.partition.trading_date
+
+    @property
+    def run_id(self) -> str:
+        return self.partition.run_id
 
     @property
     def table(self) -> sql.Identifier:
@@ -59,21 +113,14 @@ class _Partition:
 def load_partition(
     conn: psycopg.Connection,
     site: Site,
-    clean,
+    partition: Partition,
+    clean: CleanFile,
     *,
-    region: str,
-    trading_date: date,
     dag_id: str,
-    run_id: str,
-    expected_rows: int,
-    rows_rejected: int,
-    raw_uri: str | None = None,
-    raw_sha256: str | None = None,
-    complete: bool = True,
-    kept_keys=None,
-    duplicate_keys: int = 0,
+    raw: RawFeed = RawFeed(),
 ) -> dict[str, Any]:
-    """Replace one (site, region, trading_date) partition with the clean file, atomically.
+    """Replace one (site, region, trading_date) partition with the clean file, atomically;
+    its rows and audit row name ``partition.run_id``, the audit row ``dag_id`` and ``raw``.
 
     One pass, in one transaction: COPY into a temporary staging table; into a partition that
     has no row yet, one plain INSERT; else a MERGE that inserts new keys and updates only rows
@@ -83,13 +130,13 @@ def load_partition(
     committed just before, in a short transaction of their own.
 
     Keys repeated in the crawl were settled by the transform (the site's on_duplicate_key);
-    ``duplicate_keys`` is its count, written to the audit row. Should the file still repeat a
+    ``clean.duplicate_keys`` is its count, written to the audit row. Should the file still repeat a
     key (two texts one value in the warehouse's types), the load keeps its last record and
     names the keys in a warning; they are added to the audited count.
 
-    An incomplete crawl (``complete=False``: a page lost, cut short or refused, a window stop,
-    a sample) only upserts: keys it did not reach are kept, and the audit row says
-    ``complete = false``. ``kept_keys`` (a CSV of natural keys: transform's rejected records)
+    An incomplete crawl (``raw.complete`` false: a page lost, cut short or refused, a window
+    stop, a sample) only upserts: keys it did not reach are kept, and the audit row says
+    ``complete = false``. ``clean.kept_keys`` (a CSV of natural keys: transform's rejected records)
     are never deleted either: a record rejected today keeps its key's earlier good row.
 
     Deletion guard: a complete load that would delete more than the site's
@@ -101,14 +148,16 @@ def load_partition(
     new partition before the audit row: a failed check raises QualityCheckFailed and rolls the
     whole load back. The result's ``checks`` says how each check ended.
     """
-    part = _Partition(site, region, trading_date, run_id, schema_name())
+    part = _Target(site, partition, schema_name(), dag_id)
+    region, trading_date = partition.region, partition.trading_date
+    complete, duplicate_keys = raw.complete, clean.duplicate_keys
     with conn.transaction(), conn.cursor() as cur:
         ensure_site_table(cur, site)  # its own transaction: concurrent loads never wait on it
     with conn.transaction(), conn.cursor() as cur:
         # Two loads of one partition (a backfill beside a scheduled run) take turns.
         cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (part.lock_key,))
-        staged = _stage(cur, site, clean, expected_rows)
-        keep = _stage_kept_keys(cur, site, kept_keys)
+        staged = _stage(cur, site, clean.path, clean.rows)
+        keep = _stage_kept_keys(cur, site, clean.kept_keys)
         if _insert_new(cur, part):  # a brand-new partition: one INSERT, nothing to compare
             existing, inserted, updated, deleted = 0, staged, 0, 0
             summary = summarize(cur, site, region, trading_date, part.schema, _staged())
@@ -134,10 +183,7 @@ def load_partition(
             "rows_deleted": deleted,
             "duplicate_keys": duplicate_keys,
         }
-        _audit(
-            cur, part, counts, complete=complete, dag_id=dag_id, clean=clean,
-            rows_rejected=rows_rejected, raw_uri=raw_uri, raw_sha256=raw_sha256,
-        )  # fmt: skip
+        _audit(cur, part, counts, clean, raw, complete=complete)
     return {
         "table": f"{part.schema}.{site.name}",
         **counts,
@@ -199,7 +245,7 @@ def _stage_kept_keys(cur: psycopg.Cursor, site: Site, kept_keys) -> sql.Composab
     ).format(kkeys=_columns(keys, "k."), tkeys=_columns(keys, "t."))
 
 
-def _count(cur: psycopg.Cursor, part: _Partition) -> int:
+def _count(cur: psycopg.Cursor, part: _Target) -> int:
     """The rows the partition has now."""
     from psycopg import sql
 
@@ -213,7 +259,7 @@ def _count(cur: psycopg.Cursor, part: _Partition) -> int:
     return rows
 
 
-def _insert_new(cur: psycopg.Cursor, part: _Partition) -> bool:
+def _insert_new(cur: psycopg.Cursor, part: _Target) -> bool:
     """Insert the staged rows as they are when the partition has no row yet; False (and
     nothing done) when it has rows, or when the file repeats a key (the merge then keeps the
     last record of each)."""
@@ -241,7 +287,7 @@ def _insert_new(cur: psycopg.Cursor, part: _Partition) -> bool:
     return True
 
 
-def _merge(cur: psycopg.Cursor, part: _Partition, staged: int) -> tuple[int, int | None, int]:
+def _merge(cur: psycopg.Cursor, part: _Target, staged: int) -> tuple[int, int | None, int]:
     """MERGE the staged rows into the partition: insert new keys, update rows whose values
     changed, leave the rest untouched (their run_id and loaded_at too). Returns (rows
     inserted or updated, distinct keys staged; None when the file repeated a key and only its
@@ -284,7 +330,7 @@ def _merge(cur: psycopg.Cursor, part: _Partition, staged: int) -> tuple[int, int
     return cur.rowcount, None, repeated
 
 
-def _name_repeated_keys(cur: psycopg.Cursor, part: _Partition) -> int:
+def _name_repeated_keys(cur: psycopg.Cursor, part: _Target) -> int:
     """Keys the staged file repeats although the transform settled its duplicates (texts
     that are one value in the warehouse's types): counted and named in a warning."""
     from psycopg import sql
@@ -311,7 +357,7 @@ def _name_repeated_keys(cur: psycopg.Cursor, part: _Partition) -> int:
 
 
 def _prune(
-    cur: psycopg.Cursor, part: _Partition, keep: sql.Composable, existing: int
+    cur: psycopg.Cursor, part: _Target, keep: sql.Composable, existing: int
 ) -> tuple[int, bool]:
     """Delete the partition's keys that the staged file lacks (sparing ``keep``), behind the
     deletion guard; returns (rows deleted, whether the load is still complete)."""
@@ -332,7 +378,7 @@ def _prune(
 
 
 def _excess_delete(
-    cur: psycopg.Cursor, part: _Partition, doomed: int, existing: int, gone: sql.Composable
+    cur: psycopg.Cursor, part: _Target, doomed: int, existing: int, gone: sql.Composable
 ) -> bool:
     """A load that would delete more than max_delete_ratio: raise (on_excess_delete: fail),
     or keep every row and return complete=False (warn)."""
@@ -371,13 +417,13 @@ def _excess_delete(
 
 
 def _check(
-    cur: psycopg.Cursor, part: _Partition, *, complete: bool, summary: tuple
+    cur: psycopg.Cursor, part: _Target, *, complete: bool, summary: tuple
 ) -> list[quality.Check]:
     """Decide and log the site's partition checks on summarize()'s numbers; a failed one
     raises QualityCheckFailed, which rolls the whole load back."""
     site, region, day = part.site, part.region, part.trading_date
     checks = check_partition(
-        cur, site, region, day, part.schema, complete=complete, summary=summary
+        cur, site, part.partition, part.schema, complete=complete, summary=summary
     )
     quality.log_checks(checks)
     quality.raise_failures(checks, site, region, day)
@@ -386,17 +432,15 @@ def _check(
 
 def _audit(
     cur: psycopg.Cursor,
-    part: _Partition,
+    part: _Target,
     counts: dict[str, int],
+    clean: CleanFile,
+    raw: RawFeed,
     *,
     complete: bool,
-    dag_id: str,
-    clean,
-    rows_rejected: int,
-    raw_uri: str | None,
-    raw_sha256: str | None,
 ) -> None:
-    """The load's row in load_audit."""
+    """The load's row in load_audit; ``complete`` as the load ended (the deletion guard may
+    have made a complete crawl's load incomplete)."""
     from psycopg import sql
 
     cur.execute(
@@ -410,13 +454,13 @@ def _audit(
             part.site.name,
             part.region,
             part.trading_date,
-            dag_id,
+            part.dag_id,
             part.run_id,
-            raw_uri,
-            raw_sha256,
-            str(clean),
+            raw.uri,
+            raw.sha256,
+            str(clean.path),
             counts["rows_staged"],
-            rows_rejected,
+            clean.rejected,
             counts["rows_inserted"],
             counts["rows_updated"],
             counts["rows_unchanged"],

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from offpeak.errors import Final
 from offpeak.warehouse.sql import SQL_DIR, SQL_TYPES, ident, schema_name
 
 if TYPE_CHECKING:
@@ -12,7 +13,7 @@ if TYPE_CHECKING:
     from offpeak.config import Site
 
 
-class SchemaMismatch(Exception):
+class SchemaMismatch(Final):
     """The warehouse table cannot hold the site's config without a manual migration."""
 
 

@@ -7,6 +7,8 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from offpeak import settings
+
 if TYPE_CHECKING:
     from psycopg import sql
 
@@ -40,8 +42,6 @@ def sql_sections(filename: str) -> dict[str, list[str]]:
 
 def schema_name() -> str:
     """The warehouse schema of the site tables and the audit (settings.warehouse_schema)."""
-    from offpeak import settings
-
     return settings.warehouse_schema()
 
 

@@ -1,11 +1,16 @@
-"""A site's HTTP connection: its base URL, and its API key, masked in every log."""
+"""The Airflow connections we read: a site's (base URL, masked API key) and the warehouse's."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote, quote_plus
 
-from offpeak.crawl.contract import secret_forms
+from offpeak import settings
+
+if TYPE_CHECKING:
+    import psycopg
 
 
 def connection_var(conn_id: str) -> str:
@@ -32,6 +37,16 @@ def base_url_from_connection(conn: Any) -> str:
     return f"{scheme}://{host}{port}{path}"
 
 
+def secret_forms(secret: str | None) -> list[str]:
+    """The spellings a secret takes in URLs and logs: as is, percent-quoted (either case of
+    hex digits) and form-quoted; longest first so a replacement never leaves a tail."""
+    if not secret:
+        return []
+    forms = {secret, quote(secret, safe=""), quote_plus(secret, safe="")}
+    forms |= {re.sub(r"%[0-9A-F]{2}", lambda m: m[0].lower(), f) for f in list(forms)}
+    return sorted(forms, key=len, reverse=True)
+
+
 @dataclass(frozen=True)
 class SiteConnection:
     """Where a site is (``base_url``) and its API key, for start URLs with ``{api_key}``."""
@@ -53,3 +68,14 @@ def site_connection(conn_id: str) -> SiteConnection:
         for form in secret_forms(conn.password):
             mask_secret(form)
     return SiteConnection(base_url_from_connection(conn), conn.password or None)
+
+
+def warehouse_connection() -> psycopg.Connection:
+    """An open psycopg 3 connection to the warehouse, Airflow connection
+    ``OFFPEAK_WAREHOUSE_CONN_ID`` (settings.warehouse_conn_id); the caller closes it."""
+    from airflow.providers.postgres.hooks.postgres import PostgresHook
+
+    conn = PostgresHook(postgres_conn_id=settings.warehouse_conn_id()).get_conn()
+    if not hasattr(conn, "pgconn"):
+        raise RuntimeError("the warehouse needs psycopg 3; install psycopg and SQLAlchemy 2")
+    return conn

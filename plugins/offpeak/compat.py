@@ -1,5 +1,33 @@
-"""Lets dag.test() and `airflow dags test` finish a DAG with a Deadline Alert on Airflow 3.3.2."""
+"""Work-arounds for versions of Airflow, each guarded by the releases it applies to."""
 
+# As the providers' version_compat.py: every work-around for a version of Airflow lives here,
+# says which upstream issue it answers, and applies only up to the last airflow-core release
+# known to need it, so an upgrade drops it (and a test says when it is still needed).
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+
+def affected(version: str | None, last_affected: str) -> bool:
+    """Whether Airflow ``version`` is one a work-around applies to: at most ``last_affected``,
+    the last airflow-core release known to need it (None, no airflow-core installed: no)."""
+    if not version:
+        return False
+    from packaging.version import Version
+
+    return Version(Version(version).base_version) <= Version(last_affected)
+
+
+def airflow_version() -> str | None:
+    """This process's airflow-core version (None when it is not installed)."""
+    import airflow
+
+    return getattr(airflow, "__version__", None)
+
+
+# --------------------------------------------------------------------------- dag.test() deadlines
 # The upstream bug (apache/airflow#73428, open; proposed fix apache/airflow#73430): DAG.test()
 # builds its "scheduler DAG" by serializing and deserializing the DAG in memory, so that DAG's
 # ``deadline`` holds the encoded alerts (dicts), never the ids of the ``deadline_alert`` rows
@@ -15,38 +43,23 @@
 # other argument goes to Airflow's own method. Building a DAG with our deadline wraps DAG.test()
 # (offpeak.alerts.deadlines; cheap, no import of Airflow's ORM at parse time), and the wrapper
 # patches get_by_id when DAG.test() runs on a DAG with a deadline: a scheduler, dag-processor or
-# worker never calls it. Only on Airflow <= LAST_AFFECTED: a later release gets no patch; if it
-# still has the bug, tests/dags/test_airflow_cli.py fails and LAST_AFFECTED moves up. See
-# docs/decisions.md.
-
-from __future__ import annotations
-
-import functools
-from typing import Any
+# worker never calls it. Only on Airflow <= DAG_TEST_DEADLINES_UP_TO: a later release gets no
+# patch; if it still has the bug, tests/dags/test_airflow_cli.py fails and the guard moves up.
+# See docs/decisions.md.
 
 # The last Airflow (airflow-core) release known to have the bug.
-LAST_AFFECTED = "3.3.2"
+DAG_TEST_DEADLINES_UP_TO = "3.3.2"
 _MARK = "__offpeak_deadline_fix__"
 
 
-def affected(version: str | None) -> bool:
-    """Whether Airflow ``version`` has the bug (None, no airflow-core installed: no)."""
-    if not version:
-        return False
-    from packaging.version import Version
-
-    return Version(Version(version).base_version) <= Version(LAST_AFFECTED)
-
-
-def install() -> bool:
+def fix_dag_test_deadlines() -> bool:
     """Make this process's ``DAG.test()`` safe for a DAG with a deadline, once; True when the
-    workaround is in place, False when this Airflow does not need it."""
-    import airflow
+    work-around is in place, False when this Airflow does not need it."""
     from airflow.sdk import DAG
 
     if getattr(DAG.test, _MARK, False):
         return True
-    if not affected(getattr(airflow, "__version__", None)):
+    if not affected(airflow_version(), DAG_TEST_DEADLINES_UP_TO):
         return False
     original = DAG.test
 

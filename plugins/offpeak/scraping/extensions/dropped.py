@@ -13,7 +13,8 @@
 #     linked twice, a start URL given twice): the page is read once, nothing is lost. Counted
 #     in offpeak/duplicate_requests and logged, never a dead letter, so it cannot make every
 #     crawl partial.
-# Off-site requests are the OnSite guard's (offpeak.scraping.guards), which names each one.
+# Off-site requests are the OnSite middleware's (offpeak.scraping.middlewares), which names
+# each one.
 
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ from scrapy import signals
 from w3lib.url import canonicalize_url
 
 from offpeak.crawl import contract
-from offpeak.scraping.guards import stored_url
+from offpeak.scraping.secret import stored_url
 
 log = logging.getLogger("offpeak.dropped")
 # Harmless duplicates named one by one at INFO; the rest at DEBUG (the count is in the stats).

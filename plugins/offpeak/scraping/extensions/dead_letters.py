@@ -1,13 +1,10 @@
-"""Crawl guards: stay on the site's hosts, honour Retry-After, and list every failed request."""
+"""Extension: every request of the crawl that failed or was refused, named in a dead letter."""
 
 from __future__ import annotations
 
 import json
 import logging
-import os
 import re
-import time
-from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,17 +14,9 @@ from scrapy.utils.httpobj import urlparse_cached
 from twisted.web.iweb import UNKNOWN_LENGTH
 
 from offpeak.crawl import contract
+from offpeak.scraping.secret import redacted, stored_url
 
-log = logging.getLogger("offpeak.guards")
-
-
-def _secret() -> str | None:
-    return os.environ.get(contract.API_KEY_ENV) or None
-
-
-def stored_url(url: str) -> str:
-    """A URL as it may be stored or logged: without the site's secret."""
-    return contract.strip_secret(url, _secret())
+log = logging.getLogger("offpeak.guards")  # the name the task log has always shown
 
 
 def _mib(size: int) -> str:
@@ -93,7 +82,7 @@ class DeadLetters:
         self.letters.append(letter)
         self.stats.inc_value(contract.DEAD_LETTERS)
         self.stats.inc_value(contract.INCOMPLETE_PREFIX + cause)
-        log.warning("Dead letter: %s", contract.redact(reason, _secret()))
+        log.warning("Dead letter: %s", redacted(reason))
 
     def failure(self, failure) -> None:
         """Errback of every request the spiders make: name what happened to it."""
@@ -186,127 +175,3 @@ class DeadLetters:
             for letter in self.letters:
                 out.write(json.dumps(letter, ensure_ascii=False) + "\n")
         tmp.replace(self.path)
-
-
-class OnSite:
-    """Downloader middleware: refuse (and name) every request to a host that is not the
-    site's: redirects and followed links elsewhere included. Runs before robots.txt, so not
-    even a foreign robots.txt is fetched."""
-
-    def __init__(self, crawler, hosts: set[str]) -> None:
-        self.crawler = crawler
-        self.hosts = hosts
-
-    @classmethod
-    def from_crawler(cls, crawler):
-        hosts = {h.strip().lower() for h in crawler.settings.getlist(contract.ALLOWED_HOSTS)}
-        if not hosts:
-            raise NotConfigured(f"{contract.ALLOWED_HOSTS} is not set")
-        return cls(crawler, hosts)
-
-    def process_request(self, request, spider=None):
-        host = (urlparse_cached(request).hostname or "").lower()
-        if host in self.hosts:
-            return None
-        url = stored_url(request.url)
-        came_from = request.meta.get("redirect_urls")
-        how = f"a redirect from {stored_url(came_from[-1])}" if came_from else "a link"
-        reason = (
-            f"off-site request refused: {how} to host {host!r} ({url}); the site's hosts are "
-            f"{sorted(self.hosts)} (its connection's host and politeness.allowed_hosts)"
-        )
-        self.crawler.dead_letters.add(url, "offsite", reason)
-        self.crawler.stats.inc_value("offsite/filtered")
-        error = IgnoreRequest(reason)
-        error.offpeak_reported = True
-        raise error
-
-
-def retry_after_seconds(value: bytes | str | None, now: float | None = None) -> float | None:
-    """Seconds to wait from a Retry-After header: delta-seconds or an HTTP-date; None when
-    absent or unreadable."""
-    if not value:
-        return None
-    text = value.decode("latin-1") if isinstance(value, bytes) else value
-    text = text.strip()
-    if text.isdigit():
-        return float(text)
-    try:
-        when = parsedate_to_datetime(text)
-    except (TypeError, ValueError):
-        return None
-    if when is None:
-        return None
-    return max(0.0, when.timestamp() - (time.time() if now is None else now))
-
-
-class RetryAfter:
-    """Downloader middleware (before RetryMiddleware): a 429 or 503 with Retry-After waits as
-    long as the site asks, without blocking the reactor, and holds back every request to that
-    host meanwhile; then retries. Such an answer is throttling, counted in
-    ``offpeak/throttled/<status>``, not an HTTP error. A wait above
-    politeness.max_retry_after_seconds ends the crawl, saying how long the site asked for."""
-
-    STATUSES = (429, 503)
-
-    def __init__(self, crawler, cap: float, times: int) -> None:
-        self.crawler = crawler
-        self.cap = cap
-        self.times = times
-        self.not_before: dict[str, float] = {}
-
-    @classmethod
-    def from_crawler(cls, crawler):
-        s = crawler.settings
-        return cls(crawler, s.getfloat(contract.MAX_RETRY_AFTER, 60), s.getint(
-            contract.MAX_RETRY_AFTER_TIMES, 3))  # fmt: skip
-
-    async def _sleep(self, seconds: float) -> None:
-        from scrapy.utils.defer import maybe_deferred_to_future
-        from twisted.internet import reactor
-        from twisted.internet.task import deferLater
-
-        await maybe_deferred_to_future(deferLater(reactor, seconds, lambda: None))
-
-    async def process_request(self, request, spider=None):
-        host = urlparse_cached(request).netloc
-        wait = self.not_before.get(host, 0) - time.monotonic()
-        if wait > 0:
-            await self._sleep(wait)
-        return None
-
-    async def process_response(self, request, response, spider=None):
-        if response.status not in self.STATUSES:
-            return response
-        wait = retry_after_seconds(response.headers.get("Retry-After"))
-        done = request.meta.get("offpeak_retry_after_times", 0)
-        if wait is None or done >= self.times:
-            return response  # RetryMiddleware and HttpError judge it as usual
-        stats = self.crawler.stats
-        url = stored_url(request.url)
-        if wait > self.cap:
-            stats.max_value(contract.RETRY_AFTER_ASKED, round(wait))
-            stats.max_value(contract.RETRY_NOT_BEFORE, round(time.time() + wait))
-            reason = (
-                f"{url} answered {response.status} with Retry-After "
-                f"{response.headers.get('Retry-After', b'').decode('latin-1')!s}: the site asks "
-                f"to wait {wait:,.0f} s, above politeness.max_retry_after_seconds {self.cap:g}"
-            )
-            self.crawler.dead_letters.add(url, "retry_after", reason, response.status)
-            from scrapy.utils.defer import deferred_from_coro
-
-            deferred_from_coro(
-                self.crawler.engine.close_spider_async(reason=contract.FINISH_RETRY_AFTER)
-            )
-            error = IgnoreRequest(reason)
-            error.offpeak_reported = True
-            raise error
-        stats.inc_value(f"{contract.THROTTLED_PREFIX}{response.status}")
-        host = urlparse_cached(request).netloc
-        self.not_before[host] = max(self.not_before.get(host, 0), time.monotonic() + wait)
-        log.info("%s answered %s with Retry-After: waiting %.1f s before retrying (and before "
-                 "any other request to %s)", url, response.status, wait, host)  # fmt: skip
-        await self._sleep(wait)
-        retry = request.replace(dont_filter=True)
-        retry.meta["offpeak_retry_after_times"] = done + 1
-        return retry

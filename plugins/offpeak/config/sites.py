@@ -1,0 +1,377 @@
+"""The model of a site file (sites/<name>.yaml): its kind's section, fields, quality, DAG."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal
+
+from pydantic import ConfigDict, Field, field_validator, model_validator
+from pydantic.fields import FieldInfo
+
+from offpeak import naming
+from offpeak.config.common import IDENTIFIER, _id_part, _Strict
+from offpeak.config.fields import RESERVED_COLUMNS, FieldSpec
+from offpeak.config.kinds import KINDS, SpiderKind
+
+# A site name: an identifier that is also part of DAG ids.
+SiteName = Annotated[str, Field(pattern=IDENTIFIER), _id_part("site name")]
+
+
+class Politeness(_Strict):
+    """How hard a crawl may press the site: Scrapy's politeness settings, and the site's pool."""
+
+    robotstxt_obey: bool = Field(True, description="Obey the site's robots.txt.")
+    concurrent_requests_per_domain: Annotated[int, Field(ge=1, le=64)] = Field(
+        4, description="Scrapy's CONCURRENT_REQUESTS_PER_DOMAIN."
+    )
+    download_delay: Annotated[float, Field(ge=0)] = Field(
+        0.0, description="Seconds between requests to the site (Scrapy's DOWNLOAD_DELAY)."
+    )
+    autothrottle: bool = Field(True, description="Scrapy's AutoThrottle on.")
+    autothrottle_target_concurrency: Annotated[float, Field(gt=0)] = Field(
+        4.0, description="Scrapy's AUTOTHROTTLE_TARGET_CONCURRENCY."
+    )
+    download_maxsize: Annotated[int, Field(ge=1024)] = Field(
+        10 * 1024 * 1024, description="Largest response in bytes (10 MiB)."
+    )
+    closespider_timeout: Annotated[int, Field(ge=0)] = Field(
+        1800,
+        description="Seconds a crawl may run (shorter when less of the window is left).",
+    )
+    user_agent: str = Field(
+        "offpeak-scraper (+data-engineering)", description="The User-Agent header sent."
+    )
+    max_concurrent_crawls: Annotated[int, Field(ge=1, le=64)] = Field(
+        2,
+        description="Size of the Airflow pool site_<name>: at most this many crawls of the "
+        "site run at once, across its regions, scheduled runs and backfills (a crawl waiting "
+        "for its window is not counted).",
+    )
+    allowed_hosts: list[str] = Field(
+        default_factory=list,
+        description="Host names a crawl may fetch from besides the host of base_url_conn_id "
+        "(a CDN, an API host): each a bare lower-case host name or IPv4 address, no scheme, "
+        "port or path.",
+    )
+    max_retry_after_seconds: Annotated[int, Field(ge=0, le=86400)] = Field(
+        60,
+        description="The longest Retry-After (429/503) a crawl waits for; a site asking "
+        "longer ends the crawl rather than holding its window and pool slot.",
+    )
+    max_retry_after_times: Annotated[int, Field(ge=0, le=20)] = Field(
+        3, description="How many times one request is retried after a 429/503 with Retry-After."
+    )
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _bare_hosts(cls, hosts: list[str]) -> list[str]:
+        bad = [h for h in hosts if not re.fullmatch(r"[a-z0-9.-]+", h)]
+        if bad:
+            raise ValueError(
+                f"allowed_hosts: {', '.join(map(repr, bad))} must be bare lower-case host "
+                "names or IPv4 addresses (no scheme, port or path), e.g. 'cdn.example.com'"
+            )
+        return hosts
+
+
+class Range(_Strict):
+    """Inclusive bounds for a numeric field's loaded values; give min, max or both."""
+
+    min: float | None = Field(None, description="Least value allowed.")
+    max: float | None = Field(None, description="Greatest value allowed.")
+
+    @model_validator(mode="after")
+    def _bounded(self) -> Range:
+        if self.min is None and self.max is None:
+            raise ValueError("give min, max or both")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min {self.min} is greater than max {self.max}")
+        return self
+
+
+class Quality(_Strict):
+    """Checks that fail a run: on the crawl's stats (offpeak.crawl.checks.check_crawl) and
+    on the loaded partition, inside the load's transaction
+    (offpeak.warehouse.checks.check_partition)."""
+
+    max_reject_ratio: Annotated[float, Field(ge=0, le=1)] = Field(
+        0.2, description="The transform fails the run when more of the records are rejected."
+    )
+    min_items: Annotated[int, Field(ge=0)] = Field(
+        1, description="The scrape fails the run when it scraped fewer items."
+    )
+    on_window_end: Literal["fail", "partial"] = Field(
+        "fail",
+        description="A crawl still running when the off-peak window closes is stopped there; "
+        'then the run fails ("fail") or loads what was crawled, deleting nothing, flagged '
+        'incomplete in the audit ("partial").',
+    )
+    min_field_coverage: dict[str, Annotated[float, Field(ge=0, le=1)]] = Field(
+        default_factory=dict,
+        description="Field -> least share (0..1) of scraped items in which it has a "
+        "non-empty value.",
+    )
+    max_error_count: Annotated[int, Field(ge=0)] = Field(
+        0,
+        description="Most of Scrapy's log_count/ERROR: spider exceptions, failed downloads "
+        "after their retries.",
+    )
+    max_http_errors: Annotated[int, Field(ge=0)] = Field(
+        0,
+        description="Most responses with status >= 400 except 404 (a missing robots.txt, a "
+        "page past the last), retried ones included: a site that answered 503 before 200 is "
+        "counted.",
+    )
+    finish_reasons: Annotated[list[str], Field(min_length=1)] = Field(
+        default_factory=lambda: ["finished"],
+        description="Scrapy finish reasons that count as a clean end (a window-end stop is "
+        "judged by on_window_end instead).",
+    )
+    row_count_tolerance: Annotated[float, Field(ge=0)] | None = Field(
+        0.5,
+        description="Largest |rows - previous trading day's rows| / previous rows of a loaded "
+        "partition; null switches the check off.",
+    )
+    ranges: dict[str, Range] = Field(
+        default_factory=dict,
+        description="Numeric field -> inclusive {min, max} every loaded value must lie in.",
+    )
+    max_delete_ratio: Annotated[float, Field(ge=0, le=1)] = Field(
+        0.1,
+        description="Largest share of an existing partition's keys a complete load may delete "
+        "(keys the new crawl no longer has): a site that suddenly lists far fewer rows must "
+        "not wipe the table.",
+    )
+    on_excess_delete: Literal["fail", "warn"] = Field(
+        "fail",
+        description='A load that would delete more: "fail" fails it (nothing changes), "warn" '
+        "loads the new rows without deleting anything and alerts.",
+    )
+
+
+class CircuitBreaker(_Strict):
+    """Stops crawling a site that keeps failing, so a broken or blocking site is not hammered
+    by every region's runs; it closes again after the cooldown."""
+
+    failures: Annotated[int, Field(ge=0, le=100)] = Field(
+        3,
+        description="Consecutive failed crawls of the site, in any region, that open the "
+        "breaker (0: never).",
+    )
+    cooldown_minutes: Annotated[int, Field(ge=1, le=7 * 24 * 60)] = Field(
+        60,
+        description="How long an open breaker skips the site's crawls before it lets one "
+        "through again.",
+    )
+
+
+class DagSettings(_Strict):
+    """The settings of the site's scrape DAGs."""
+
+    owner: str = Field("data-engineering", description="The DAGs' owner.")
+    retries: Annotated[int, Field(ge=0, le=10)] = Field(
+        2, description="Retries of a task whose failure may pass (a final one fails at once)."
+    )
+    retry_delay_seconds: Annotated[int, Field(ge=1)] = Field(
+        60, description="The first retry's delay, doubling each try."
+    )
+    max_retry_delay_seconds: Annotated[int, Field(ge=1)] = Field(
+        1800, description="The longest retry delay."
+    )
+    catchup: bool = Field(False, description="The scheduler runs missed trading days.")
+    catchup_days: Annotated[int, Field(ge=1, le=366)] = Field(
+        5, description="With catchup on, the scheduler catches up at most this many trading days."
+    )
+    max_active_runs: Annotated[int, Field(ge=1, le=16)] = Field(
+        1, description="Runs of one DAG at once."
+    )
+    max_consecutive_failed_runs: Annotated[int, Field(ge=0, le=100)] = Field(
+        3,
+        description="The scheduler pauses the DAG after this many failed runs in a row (0: never).",
+    )
+
+
+class Site(_Strict):
+    """A site file, sites/<name>.yaml: one scrape DAG per region it lists."""
+
+    # Built once, by _sync_kinds, when the kinds' fields are in.
+    model_config = ConfigDict(defer_build=True)
+
+    name: SiteName = Field(description="The file's name; may be written only as that.")
+    description: str = Field("", description="One line shown in the DAGs' descriptions.")
+    # The registered kinds' names (offpeak.config.kinds), set by _sync_kinds, which also adds
+    # the sections: one optional field per kind, named after it, after `fields`.
+    kind: str = Field(description="The spider kind; its section (named after it) is required.")
+    base_url_conn_id: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$")] = Field(
+        description="The Airflow connection of the site: its host is the base URL, its "
+        "password the {api_key}."
+    )
+    start_urls: Annotated[list[str], Field(min_length=1)] = Field(
+        description="URL templates relative to the base URL; {region}, {trading_date} and "
+        "{api_key} are filled in."
+    )
+    regions: Annotated[list[str], Field(min_length=1)] = Field(
+        description="The regions (of regions.yaml) crawled: one DAG each."
+    )
+    natural_key: Annotated[list[str], Field(min_length=1)] = Field(
+        description="Field names that identify a record in a partition; always required."
+    )
+    fields: dict[Annotated[str, Field(pattern=IDENTIFIER)], FieldSpec] = Field(
+        description="Field name -> where its value is and how it is read; the table's columns."
+    )
+    politeness: Politeness = Field(Politeness(), description=Politeness.__doc__)
+    quality: Quality = Field(Quality(), description="Checks that fail a run.")
+    dag: DagSettings = Field(DagSettings(), description=DagSettings.__doc__)
+    circuit_breaker: CircuitBreaker = Field(
+        CircuitBreaker(), description="Stops crawling a site that keeps failing."
+    )
+    queue: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")] | None = Field(
+        None,
+        description="The Celery queue of the site's crawl (its scrape task): sites that need a "
+        "worker of their own (an egress address, a proxy, a licence) share a queue, served by "
+        "`airflow celery worker --queues <name>`. Transform and load stay on the default "
+        "queue. Unset: default.",
+    )
+    on_duplicate_key: Literal["reject", "first", "last"] = Field(
+        "reject",
+        description='Records of one crawl with the same natural key: "reject" every copy (a '
+        "reason naming the key and the pages it came from; the key's earlier row stays), or "
+        'load only the "first" or the "last" (in feed order); each is counted '
+        "(load_audit.duplicate_keys) and logged.",
+    )
+
+    @field_validator("start_urls")
+    @classmethod
+    def _templates_known(cls, urls: list[str]) -> list[str]:
+        for url in urls:
+            unknown = set(re.findall(r"{(\w+)}", url)) - {"region", "trading_date", "api_key"}
+            if unknown:
+                raise ValueError(
+                    f"{url!r} uses unknown placeholder(s) {sorted(unknown)}; only {{region}}, "
+                    "{trading_date} and {api_key} (the connection's password) are filled in"
+                )
+        return urls
+
+    @field_validator("regions")
+    @classmethod
+    def _regions_once(cls, regions: list[str]) -> list[str]:
+        twice = sorted({r for r in regions if regions.count(r) > 1})
+        if twice:
+            raise ValueError(
+                f"region(s) {twice} listed more than once; each region of a site is one DAG "
+                f"({naming.scrape_dag_id('<site>', '<region>')})"
+            )
+        return regions
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Site:
+        kind = KINDS[self.kind]
+        section = getattr(self, self.kind)
+        if section is None:
+            raise ValueError(f"kind {self.kind!r} needs a {self.kind!r} section")
+        others = [k for k in KINDS if k != self.kind]
+        extra = [k for k in others if getattr(self, k, None) is not None]
+        if extra:
+            raise ValueError(f"kind {self.kind!r} does not use section(s) {extra}")
+        shadowed = RESERVED_COLUMNS & set(self.fields)
+        if shadowed:
+            raise ValueError(f"field name(s) {sorted(shadowed)} are reserved warehouse columns")
+        missing = [k for k in self.natural_key if k not in self.fields]
+        if missing:
+            raise ValueError(f"natural_key names unknown field(s) {missing}")
+        as_json = [k for k in self.natural_key if self.fields[k].type == "json"]
+        if as_json:
+            raise ValueError(
+                f"natural_key field(s) {as_json} are type json: jsonb compares values, not "
+                "their text ({'a': 1, 'b': 2} equals {'b': 2, 'a': 1}), so a key of them cannot "
+                "be checked for duplicates exactly; key on a text or number field instead"
+            )
+        for name, spec in self.fields.items():
+            if kind.page == "json" and (spec.css or spec.xpath or spec.negative_when):
+                raise ValueError(
+                    f"fields.{name}: a {kind.name} site locates fields with `path` (or `const`)"
+                )
+            if spec.column is not None and not kind.columns:
+                raise ValueError(
+                    f"fields.{name}: `column` (a header text) locates a cell of an html_table"
+                )
+            if kind.page == "html" and spec.path is not None:
+                raise ValueError(
+                    f"fields.{name}: an HTML site locates fields with `css` or `xpath` (or `const`)"
+                )
+        return self
+
+    @model_validator(mode="after")
+    def _quality_fields_known(self) -> Site:
+        for key in ("min_field_coverage", "ranges"):
+            unknown = [f for f in getattr(self.quality, key) if f not in self.fields]
+            if unknown:
+                raise ValueError(
+                    f"quality.{key} names unknown field(s) {unknown}; "
+                    f"the site's fields are {sorted(self.fields)}"
+                )
+        not_numeric = [
+            f for f in self.quality.ranges if self.fields[f].type not in ("int", "decimal")
+        ]
+        if not_numeric:
+            raise ValueError(
+                f"quality.ranges: field(s) {not_numeric} are not numeric; "
+                "ranges apply to fields of type int or decimal"
+            )
+        return self
+
+    def required_fields(self) -> set[str]:
+        return {n for n, f in self.fields.items() if f.required} | set(self.natural_key)
+
+
+# The fields Site declares itself, in order; the kind sections go in after SECTIONS_AFTER.
+_DECLARED = dict(Site.__pydantic_fields__)
+SECTIONS_AFTER = "fields"
+
+
+def _section_description(kind: SpiderKind) -> str:
+    return f"The {kind.name} section" + (f": {kind.summary}." if kind.summary else ".")
+
+
+def _sync_kinds() -> None:
+    """Make Site's ``kind`` the registered kinds' names and give it one optional section per
+    kind, named after it (the YAML format: a site's top-level section named after its kind)."""
+    names = tuple(KINDS)
+    synced: dict[str, FieldInfo] = {}
+    for key, info in _DECLARED.items():
+        if key == "kind":
+            info = FieldInfo.from_annotated_attribute(
+                Literal[names],  # type: ignore[valid-type]
+                Field(description=info.description),
+            )
+        synced[key] = info
+        if key == SECTIONS_AFTER:
+            for kind in KINDS.values():
+                synced[kind.name] = FieldInfo.from_annotated_attribute(
+                    kind.section | None,  # type: ignore[operator]
+                    Field(None, description=_section_description(kind)),
+                )
+    Site.__pydantic_fields__ = synced
+    Site.model_rebuild(force=True)
+
+
+def register_kind(kind: SpiderKind) -> SpiderKind:
+    """Add ``kind`` to the registry (replacing one of the same name) and to Site; the config
+    files read from here on may use it. Returns ``kind``."""
+    if kind.name in _DECLARED or not re.fullmatch(IDENTIFIER, kind.name):
+        raise ValueError(
+            f"spider kind {kind.name!r}: a kind's name is its section's key in a site file, so "
+            f"an identifier that is no other key ({', '.join(_DECLARED)})"
+        )
+    KINDS[kind.name] = kind
+    _sync_kinds()
+    return kind
+
+
+def unregister_kind(name: str) -> None:
+    """Remove the kind ``name`` (a test's toy kind) from the registry and from Site."""
+    del KINDS[name]
+    _sync_kinds()
+
+
+_sync_kinds()
