@@ -105,3 +105,87 @@ def _decoded(model: Any, encoded: dict) -> Any:
         interval=data[Fields.INTERVAL],
         callback_def=data[Fields.CALLBACK],
     )
+
+
+# --------------------------------------------------------------------------- Param schema checks
+# Param.resolve (airflow/sdk/definitions/param.py in task-sdk 1.3.2) validates through
+# ``jsonschema.validate``, which first re-checks the schema itself against the JSON Schema
+# meta-schema: ~0.7 ms a call, ~100x the validation of the value. Serialising a DAG resolves
+# every Param of every task several times (comparing and printing the tasks' ParamsDicts), 54
+# resolves per scrape DAG: 80% of what the dag-processor paid for our DAG files (docs/scaling.md;
+# the upstream report is apache/airflow#32434, closed without a fix for this path).
+#
+# The work-around checks each distinct schema once per process: ``jsonschema.validate`` is
+# replaced by a function that does what it does (validator_for, check_schema, best_match) but
+# remembers the schemas whose check passed, keyed on their canonical JSON text and validator
+# class. A schema that fails its check is not remembered, so it raises SchemaError every time,
+# as before; a schema that is not JSON text (it could change under the same key) is not
+# remembered either. jsonschema's own module functions, other callers included, see no other
+# difference. Only on Airflow <= PARAM_SCHEMA_CHECKS_UP_TO.
+
+PARAM_SCHEMA_CHECKS_UP_TO = "3.3.2"
+
+
+def check_param_schemas_once() -> bool:
+    """Make this process's ``jsonschema.validate`` check each distinct schema once; True when
+    the work-around is in place, False when this Airflow does not need it."""
+    import jsonschema
+
+    if getattr(jsonschema.validate, _MARK, False):
+        return True
+    if not affected(airflow_version(), PARAM_SCHEMA_CHECKS_UP_TO):
+        return False
+    import json
+
+    from jsonschema import exceptions, validators
+
+    original = jsonschema.validate
+    checked: set[tuple[type, str]] = set()
+
+    @functools.wraps(original)
+    def validate(instance: Any, schema: Any, cls: Any = None, *args: Any, **kwargs: Any) -> None:
+        if cls is None:
+            cls = validators.validator_for(schema)
+        try:
+            key = (cls, json.dumps(schema, sort_keys=True, allow_nan=False))
+        except (TypeError, ValueError):
+            return original(instance, schema, cls, *args, **kwargs)
+        if key not in checked:
+            cls.check_schema(schema)
+            checked.add(key)
+        error = exceptions.best_match(cls(schema, *args, **kwargs).iter_errors(instance))
+        if error is not None:
+            raise error
+        return None
+
+    setattr(validate, _MARK, True)
+    jsonschema.validate = validate
+    return True
+
+
+# --------------------------------------------------------------------------- warehouse assets
+# Asset(uri=...) normalises its URI through the handler of the URI's scheme, and the first such
+# call makes Airflow discover every installed provider's asset-URI handlers by importing their
+# asset modules (ProvidersManagerTaskRuntime.asset_uri_handlers, task-sdk 1.3.2): the Amazon
+# provider's imports boto3, ~100 ms of the ~170 ms a task start paid to rebuild its one DAG
+# (docs/benchmarks.md). Our warehouse URIs are written in the postgres provider's normal form
+# (tests/unit/test_compat.py holds each equal to what Airflow's sanitiser returns), so they
+# need no normaliser: prebuilt_asset builds the Asset with Airflow's own constructor on a URI
+# that needs no handler, then puts the (already normal) URI in place. Name, group and the
+# other fields go through Airflow's validation as before. Only on Airflow <= ASSETS_UP_TO; on
+# a later release the Asset is built the ordinary way.
+
+ASSETS_UP_TO = "3.3.2"
+_PLACEHOLDER_URI = "x-offpeak-placeholder:/"  # "x-" schemes skip normalisation
+
+
+def prebuilt_asset(name: str, uri: str, group: str) -> Any:
+    """``Asset(name=name, uri=uri, group=group)`` for a ``uri`` already in normal form,
+    without the discovery of every provider's URI handlers on an affected Airflow."""
+    from airflow.sdk import Asset
+
+    if not affected(airflow_version(), ASSETS_UP_TO):
+        return Asset(name=name, uri=uri, group=group)
+    asset = Asset(name=name, uri=_PLACEHOLDER_URI, group=group)
+    object.__setattr__(asset, "uri", uri)  # attrs' setattr hook would normalise it again
+    return asset

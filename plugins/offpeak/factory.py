@@ -20,7 +20,14 @@ from offpeak.config import (
     YamlDumper,
     load_project,
 )
-from offpeak.naming import GLOBAL, parse_dag_id, pool_name, rollup_dag_id, scrape_dag_id
+from offpeak.naming import (
+    GLOBAL,
+    parse_dag_id,
+    pool_name,
+    rollup_dag_id,
+    scrape_dag_id,
+    scrape_shard,
+)
 from offpeak.params import rollup_params, scrape_params
 from offpeak.rollups.dates import rollup_logical_date
 from offpeak.rollups.summaries import summarize_global, summarize_region
@@ -382,24 +389,36 @@ def dag_ids(project: Project) -> list[str]:
     return sorted(ids + ([rollup_dag_id(GLOBAL)] if regions else []))
 
 
-def build_scrape_dags(project: Project | None = None) -> dict[str, DAG]:
-    """All valid (site, region) DAGs; in a worker, only the one it runs, from that site's
-    config file alone."""
+def build_scrape_dags(
+    project: Project | None = None, *, shard: int | None = None
+) -> dict[str, DAG]:
+    """All valid (site, region) DAGs, or with ``shard`` those of the sites in that shard
+    (naming.scrape_shard: dags/scrape/shard_<n>.py), whose config files alone are read; in a
+    worker, only the one DAG it runs, from that site's config file alone."""
     wanted = _wanted()
     if project is None:
         only_site = _site_of(wanted) if wanted else None
-        if wanted and only_site is None:
+        if wanted and (only_site is None or not _in_shard(only_site, shard)):
             return {}  # a worker running another file's DAG: nothing to build or read
-        project = load_project(only_site=only_site)
+        if only_site is not None:
+            project = load_project(only_site=only_site)
+        elif shard is not None:
+            project = load_project(keep=lambda site: scrape_shard(site) == shard)
+        else:
+            project = load_project()
     dags = {}
     for site, region in project.pairs():
         dag_id = scrape_dag_id(site.name, region.name)
-        if wanted and wanted != dag_id:
+        if (wanted and wanted != dag_id) or not _in_shard(site.name, shard):
             continue
         dags[dag_id] = build_scrape_dag(site, region, project.alerts)
     for name, error in sorted(project.errors.items()):
         log.error("Skipped %s: %s", name, error)
     return dags
+
+
+def _in_shard(site: str, shard: int | None) -> bool:
+    return shard is None or scrape_shard(site) == shard
 
 
 def raise_config_errors(project: Project | None = None) -> None:

@@ -1,4 +1,5 @@
-"""Every id built from site and region names (DAG ids, pool names), and its parse-back."""
+"""Every id built from site and region names (DAG ids, pool names, the DAG file of a site),
+and its parse-back."""
 
 # A DAG id joins its parts with "__": scrape__<site>__<region>, rollup__<region> and
 # rollup__global. So that an id names one (site, region) and reads back into it, a site or
@@ -7,6 +8,7 @@
 from __future__ import annotations
 
 import re
+import zlib
 from dataclasses import dataclass
 
 SEPARATOR = "__"
@@ -15,6 +17,11 @@ ROLLUP = "rollup"
 # The scope of the rollup across regions; config reserves it as a region name.
 GLOBAL = "global"
 POOL_PREFIX = "site_"
+# The scrape DAGs are built by SCRAPE_SHARDS DAG files, dags/scrape/shard_<n>.py: a site's
+# DAGs (every region of it) are in the file its name hashes to, so one file's parse stays
+# under a tenth of the work at any size (docs/scaling.md). Changing the number moves DAGs
+# between files: add or remove the files with it (tests/unit/test_sharding.py checks both).
+SCRAPE_SHARDS = 10
 
 # A name starts with a letter (config.IDENTIFIER), so the site ends at the first separator
 # followed by a letter: a site name may end with "_" ("scrape__fx___europe" is fx_, europe).
@@ -44,6 +51,17 @@ def scrape_dag_id(site: str, region: str) -> str:
 def rollup_dag_id(scope: str) -> str:
     """``rollup__<region>``, or ``rollup__global`` for ``scope`` :data:`GLOBAL`."""
     return f"{ROLLUP}{SEPARATOR}{scope}"
+
+
+def scrape_shard(site: str) -> int:
+    """The shard (0 to SCRAPE_SHARDS - 1) whose DAG file builds ``site``'s DAGs: CRC-32 of the
+    name, the same in every process and release (Python's hash() is salted per process)."""
+    return zlib.crc32(site.encode("utf-8")) % SCRAPE_SHARDS
+
+
+def scrape_dag_file(site: str) -> str:
+    """The DAG file, relative to the DAGs folder, that builds ``site``'s scrape DAGs."""
+    return f"{SCRAPE}/shard_{scrape_shard(site)}.py"
 
 
 def pool_name(site: str) -> str:

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any
 
+from offpeak import compat
 from offpeak.schedule.tradingtime import RegionClock, TradingDays
 
 if TYPE_CHECKING:
@@ -27,6 +28,7 @@ TRADING_DATE = (
 def _trading_date():
     from airflow.sdk import Param
 
+    compat.check_param_schemas_once()  # serialising a DAG resolves each Param ~9 times
     return Param(
         None, type=["null", "string"], format="date", title="Trading date",
         description=TRADING_DATE,

@@ -10,10 +10,18 @@ pays at each task start to rebuild the one DAG it runs.
    (``DagSerialization.to_dict`` per DAG id, file locations left out): the script fails if not.
 2. **One DAG under the parsing context**: a fresh process that has imported what a task runner
    has when it parses (``airflow.sdk.execution_time.task_runner`` and the DagBag module) builds
-   ``BundleDagBag(dags/scrape.py)`` inside ``_airflow_parsing_context_manager(dag_id=...)``, as
-   ``task_runner.parse`` does; budget 100 ms. Beside it (in ``extra``): the same DAG from a
+   ``BundleDagBag`` of its shard file (dags/scrape/shard_<n>.py) inside
+   ``_airflow_parsing_context_manager(dag_id=...)``, as ``task_runner.parse`` does; budget
+   100 ms, at 300 pairs and again at 10,000. Beside it (in ``extra``): the same DAG from a
    static file of its own, parsed the same way (what Airflow and the operators cost), and ours
    again with Airflow's asset-URI handler discovery done beforehand, with that discovery's time.
+3. **The dag-processor's own path at 300, 1,000, 3,000 and 10,000 pairs**: every file of a copy
+   of dags/ parsed by tests/support/dagprocessor.py (Airflow's ``_parse_file``: DagBag,
+   serialisation of every DAG, the msgpack frame sent to the manager), each file in a process
+   forked from one that imported Airflow, as the manager forks them. The slowest file against a
+   quarter of ``dag_file_processor_timeout`` (50 s); all files' CPU over the DAGs built against
+   10 ms a DAG. At 3,000 pairs, a real ``airflow dag-processor --num-runs 1`` into a fresh SQLite
+   metadata DB must list every DAG id with no import error (the script fails if not).
 
 Every measured process starts as Airflow's own do: bytecode already compiled (an untimed
 warm-up run writes it, under ``PYTHONPYCACHEPREFIX=.local/bench-pycache``, kept between runs),
@@ -39,13 +47,20 @@ from pathlib import Path
 import common
 from common import REPO, Figure
 
+from offpeak.naming import scrape_dag_file
+
 SECTION = "Parsing"
 SITES = 60  # x 5 shipped regions = 300 (site, region) DAGs
+SIZES = (300, 1_000, 3_000, 10_000)  # (site, region) pairs through the dag-processor's path
+REAL_SIZE = 3_000  # a real `airflow dag-processor` pass at this size
+TIMEOUT = 50.0  # [dag_processor] dag_file_processor_timeout, Airflow 3.3's default
 BUDGET = 0.1  # seconds: one DAG under the parsing context
 # What legitimately differs between a DAG built by the factory and the same DAG written out.
 FILE_FIELDS = ("fileloc", "relative_fileloc", "_processor_dags_folder")
-DAG_FILES = ("scrape.py", "rollups.py", "config_check.py")
+# The files the static anchor writes out; the dag-processor figures parse the whole dags/.
+DAG_FILES = ("scrape", "rollups.py", "config_check.py")
 CHILD_TIMEOUT = 300
+IGNORED = shutil.ignore_patterns("__pycache__")
 # Bytecode of everything the children import (this environment sets PYTHONDONTWRITEBYTECODE):
 # kept between runs, so only the first run compiles Airflow's modules.
 PYCACHE = REPO / ".local" / "bench-pycache"
@@ -55,31 +70,10 @@ PYCACHE = REPO / ".local" / "bench-pycache"
 
 
 def make_config(target: Path, sites: int = SITES) -> list[str]:
-    """A config folder with ``sites`` sites (the shipped ones, copied round-robin, each in
-    every shipped region, with its own name, description and connection); the scrape DAG
-    ids it gives, sorted."""
-    import yaml
+    """tests/support/bigconfig.py's generated config (``sites`` x the 5 shipped regions)."""
+    from support.bigconfig import make_config as generate
 
-    shipped = REPO / "include" / "config"
-    (target / "sites").mkdir(parents=True)
-    shutil.copy(shipped / "regions.yaml", target / "regions.yaml")
-    regions = sorted(yaml.safe_load((shipped / "regions.yaml").read_text("utf-8"))["regions"])
-    bases = sorted((shipped / "sites").glob("*.yaml"))
-    dag_ids = []
-    for i in range(sites):
-        base = bases[i % len(bases)]
-        data = yaml.safe_load(base.read_text("utf-8"))
-        name = f"{base.stem}_{i:02d}"
-        data.update(
-            description=f"{data.get('description', '')} (copy {i})",
-            base_url_conn_id=f"{data['base_url_conn_id']}_{i:02d}",
-            regions=regions,
-        )
-        if i % 10 == 3:  # a few sites crawl on a queue of their own
-            data["queue"] = "crawl_vpn"
-        (target / "sites" / f"{name}.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
-        dag_ids += [f"scrape__{name}__{r}" for r in regions]
-    return sorted(dag_ids)
+    return generate(target, sites)
 
 
 def child_env(tmp: Path, config: Path) -> dict[str, str]:
@@ -94,7 +88,9 @@ def child_env(tmp: Path, config: Path) -> dict[str, str]:
         AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT="600",
         AIRFLOW__LOGGING__LOGGING_LEVEL="WARNING",
         OFFPEAK_CONFIG_DIR=str(config),
-        PYTHONPATH=os.pathsep.join([str(REPO / "plugins"), str(REPO / "tests" / "bench")]),
+        PYTHONPATH=os.pathsep.join(
+            [str(REPO / "plugins"), str(REPO / "tests" / "bench"), str(REPO / "tests")]
+        ),
         PYTHONPYCACHEPREFIX=str(PYCACHE),
     )
     return env
@@ -165,6 +161,8 @@ def offpeak_timetable(tt) -> Src:
         "OffPeakTimetable", region=tt.region, timezone=tt.timezone, exchange=tt.exchange,
         window_start=clock(tt.window_start), window_end=clock(tt.window_end),
         catchup_days=tt.catchup_days,
+        **({"closures": tt.closures} if tt.closures else {}),
+        **({"extra_sessions": tt.extra_sessions} if tt.extra_sessions else {}),
     )  # fmt: skip
 
 
@@ -435,6 +433,124 @@ def child(argv: list[str]) -> None:
     print("@@" + json.dumps(answer), flush=True)
 
 
+# --------------------------------------------------------------------------- the dag-processor
+
+
+def processor_pass(env: dict[str, str], folder: Path) -> list[dict]:
+    """One pass of tests/support/dagprocessor.py over ``folder``: each file forked from a
+    process that has imported Airflow, parsed and serialised by Airflow's ``_parse_file``."""
+    from support.dagprocessor import read_answers
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "support.dagprocessor", str(folder), "--timeout", str(TIMEOUT)],
+        cwd=REPO / "tests", env=env, capture_output=True, text=True,
+        timeout=CHILD_TIMEOUT * 4, check=False,
+    )  # fmt: skip
+    answers = read_answers(proc.stdout)
+    if proc.returncode != 0 or not answers:
+        raise RuntimeError(f"dag-processor pass failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
+    bad = {a["file"]: a.get("import_errors") or "timed out" for a in answers
+           if a["timed_out"] or a["import_errors"]}  # fmt: skip
+    if bad:
+        raise SystemExit(f"dag-processor pass over {folder}: {bad}")
+    return answers
+
+
+def real_dag_processor(tmp: Path, config: Path, folder: Path, expected: list[str]) -> dict:
+    """``airflow dag-processor --num-runs 1`` over ``folder`` into a fresh SQLite metadata DB:
+    its wall time, and every expected DAG id in the ``dag`` table with no import error."""
+    import sqlite3
+
+    home = tmp / "processor-home"
+    env = child_env(tmp, config)
+    env.update(
+        AIRFLOW_HOME=str(home),
+        AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=f"sqlite:///{home / 'airflow.db'}",
+        AIRFLOW__CORE__DAGS_FOLDER=str(folder),
+        AIRFLOW__DAG_PROCESSOR__DAG_FILE_PROCESSOR_TIMEOUT=str(int(TIMEOUT)),
+    )
+    airflow = [sys.executable, "-m", "airflow"]
+    for argv in (["db", "migrate"], ["dag-processor", "--num-runs", "1"]):
+        started = time.perf_counter()
+        done = subprocess.run([*airflow, *argv], env=env, capture_output=True, text=True,
+                              timeout=CHILD_TIMEOUT * 4, check=False)  # fmt: skip
+        if done.returncode != 0:
+            raise SystemExit(f"airflow {' '.join(argv)} failed:\n{done.stderr[-3000:]}")
+    wall = time.perf_counter() - started
+    with sqlite3.connect(home / "airflow.db") as db:
+        listed = {row[0] for row in db.execute("SELECT dag_id FROM dag WHERE NOT is_stale")}
+        errors = [row[0] for row in db.execute("SELECT filename FROM import_error")]
+    missing = sorted(set(expected) - listed)
+    if missing or errors:
+        raise SystemExit(f"real dag-processor: {len(missing)} DAGs missing, e.g. "
+                         f"{missing[:3]}; import errors in {errors}")  # fmt: skip
+    return {"wall": wall, "dags_in_metadata_db": len(listed), "import_errors": 0}
+
+
+def processor_figures(tmp: Path, repeat: int) -> tuple[list[Figure], dict]:
+    """The dag-processor's path at every size of SIZES: the slowest file against a quarter of
+    the timeout, the parse CPU per DAG against 10 ms; one DAG under the parsing context at
+    the largest size; the real dag-processor at REAL_SIZE."""
+    from offpeak.config import load_project
+    from offpeak.factory import dag_ids as all_dag_ids
+    from offpeak.naming import scrape_dag_file
+
+    folder = tmp / "dags"
+    shutil.copytree(REPO / "dags", folder, ignore=IGNORED)
+    figures, seen = [], {}
+    for pairs in SIZES:
+        config = tmp / f"config-{pairs}"
+        scrape = make_config(config, pairs // 5)
+        expected = all_dag_ids(load_project(config))
+        env = child_env(tmp, config)
+        env["AIRFLOW__CORE__DAGS_FOLDER"] = str(folder)
+        if pairs == SIZES[0]:
+            processor_pass(env, folder)  # untimed: writes the bytecode of every import
+        slowest, per_dag, files = [], [], []
+        for _ in range(repeat if pairs == SIZES[-1] else 1):
+            answers = processor_pass(env, folder)
+            built = sorted(d for a in answers for d in a["dags"])
+            if [d for d in built if d.startswith("scrape__")] != scrape:
+                raise SystemExit(f"{pairs} pairs: the scrape DAGs built differ from the config's")
+            slowest.append(max(a["wall"] for a in answers))
+            per_dag.append(sum(a["cpu"] for a in answers) / len(built))
+            files.append({a["file"]: [round(a["wall"], 2), len(a["dags"])] for a in answers})
+        seen[pairs] = {"dags": len(built), "expected": len(expected)}
+        note = (
+            f"{len(built):,} DAGs in {len(answers)} files, each parsed and serialised by "
+            "Airflow's _parse_file in a process forked from one that imported Airflow"
+        )
+        figures += [
+            Figure(
+                section=SECTION, name=f"dag-processor, {pairs:,} pairs: the slowest DAG file",
+                runs=slowest, anchor=f"25% of dag_file_processor_timeout ({TIMEOUT:g} s)",
+                anchor_runs=[TIMEOUT / 4] * len(slowest), target=1.0, note=note,
+                extra={"files_wall_s_and_dags": files},
+            ),
+            Figure(
+                section=SECTION, name=f"dag-processor, {pairs:,} pairs: parse CPU per DAG",
+                runs=per_dag, anchor="10 ms budget", anchor_runs=[0.010] * len(per_dag),
+                target=1.0, note="every file's CPU seconds (DagBag, serialisation, the frame "
+                "sent to the manager) over the DAGs they build",
+            ),
+        ]  # fmt: skip
+        if pairs == REAL_SIZE:
+            real = real_dag_processor(tmp, config, folder, expected)
+            figures.append(Figure(
+                section=SECTION, name=f"real dag-processor, {pairs:,} pairs: one pass",
+                runs=[real["wall"]], note=f"`airflow dag-processor --num-runs 1` into SQLite: "
+                f"{real['dags_in_metadata_db']:,} DAGs in the metadata DB, no import error",
+                extra=real,
+            ))  # fmt: skip
+        if pairs == SIZES[-1]:
+            one_dag_id = scrape[len(scrape) // 2]
+            site = one_dag_id.split("__")[1]
+            one_file = str(folder / scrape_dag_file(site))
+            runs = [run_child(env, "one", one_file, one_dag_id) for _ in range(repeat)]
+            seen["one_at_largest"] = {"dag_id": one_dag_id, "runs": [r["wall"] for r in runs]}
+    return figures, seen
+
+
 # --------------------------------------------------------------------------- comparing
 
 
@@ -496,7 +612,10 @@ def main() -> None:
         ours.mkdir()
         static.mkdir()
         for file in DAG_FILES:
-            shutil.copy(REPO / "dags" / file, ours / file)
+            if (REPO / "dags" / file).is_dir():
+                shutil.copytree(REPO / "dags" / file, ours / file, ignore=IGNORED)
+            else:
+                shutil.copy(REPO / "dags" / file, ours / file)
         env = child_env(tmp, tmp / "config")
         prepared = run_child(env, "prepare", str(ours), str(static), one_dag_id, str(tmp))
         for label, key in (("our DAG files", "errors"), ("the static file", "static_errors")):
@@ -517,19 +636,21 @@ def main() -> None:
             return result
 
         static_one = str(tmp / "static_one" / "static_one.py")
+        one_file = str(ours / scrape_dag_file(one_dag_id.split("__")[1]))
         for i in range(args.repeat):
             # Each pair back to back, alternating which goes first.
             pair = [("ours", str(ours)), ("static", str(static))]
             for key, folder in pair if i % 2 == 0 else pair[::-1]:
                 measure(key, "bag", folder, expect=prepared["dags"])
-            one = measure("one", "one", str(ours / "scrape.py"), one_dag_id, expect=[one_dag_id])
+            one = measure("one", "one", one_file, one_dag_id, expect=[one_dag_id])
             imported = one["imported"]
-            warm = measure(
-                "warm", "one", str(ours / "scrape.py"), one_dag_id, "warm", expect=[one_dag_id]
-            )
+            warm = measure("warm", "one", one_file, one_dag_id, "warm", expect=[one_dag_id])
             series.setdefault("asset_uri_discovery", []).append(warm["asset_uri_discovery"])
             measure("static_one", "one", static_one, one_dag_id, expect=[one_dag_id])
             measure("static_warm", "one", static_one, one_dag_id, "warm", expect=[one_dag_id])
+
+        scaled, seen = processor_figures(tmp, args.repeat)
+        print(f"dag-processor sizes: {seen}", file=sys.stderr)
 
     figures = [
         Figure(
@@ -556,7 +677,7 @@ def main() -> None:
             anchor="100 ms budget",
             anchor_runs=[BUDGET] * len(series["one"]),
             target=1.0,
-            note=f"{one_dag_id}: BundleDagBag(dags/scrape.py) after the task runner's imports",
+            note=f"{one_dag_id}: BundleDagBag of its shard file after the task runner's imports",
             extra={
                 "cpu_runs": series["one_cpu"],
                 # The same DAG from a static file of its own, parsed the same way: what
@@ -574,6 +695,19 @@ def main() -> None:
             },
         ),
     ]
+    largest = seen["one_at_largest"]
+    figures.append(
+        Figure(
+            section=SECTION,
+            name=f"one DAG under the parsing context, {SIZES[-1]:,} pairs",
+            runs=largest["runs"],
+            anchor="100 ms budget",
+            anchor_runs=[BUDGET] * len(largest["runs"]),
+            target=1.0,
+            note=f"{largest['dag_id']}: as above, in a config of {SIZES[-1]:,} pairs",
+        )
+    )
+    figures += scaled
     common.write(figures, args.json)
     for fig in figures:
         print(

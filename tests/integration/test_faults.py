@@ -22,6 +22,7 @@ import yaml
 from test_quality import output, xcom
 from test_quality import task_states as states
 
+from offpeak.naming import scrape_dag_file
 from support import REPO
 from support.dagsync import scrape_dags
 from support.services import DIRECT_CONN
@@ -70,7 +71,7 @@ def fault_config(tmp_path_factory):
     config = tmp_path_factory.mktemp("faults") / "config"
     shutil.copytree(REPO / "include/config", config)
     equities = yaml.safe_load((config / "sites/equities.yaml").read_text())
-    # Only the fault sites: dag.test() parses and syncs every DAG of dags/scrape.py each run.
+    # Only the fault sites: dag.test() parses and syncs every DAG of its scrape DAG file each run.
     for shipped in (config / "sites").glob("*.yaml"):
         shipped.unlink()
     for fault, overrides in FAULT_SITES.items():
@@ -85,7 +86,7 @@ def fault_config(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def fault_dags(fault_config, airflow_db):
-    """The fault sites' DAGs, built by dags/scrape.py from the fault config (which the runs
+    """The fault sites' DAGs, built by the scrape DAG files from the fault config (which the runs
     read too, so it stays set while the module's tests run)."""
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("OFFPEAK_CONFIG_DIR", str(fault_config))
@@ -434,7 +435,7 @@ def test_a_killed_task_takes_its_crawl_with_it(fault_config, fault_dags, session
     env = {**os.environ, "OFFPEAK_CONFIG_DIR": str(fault_config)}
     started = time.time()
     task = subprocess.Popen(
-        [sys.executable, "-c", RUN_ONE, str(REPO / "dags" / "scrape.py"),
+        [sys.executable, "-c", RUN_ONE, str(REPO / "dags" / scrape_dag_file(site)),
          f"scrape__{site}__{REGION}", "2026-03-04"],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip

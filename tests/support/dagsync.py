@@ -33,13 +33,14 @@ def register_dags(env: Mapping[str, str]) -> None:
 
 
 def scrape_dags(config: Path | None = None) -> Any:
-    """dags/scrape.py's DagBag, built from the config folder ``config`` (OFFPEAK_CONFIG_DIR
-    while it parses; default: the environment's). An import error fails the test, naming it."""
+    """The scrape DAG files' DagBag (every shard of dags/scrape/), built from the config folder
+    ``config`` (OFFPEAK_CONFIG_DIR while it parses; default: the environment's). An import
+    error fails the test, naming it."""
     from airflow.dag_processing.dagbag import DagBag
 
     with pytest.MonkeyPatch.context() as mp:
         if config is not None:
             mp.setenv("OFFPEAK_CONFIG_DIR", str(config))
-        bag = DagBag(dag_folder=str(REPO / "dags" / "scrape.py"))
+        bag = DagBag(dag_folder=str(REPO / "dags" / "scrape"))
     assert not bag.import_errors, bag.import_errors
     return bag

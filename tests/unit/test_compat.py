@@ -32,3 +32,51 @@ def test_the_dag_test_deadline_fix_is_installed_once_on_an_affected_airflow():
     wrapped = DAG.test
     assert compat.fix_dag_test_deadlines() is expected
     assert DAG.test is wrapped  # a second call wraps nothing again
+
+
+def test_param_schemas_are_checked_once_and_values_are_still_validated_every_time():
+    from airflow.sdk import Param
+    from airflow.sdk.definitions.param import ParamValidationError
+
+    expected = compat.affected(compat.airflow_version(), compat.PARAM_SCHEMA_CHECKS_UP_TO)
+    assert compat.check_param_schemas_once() is expected
+    param = Param(None, type=["null", "integer"], minimum=1)
+    for _ in range(3):  # the schema's check is remembered; the value is checked each time
+        assert param.resolve(5) == 5
+        with pytest.raises(ParamValidationError, match="0 is less than the minimum of 1"):
+            param.resolve(0)
+        with pytest.raises(ParamValidationError, match="'x' is not of type"):
+            param.resolve("x")
+
+
+def test_a_broken_param_schema_is_refused_every_time_not_remembered():
+    import jsonschema
+
+    compat.check_param_schemas_once()
+    for _ in range(2):
+        with pytest.raises(jsonschema.exceptions.SchemaError, match="'integr' is not valid"):
+            jsonschema.validate(1, {"type": "integr"})
+
+
+@pytest.mark.parametrize("table", ["equities", "fx_rates", "funds", "rollup_site_day"])
+def test_warehouse_assets_equal_what_airflows_own_constructor_builds(table):
+    """The prebuilt asset skips the URI handler discovery; it must be the Asset Airflow builds
+    with the postgres provider's normaliser, field for field."""
+    from airflow.sdk import Asset
+
+    from offpeak.warehouse.assets import table_asset
+
+    prebuilt = table_asset(table)
+    ordinary = Asset(name=prebuilt.name, uri=prebuilt.uri, group=prebuilt.group)
+    assert prebuilt == ordinary
+    assert prebuilt.uri == f"postgres://warehouse:5432/warehouse/scraped/{table}"
+    assert (prebuilt.name, prebuilt.group, prebuilt.extra) == (
+        f"warehouse.scraped.{table}",
+        "warehouse",
+        {},
+    )
+
+
+def test_a_prebuilt_asset_still_refuses_a_bad_name():
+    with pytest.raises(ValueError, match="cannot exceed 1500 characters"):
+        compat.prebuilt_asset("x" * 1501, "postgres://warehouse:5432/warehouse/s/t", "warehouse")

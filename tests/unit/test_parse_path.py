@@ -15,6 +15,7 @@ import yaml
 
 from offpeak import factory
 from offpeak.config import ConfigError, get_site, load_project, loading
+from offpeak.naming import scrape_dag_file
 from offpeak.schedule import calendars
 
 REPO = Path(__file__).resolve().parents[2]
@@ -202,7 +203,8 @@ def test_timetable_validation_names_an_exchange_without_a_calendar():
 
 
 def test_one_dag_under_the_parsing_context_imports_nothing_it_does_not_use():
-    """What a task start parses: dags/scrape.py for one dag_id, as task_runner.parse does."""
+    """What a task start parses: the site's scrape DAG file for one dag_id, as
+    task_runner.parse does."""
     code = (
         "import json, sys\n"
         "from airflow.dag_processing.dagbag import DagBag\n"
@@ -210,7 +212,8 @@ def test_one_dag_under_the_parsing_context_imports_nothing_it_does_not_use():
         "    _airflow_parsing_context_manager)\n"
         "before = set(sys.modules)\n"
         "with _airflow_parsing_context_manager(dag_id='scrape__funds__india', task_id='load'):\n"
-        "    bag = DagBag(dag_folder='dags/scrape.py', safe_mode=False, load_op_links=False)\n"
+        f"    bag = DagBag(dag_folder='dags/{scrape_dag_file('funds')}', safe_mode=False, "
+        "load_op_links=False)\n"
         "new = set(sys.modules) - before\n"
         "print(json.dumps({'dags': sorted(bag.dags), 'new': sorted(new)}))\n"
     )

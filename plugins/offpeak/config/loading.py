@@ -223,12 +223,19 @@ def _claim_dag_ids(site: Site, path: Path, owners: dict[str, Path]) -> None:
     owners.update(dict.fromkeys(built, path))
 
 
-def load_project(config_dir: Path | None = None, *, only_site: str | None = None) -> Project:
+def load_project(
+    config_dir: Path | None = None,
+    *,
+    only_site: str | None = None,
+    keep: Callable[[str], bool] | None = None,
+) -> Project:
     """Read every config file. Broken site files are collected in ``errors``, never raised,
     so one bad file cannot hide the other sites; a broken regions.yaml leaves no sites.
 
     ``only_site``: read regions.yaml and that site's file alone (a worker building the one
-    DAG it runs); a site without a file gives a project without sites."""
+    DAG it runs); a site without a file gives a project without sites. ``keep``: read only
+    the site files whose site name (the file's stem) it accepts (one shard of the scrape
+    DAG files); the others are not opened."""
     config_dir = Path(config_dir or settings.config_dir())
     errors: dict[str, str] = {}
     try:
@@ -240,6 +247,8 @@ def load_project(config_dir: Path | None = None, *, only_site: str | None = None
     owners: dict[str, Path] = {}  # DAG id -> the site file it is built from
     if only_site is None:
         paths = sorted((config_dir / "sites").glob("*.yaml"))
+        if keep is not None:
+            paths = [p for p in paths if keep(p.stem)]
     else:
         paths = [p for p in [config_dir / "sites" / f"{only_site}.yaml"] if p.is_file()]
     for path in paths:

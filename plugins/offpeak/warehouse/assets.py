@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from offpeak import compat
 from offpeak.warehouse.sql import schema_name
 
 if TYPE_CHECKING:
@@ -19,10 +20,11 @@ GLOBAL_ROLLUP_TABLE = "rollup_global_day"
 
 
 def table_asset(table: str) -> Asset:
-    from airflow.sdk import Asset
-
+    """The Asset of warehouse table ``table``. Its URI is written in the postgres provider's
+    normal form, so it is built without the discovery of every provider's URI handlers
+    (offpeak.compat.prebuilt_asset: ~100 ms of every task start)."""
     schema = schema_name()
-    return Asset(
+    return compat.prebuilt_asset(
         name=f"warehouse.{schema}.{table}",
         uri=f"postgres://warehouse:5432/warehouse/{schema}/{table}",
         group="warehouse",
