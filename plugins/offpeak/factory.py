@@ -25,6 +25,7 @@ from offpeak.naming import (
     parse_dag_id,
     pool_name,
     rollup_dag_id,
+    rollup_shard,
     scrape_dag_id,
     scrape_shard,
 )
@@ -349,21 +350,40 @@ def _wanted() -> str | None:
     return get_parsing_context().dag_id
 
 
-def build_rollup_dags(project: Project | None = None) -> dict[str, DAG]:
-    """rollup__<region> for every region with sites, and rollup__global."""
+def build_rollup_dags(
+    project: Project | None = None, *, shard: int | None = None
+) -> dict[str, DAG]:
+    """rollup__<region> for every region with sites, and rollup__global; with ``shard``, those
+    whose scope hashes to it (naming.rollup_shard: dags/rollups/shard_<n>.py)."""
     wanted = _wanted()
+    mine = [wanted] if wanted is not None else None
     if project is None:
-        if wanted is not None and not _is_rollup(wanted):
+        if wanted is not None and not (_is_rollup(wanted) and _in_rollup_shard(wanted, shard)):
             return {}  # a worker running another file's DAG: nothing to build or read
+        if shard is not None and mine is None:
+            # Read the site files only when a region of regions.yaml (or the global rollup)
+            # is in this shard: an empty shard stays as cheap as a directory listing.
+            regions = load_project(keep=lambda site: False).regions
+            scopes = [*regions, GLOBAL]
+            if not any(_in_rollup_shard(rollup_dag_id(s), shard) for s in scopes):
+                return {}
         project = load_project()
     dags = {}
     regions = project.rolled_up_regions()
-    for region in regions:
-        if wanted in (None, rollup_dag_id(region.name)):
-            dags[rollup_dag_id(region.name)] = build_region_rollup_dag(project, region)
-    if regions and wanted in (None, rollup_dag_id(GLOBAL)):
-        dags[rollup_dag_id(GLOBAL)] = build_global_rollup_dag(project)
+    ids = [rollup_dag_id(r.name) for r in regions] + ([rollup_dag_id(GLOBAL)] if regions else [])
+    for dag_id in ids:
+        if (mine and dag_id not in mine) or not _in_rollup_shard(dag_id, shard):
+            continue
+        scope = parse_dag_id(dag_id).scope
+        if scope == GLOBAL:
+            dags[dag_id] = build_global_rollup_dag(project)
+        else:
+            dags[dag_id] = build_region_rollup_dag(project, project.regions[scope])
     return dags
+
+
+def _in_rollup_shard(dag_id: str, shard: int | None) -> bool:
+    return shard is None or rollup_shard(parse_dag_id(dag_id).scope) == shard
 
 
 def _is_rollup(dag_id: str) -> bool:

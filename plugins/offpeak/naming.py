@@ -19,9 +19,12 @@ GLOBAL = "global"
 POOL_PREFIX = "site_"
 # The scrape DAGs are built by SCRAPE_SHARDS DAG files, dags/scrape/shard_<n>.py: a site's
 # DAGs (every region of it) are in the file its name hashes to, so one file's parse stays
-# under a tenth of the work at any size (docs/scaling.md). Changing the number moves DAGs
-# between files: add or remove the files with it (tests/unit/test_sharding.py checks both).
+# about a tenth of the work at any size (docs/scaling.md). The rollups likewise, by region, in
+# ROLLUP_SHARDS files dags/rollups/shard_<n>.py (rollup__global in the file "global" hashes
+# to). Changing a number moves DAGs between files: add or remove the files with it
+# (tests/unit/test_sharding.py checks both).
 SCRAPE_SHARDS = 10
+ROLLUP_SHARDS = 5
 
 # A name starts with a letter (config.IDENTIFIER), so the site ends at the first separator
 # followed by a letter: a site name may end with "_" ("scrape__fx___europe" is fx_, europe).
@@ -59,9 +62,19 @@ def scrape_shard(site: str) -> int:
     return zlib.crc32(site.encode("utf-8")) % SCRAPE_SHARDS
 
 
+def rollup_shard(scope: str) -> int:
+    """The shard (0 to ROLLUP_SHARDS - 1) whose DAG file builds ``rollup__<scope>``."""
+    return zlib.crc32(scope.encode("utf-8")) % ROLLUP_SHARDS
+
+
 def scrape_dag_file(site: str) -> str:
     """The DAG file, relative to the DAGs folder, that builds ``site``'s scrape DAGs."""
     return f"{SCRAPE}/shard_{scrape_shard(site)}.py"
+
+
+def rollup_dag_file(scope: str) -> str:
+    """The DAG file, relative to the DAGs folder, that builds ``rollup__<scope>``."""
+    return f"{ROLLUP}s/shard_{rollup_shard(scope)}.py"
 
 
 def pool_name(site: str) -> str:

@@ -58,7 +58,7 @@ BUDGET = 0.1  # seconds: one DAG under the parsing context
 # What legitimately differs between a DAG built by the factory and the same DAG written out.
 FILE_FIELDS = ("fileloc", "relative_fileloc", "_processor_dags_folder")
 # The files the static anchor writes out; the dag-processor figures parse the whole dags/.
-DAG_FILES = ("scrape", "rollups.py", "config_check.py")
+DAG_FILES = ("scrape", "rollups", "config_check.py")
 CHILD_TIMEOUT = 300
 IGNORED = shutil.ignore_patterns("__pycache__")
 # Bytecode of everything the children import (this environment sets PYTHONDONTWRITEBYTECODE):

@@ -1,5 +1,5 @@
-"""The scrape DAG files: SCRAPE_SHARDS files in dags/scrape/, each building the DAGs of the
-sites whose name hashes to it, together every DAG once, and a worker's parse one DAG."""
+"""The DAG files: SCRAPE_SHARDS files in dags/scrape/, each building the DAGs of the sites whose
+name hashes to it, ROLLUP_SHARDS in dags/rollups/ by scope; together every DAG once."""
 
 from __future__ import annotations
 
@@ -11,21 +11,35 @@ import yaml
 
 from offpeak import factory
 from offpeak.config import load_project
-from offpeak.naming import SCRAPE_SHARDS, scrape_dag_file, scrape_shard
+from offpeak.naming import (
+    ROLLUP_SHARDS,
+    SCRAPE_SHARDS,
+    rollup_dag_file,
+    rollup_shard,
+    scrape_dag_file,
+    scrape_shard,
+)
 from support import REPO
 from support.dagsync import scrape_dags
 
 SHIPPED = REPO / "include" / "config"
 
 
-def test_there_is_one_dag_file_per_shard_and_each_builds_its_own_shard():
-    files = sorted((REPO / "dags" / "scrape").glob("*.py"))
-    assert [f.name for f in files] == sorted(f"shard_{n}.py" for n in range(SCRAPE_SHARDS))
+@pytest.mark.parametrize(
+    ("folder", "builder", "count"),
+    [
+        ("scrape", "build_scrape_dags", SCRAPE_SHARDS),
+        ("rollups", "build_rollup_dags", ROLLUP_SHARDS),
+    ],
+)
+def test_there_is_one_dag_file_per_shard_and_each_builds_its_own_shard(folder, builder, count):
+    files = sorted((REPO / "dags" / folder).glob("*.py"))
+    assert [f.name for f in files] == sorted(f"shard_{n}.py" for n in range(count))
     for file in files:
         calls = [
             node
             for node in ast.walk(ast.parse(file.read_text("utf-8")))
-            if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "build_scrape_dags"
+            if isinstance(node, ast.Call) and getattr(node.func, "id", "") == builder
         ]
         (call,) = calls
         (shard,) = [k.value.value for k in call.keywords if k.arg == "shard"]
@@ -82,3 +96,23 @@ def test_each_sites_dags_come_from_the_file_its_name_hashes_to(site):
     bag = scrape_dags(SHIPPED)
     files = {dag.fileloc for dag_id, dag in bag.dags.items() if f"__{site}__" in dag_id}
     assert files == {str(REPO / "dags" / scrape_dag_file(site))}
+
+
+def test_the_rollup_files_build_every_rollup_once_each_in_the_file_its_scope_hashes_to():
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(REPO / "dags" / "rollups"))
+    assert not bag.import_errors
+    expected = [d for d in factory.dag_ids(load_project(SHIPPED)) if d.startswith("rollup__")]
+    assert sorted(bag.dags) == expected
+    for dag_id, dag in bag.dags.items():
+        scope = dag_id.removeprefix("rollup__")
+        assert dag.fileloc == str(REPO / "dags" / rollup_dag_file(scope))
+    assert {s: rollup_shard(s) for s in ("americas", "europe", "global")} == {
+        "americas": 1,
+        "europe": 4,
+        "global": 2,
+    }
+    # Shard 0 has no region of the shipped config: it builds nothing.
+    empty = factory.build_rollup_dags(shard=0)
+    assert empty == {}
