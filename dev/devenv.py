@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from dev.localpg import LocalPostgres
-from offpeak import naming
+from offpeak import naming, settings
 from offpeak.connections import connection_var
 
 if TYPE_CHECKING:
@@ -277,6 +277,8 @@ def airflow_env(
         "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
         "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
         "AIRFLOW_CONN_WAREHOUSE": pg.uri("warehouse"),
+        # maintenance__db_clean's way to the metadata DB (offpeak.connections.metadata_db_uri).
+        connection_var(settings.metadata_conn_id()): pg.uri("airflow", "postgresql+psycopg2"),
         "OFFPEAK_DATA_ROOT": (state / "data").as_uri(),
         "PYTHONPATH": os.pathsep.join(
             filter(None, [str(REPO / "plugins"), os.environ.get("PYTHONPATH")])

@@ -1,4 +1,5 @@
-"""The Airflow connections we read: a site's (base URL, masked API key) and the warehouse's."""
+"""The Airflow connections we read: a site's (base URL, masked API key), the warehouse's and
+Airflow's own metadata DB's."""
 
 from __future__ import annotations
 
@@ -79,3 +80,29 @@ def warehouse_connection() -> psycopg.Connection:
     if not hasattr(conn, "pgconn"):
         raise RuntimeError("the warehouse needs psycopg 3; install psycopg and SQLAlchemy 2")
     return conn
+
+
+def metadata_db_uri() -> str:
+    """The SQLAlchemy URI of Airflow's metadata DB, from the Airflow connection
+    ``OFFPEAK_METADATA_CONN_ID`` (settings.metadata_conn_id), masked in the logs. A task's
+    process has its ``[database] sql_alchemy_conn`` replaced by Airflow 3 (tasks may not touch
+    the metadata DB), so maintenance__db_clean's `airflow db clean` needs it from there."""
+    from airflow.sdk import BaseHook
+    from airflow.sdk.exceptions import AirflowNotFoundException
+    from airflow.sdk.log import mask_secret
+
+    conn_id = settings.metadata_conn_id()
+    try:
+        conn = BaseHook.get_connection(conn_id)
+    except AirflowNotFoundException:
+        raise LookupError(
+            f"no Airflow connection {conn_id!r} (OFFPEAK_METADATA_CONN_ID): define it with the "
+            "metadata DB's URI, the value of [database] sql_alchemy_conn, e.g. "
+            f"{connection_var(conn_id)}=postgresql+psycopg2://airflow:<password>@postgres/airflow"
+        ) from None
+    if conn.password:
+        for form in secret_forms(conn.password):
+            mask_secret(form)
+    uri = conn.get_uri()
+    # An Airflow `postgres` connection prints as postgres://, a scheme SQLAlchemy refuses.
+    return re.sub(r"^postgres://", "postgresql://", uri)

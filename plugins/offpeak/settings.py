@@ -73,3 +73,38 @@ def progress_interval() -> float:
     """``OFFPEAK_PROGRESS_INTERVAL``: seconds between a crawl's progress lines in the task
     log; 0 turns them off. Default: 30."""
     return float(os.environ.get("OFFPEAK_PROGRESS_INTERVAL") or 30)
+
+
+# The Coverage page shows 20 trading dates by default (offpeak.coverage.matrix.DEFAULT_DAYS):
+# four weeks of calendar and the holidays in them. A shorter retention would turn its failed
+# cells into missing ones (docs/metadata-retention.md).
+MIN_METADATA_RETENTION_DAYS = 35
+DEFAULT_METADATA_RETENTION_DAYS = 90
+
+
+def metadata_retention_days() -> int:
+    """``OFFPEAK_METADATA_RETENTION_DAYS``: days of DAG runs, task instances, XComs and logs
+    that maintenance__db_clean keeps in Airflow's metadata DB; older rows are purged. A whole
+    number, at least 35. Default: 90. ValueError naming the setting for anything else."""
+    raw = os.environ.get("OFFPEAK_METADATA_RETENTION_DAYS", "").strip()
+    if not raw:
+        return DEFAULT_METADATA_RETENTION_DAYS
+    try:
+        days = int(raw)
+    except ValueError:
+        days = None
+    if days is None or days < MIN_METADATA_RETENTION_DAYS:
+        raise ValueError(
+            f"OFFPEAK_METADATA_RETENTION_DAYS={raw!r} is not a whole number of days of at least "
+            f"{MIN_METADATA_RETENTION_DAYS} (the Coverage page's 20 trading dates need them); "
+            f"set it to e.g. {DEFAULT_METADATA_RETENTION_DAYS}, or unset it for the default "
+            f"{DEFAULT_METADATA_RETENTION_DAYS}"
+        )
+    return days
+
+
+def metadata_conn_id() -> str:
+    """``OFFPEAK_METADATA_CONN_ID``: the Airflow connection holding Airflow's own metadata DB
+    URI, for maintenance__db_clean (a task's process is denied the metadata DB otherwise).
+    Default: ``airflow_metadata``."""
+    return os.environ.get("OFFPEAK_METADATA_CONN_ID") or "airflow_metadata"

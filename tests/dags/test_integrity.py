@@ -11,16 +11,18 @@ from pathlib import Path
 import pytest
 
 from offpeak.config import load_project
+from offpeak.maintenance import DB_CLEAN_DAG_ID
 from offpeak.naming import parse_dag_id, rollup_dag_id, scrape_dag_id
 
 PROJECT = load_project()
 EXPECTED = sorted(scrape_dag_id(s.name, r.name) for s, r in PROJECT.pairs())
 ROLLUPS = sorted([*(rollup_dag_id(r.name) for r in PROJECT.rolled_up_regions()), "rollup__global"])
+MAINTENANCE = [DB_CLEAN_DAG_ID]  # dags/maintenance.py: not built from the config
 
 
 def test_shipped_config_gives_one_dag_per_site_and_region(dagbag):
     assert dagbag.import_errors == {}
-    assert sorted(dagbag.dags) == sorted(EXPECTED + ROLLUPS)
+    assert sorted(dagbag.dags) == sorted(EXPECTED + ROLLUPS + MAINTENANCE)
     assert len(EXPECTED) == 11 and len(ROLLUPS) == 6
     assert len(PROJECT.sites) >= 3 and len(PROJECT.regions) >= 4
 
@@ -102,7 +104,21 @@ def test_parsing_imports_no_heavy_libraries():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     result = json.loads(out.stdout.strip().splitlines()[-1])
-    assert result == {"dags": len(EXPECTED) + len(ROLLUPS), "heavy": []}
+    assert result == {"dags": len(EXPECTED) + len(ROLLUPS) + len(MAINTENANCE), "heavy": []}
+
+
+def test_the_maintenance_dag_runs_daily_and_carries_what_operators_rely_on(dagbag):
+    """maintenance__db_clean (docs/metadata-retention.md): daily, one run at a time, no
+    catch-up of missed days (each run purges everything before its own cut-off)."""
+    dag = dagbag.get_dag(DB_CLEAN_DAG_ID)
+    assert [t.task_id for t in dag.tasks] == ["db_clean"]
+    assert (dag.timetable.expression, str(dag.timetable.timezone)) == ("15 12 * * *", "UTC")
+    assert dag.catchup is False and dag.max_active_runs == 1
+    assert dag.start_date.tzinfo is not None
+    assert "maintenance" in dag.tags
+    assert "OFFPEAK_METADATA_RETENTION_DAYS" in dag.doc_md
+    [task] = dag.tasks
+    assert task.owner == "platform" and task.retries == 1
 
 
 def test_worker_parse_builds_only_its_dag(monkeypatch):

@@ -12,7 +12,7 @@ REPO = Path(__file__).resolve().parents[2]
 NAMES = [
     "OFFPEAK_CONFIG_DIR", "OFFPEAK_DATA_ROOT", "OFFPEAK_WAREHOUSE_CONN_ID",
     "OFFPEAK_WAREHOUSE_SCHEMA", "OFFPEAK_DEADLINE_ALERTS", "OFFPEAK_IGNORE_WINDOWS",
-    "OFFPEAK_PROGRESS_INTERVAL",
+    "OFFPEAK_PROGRESS_INTERVAL", "OFFPEAK_METADATA_RETENTION_DAYS", "OFFPEAK_METADATA_CONN_ID",
 ]  # fmt: skip
 
 
@@ -32,6 +32,8 @@ def test_defaults(unset):
     assert settings.deadline_alerts() is True
     assert settings.ignore_windows() is False
     assert settings.progress_interval() == 30.0
+    assert settings.metadata_retention_days() == 90
+    assert settings.metadata_conn_id() == "airflow_metadata"
 
 
 def test_each_setting_is_read_when_asked(unset, monkeypatch):
@@ -42,6 +44,8 @@ def test_each_setting_is_read_when_asked(unset, monkeypatch):
     monkeypatch.setenv("OFFPEAK_DEADLINE_ALERTS", "false")
     monkeypatch.setenv("OFFPEAK_IGNORE_WINDOWS", "true")
     monkeypatch.setenv("OFFPEAK_PROGRESS_INTERVAL", "0")
+    monkeypatch.setenv("OFFPEAK_METADATA_RETENTION_DAYS", "400")
+    monkeypatch.setenv("OFFPEAK_METADATA_CONN_ID", "metadb")
     assert settings.config_dir() == Path("/etc/offpeak")
     assert settings.data_root() == "s3://aws_default@bucket/offpeak"
     assert settings.warehouse_conn_id() == "dwh"
@@ -49,6 +53,8 @@ def test_each_setting_is_read_when_asked(unset, monkeypatch):
     assert settings.deadline_alerts() is False
     assert settings.ignore_windows() is True
     assert settings.progress_interval() == 0.0
+    assert settings.metadata_retention_days() == 400
+    assert settings.metadata_conn_id() == "metadb"
 
 
 @pytest.mark.parametrize(
@@ -61,3 +67,15 @@ def test_flags_keep_their_defaults_for_anything_but_yes_or_no(monkeypatch, value
     monkeypatch.setenv("OFFPEAK_IGNORE_WINDOWS", value)
     assert settings.deadline_alerts() is alerts
     assert settings.ignore_windows() is ignore
+
+
+@pytest.mark.parametrize("value", ["ninety", "90.5", "-1", "0", "34"])
+def test_a_retention_that_is_no_whole_number_of_enough_days_names_the_setting(monkeypatch, value):
+    """Fewer than 35 days would purge runs the Coverage page's default 20 trading dates show."""
+    monkeypatch.setenv("OFFPEAK_METADATA_RETENTION_DAYS", value)
+    with pytest.raises(ValueError) as err:
+        settings.metadata_retention_days()
+    assert str(err.value).startswith(
+        f"OFFPEAK_METADATA_RETENTION_DAYS={value!r} is not a whole number of days of at least 35"
+    )
+    assert "unset it for the default 90" in str(err.value)
