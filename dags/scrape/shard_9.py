@@ -1,7 +1,8 @@
-"""Airflow DAG file: the scrape__<site>__<region> DAGs of the sites in shard 9 of 10.
+"""Airflow DAG file: the scrape__<site>__<region> DAGs of the sites in shard 9 of 16.
 
 A site's DAGs are built by the file its name hashes to (offpeak.naming.scrape_shard), so each
-parse reads a tenth of the site files and builds a tenth of the DAGs (docs/scaling.md).
+parse reads a sixteenth of the site files and builds a sixteenth of the DAGs
+(docs/scaling.md).
 """
 
 from __future__ import annotations

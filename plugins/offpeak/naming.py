@@ -19,11 +19,11 @@ GLOBAL = "global"
 POOL_PREFIX = "site_"
 # The scrape DAGs are built by SCRAPE_SHARDS DAG files, dags/scrape/shard_<n>.py: a site's
 # DAGs (every region of it) are in the file its name hashes to, so one file's parse stays
-# about a tenth of the work at any size (docs/scaling.md). The rollups likewise, by region, in
+# about a sixteenth of the work at any size (docs/scaling.md). The rollups likewise, by region, in
 # ROLLUP_SHARDS files dags/rollups/shard_<n>.py (rollup__global in the file "global" hashes
 # to). Changing a number moves DAGs between files: add or remove the files with it
 # (tests/unit/test_sharding.py checks both).
-SCRAPE_SHARDS = 10
+SCRAPE_SHARDS = 16
 ROLLUP_SHARDS = 5
 
 # A name starts with a letter (config.IDENTIFIER), so the site ends at the first separator
