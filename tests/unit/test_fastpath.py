@@ -305,3 +305,122 @@ def test_a_boolean_reject_names_the_value_and_the_spellings(typed_site, tmp_path
         "as false; doc: '{\"a\": 1' is not JSON: Expecting ',' delimiter: line 1 column 8 "
         "(char 7)"
     )
+
+
+# JSON tokens as a JSON API sends them, each written into every field of a site: numbers
+# (positional, exponent, signed zero, beyond a float's and a 64-bit int's digits), booleans,
+# null, objects and arrays, and the non-JSON constants Python writes.
+JSON_TOKENS = [
+    "0", "-0", "7", "-7", "0.1", "-0.0", "0.10", "1.50", "1.5e20", "1.5E+20", "1E-7", "-1e-7",
+    "0.0000001", "0.000001", "12345678901234567890.123456789", "-12345678901234567890.123456789",
+    "12345678901234567890", "9223372036854775807", "9223372036854775808", "-9223372036854775808",
+    "123456789012345678901234567890", "1" + "0" * 999, "1" + "0" * 1200, "1" + "0" * 5000,
+    "0." + "1" * 1500, "true", "false", "null", '{"a": [1, 2.50, {"b": null}], "c": true}',
+    '{"a": 1, "a": 2}', "[]", "[1, -0, 1e2]", "NaN", "Infinity", "-Infinity", "01", "1.",
+    ".5", "+1", "1 2", '"1.5e20"', '"-0"', '"\\u0001-0"', '"true"',
+]  # fmt: skip
+
+
+def _json_site(tmp_path: Path, yaml: str, name: str):
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml, encoding="utf-8")
+    return load_site(path, load_project().regions)
+
+
+def _lenient_quotes(tmp_path: Path):
+    """The JSON shape's site with nothing required and no reject limit: each odd line is read
+    for all it holds."""
+    yaml = feeds.JSON_SITE_YAML.replace("max_reject_ratio: 0.5", "max_reject_ratio: 1")
+    yaml = yaml.replace(", required: true", "")
+    return _json_site(tmp_path, yaml, "quotes")
+
+
+@pytest.mark.parametrize("shape", sorted(feeds.SHAPES))
+def test_each_feed_shape_matches_the_reference(tmp_path, monkeypatch, shape):
+    """Each bench shape (an HTML table's strings; a JSON API's numbers, booleans and nulls;
+    listing/detail pages, a URL each), 20,000 records in several blocks: the fast path reads
+    nearly every record, and writes what the reference writes."""
+    the_site = _json_site(tmp_path, feeds.SHAPES[shape], "shape")
+    monkeypatch.setattr(transform, "BLOCK_BYTES", 1 << 20)
+    raw = feeds.write_feed(tmp_path / "raw.jsonl", 20_000, shape=shape)
+    expected = reference(the_site, raw)
+    by_reference = spy(monkeypatch, transform, "reference_line")
+    blocks = spy(monkeypatch, transform._Batch, "_reference")
+    clean, rejects, keys, result = fast(the_site, raw, tmp_path)
+    assert not blocks
+    assert len(by_reference) < 20_000 * 0.03  # the rare exponents and odd tokens
+    assert (clean, rejects, keys) == expected
+    assert result["clean"] > 18_000
+    assert 800 < result["rejected"] < 2_000
+
+
+@pytest.mark.parametrize("token", JSON_TOKENS)
+def test_json_tokens_in_every_field_match_the_reference(tmp_path, typed_site, token):
+    """A JSON token in each field of two sites (text kept and collapsed, decimal, int,
+    boolean with its own spellings and without, json, datetime, the page URL), amid records
+    the fast path reads: the same rows byte for byte, the same rejects and reasons."""
+    sites = [typed_site, _lenient_quotes(tmp_path)]
+    for the_site in sites:
+        raw = tmp_path / "raw.jsonl"
+        key = the_site.natural_key[0]
+        with open(raw, "w", encoding="utf-8") as out:
+            for i, name in enumerate([*the_site.fields, "_url"]):
+                plain = dict.fromkeys(the_site.fields, "1") | {key: f"P{i}", "_url": "u"}
+                out.write(json.dumps(plain) + "\n")
+                values = dict.fromkeys(the_site.fields, '"1"') | {"_url": '"u"', name: token}
+                if name != key:
+                    values[key] = f'"K{i}"'
+                out.write("{" + ", ".join(f'"{k}": {v}' for k, v in values.items()) + "}\n")
+        expected = reference(the_site, raw)
+        assert fast(the_site, raw, tmp_path)[:3] == expected, the_site.name
+
+
+# Lines on which a rewrite of number tokens could go wrong: a number after a colon inside a
+# string, a string that starts with a colon, escaped quotes and backslashes, the tag itself.
+TOKEN_TRAPS = [
+    '{"pair": "K1", "bid": 1.5, "venue": "x\\": 5, \\"y"}',
+    '{"pair": "K2", "bid": 1.5, "venue": ": 5}"}',
+    '{"pair": "K3", "bid": 1.5, "venue": ": 5, "}',
+    '{"pair": "K4", "bid": 1.5, "venue": "a\\\\", "ask": 2}',
+    '{"pair": "K5", "bid": "\\u00011.5", "ask": 2}',
+    '{"pair": "K6", "bid":1.5,"ask":2,"mid":-0,"volume":10,"firm":false}',
+    '{"pair": "K7", "bid": 1.5 , "ask" : 2}',
+    '{"pair": "K8", "bid": 1.5, "ask": 2,}',
+    '{"pair": "K9", "bid": 1.5, "bid": 2.5}',
+    '{"pair": "K10", "bid": 1.5, "firm": true, "firm": null}',
+    '{"pair": "K11", "bid": 1.5, "extra": 3}',
+    '{"pair": "K12", "bid": 1.5, "_url": 5}',
+    '{"pair": "K13", "bid": 1.5, "_url": true}',
+    '{"pair": "K14", "bid": 1.5, "_error": false}',
+    '{"pair": "K15", "bid": -01.5}',
+    '{"pair": "K16", "bid": 1.5 2}',
+    '{"pair": "K17", "bid": 1.5, "venue": "\\u00e9 \\": 7"}',
+]
+
+
+def test_number_tokens_are_rewritten_only_where_they_are_values(tmp_path, monkeypatch):
+    """Lines that could fool a rewrite of number tokens, each among ordinary JSON records: the
+    same output as the reference (a block polars refuses after the rewrite goes line by line)."""
+    the_site = _lenient_quotes(tmp_path)
+    raw = tmp_path / "raw.jsonl"
+    plain = list(feeds.lines(len(TOKEN_TRAPS), shape="json_api"))
+    mixed = [x for pair in zip(plain, TOKEN_TRAPS, strict=True) for x in pair]
+    raw.write_text("\n".join(mixed) + "\n")
+    expected = reference(the_site, raw)
+    assert fast(the_site, raw, tmp_path)[:3] == expected
+    for trap in TOKEN_TRAPS:  # and each alone, so no one trap's block hides another's
+        raw.write_text(plain[0] + "\n" + trap + "\n" + plain[1] + "\n")
+        assert fast(the_site, raw, tmp_path)[:3] == reference(the_site, raw), trap
+
+
+def test_a_string_that_starts_like_a_tagged_token_is_read_as_a_string(site, tmp_path):
+    """A string written with the tag's own escape (\\u0001), in a feed without a single number
+    token: read as the string it is, as the reference reads it."""
+    raw = tmp_path / "raw.jsonl"
+    lines = list(feeds.lines(12))
+    lines[2] = '{"symbol": "TAG", "name": "\\u0001x", "last_price": "\\u0001-0"}'
+    lines[3] = '{"symbol": "TAG2", "name": "n", "last_price": "1", "change": "\\u00011.5"}'
+    raw.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    expected = reference(site, raw)
+    assert fast(site, raw, tmp_path)[:3] == expected
+    assert {r["line"] for r in expected[1]} >= {3, 4}  # both refused: the tag is not a number's

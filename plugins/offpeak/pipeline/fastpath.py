@@ -9,14 +9,46 @@ reference would (tests/unit/test_fastpath.py compares the two on generated and e
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
+from offpeak import jsonvalues
 from offpeak.pipeline.normalize import whitespace
 
 if TYPE_CHECKING:
     from offpeak.config import Site
+
+# What the transform puts before a number, true, false or null it reads as a string
+# (transform._TOKEN): no string of the feed starts with it (a line that writes it, as \u0001,
+# goes the slow way).
+TAG = "\x01"
+
+
+def untagged(value: Any) -> Any:
+    """A raw value as json.loads reads it: a tagged token as its number (int or Decimal),
+    boolean or None, anything else as it is."""
+    if isinstance(value, str) and value.startswith(TAG):
+        return jsonvalues.loads(value[1:])
+    return value
+
+
+def _as_text(name: str) -> pl.Expr:
+    """normalize.as_text of a raw column whose tagged values are JSON tokens: a token as
+    written, but for the int -0, which is 0 (true, false, ints and positional decimals are
+    their own text), and null, which is null."""
+    raw = pl.col(name)
+    token = raw.str.strip_prefix(TAG)
+    token = (
+        pl.when(token == "-0")
+        .then(pl.lit("0"))
+        .when(token == "null")
+        .then(pl.lit(None, pl.String))
+        .otherwise(token)
+    )
+    return pl.when(raw.str.starts_with(TAG)).then(token).otherwise(raw).alias(name)
+
 
 # Python's str.isspace() (what normalize's `\s` and strip() use) is Unicode White_Space, which
 # is what `\s` means to polars' regex engine, plus the four C0 separators \x1c-\x1f.
@@ -113,11 +145,14 @@ def _datetime(text: pl.Expr) -> pl.Expr:
     return shaped & day.is_not_null()
 
 
-def read_fields(site: Site, raw: pl.DataFrame) -> pl.DataFrame:
+def read_fields(site: Site, raw: pl.DataFrame, tagged: Sequence[str] = ()) -> pl.DataFrame:
     """``raw``: one row per record, each field's raw string (or null), ``_url``, ``_line`` and
-    ``line`` (the JSON text). Returns, per field ``f``: ``f`` (its clean CSV text, or null),
-    ``f?`` (true where the fast path read it, a null or blank included) and ``f!`` (the raw
-    value, for the reference); ``_read`` (every field read), ``source_url``, ``_line``,
+    ``line`` (the JSON text); the fields named in ``tagged`` hold tagged tokens (TAG), read as
+    normalize.as_text writes the value, a null as null (every converter but a boolean's and a
+    json's reads a JSON number or boolean as that text; a boolean field reads JSON true and
+    false, a json field nothing). Returns, per field ``f``: ``f`` (its clean CSV text, or
+    null), ``f?`` (true where the fast path read it, a null or blank included) and ``f!`` (the
+    raw value, for the reference); ``_read`` (every field read), ``source_url``, ``_line``,
     ``line``. A required field that is null or blank is not read: the reference says why.
 
     Three stages, each a set of columns computed in parallel: the blanked text; each type's
@@ -128,9 +163,14 @@ def read_fields(site: Site, raw: pl.DataFrame) -> pl.DataFrame:
         name: whitespace(spec, site.kind) if spec.type == "text" else spec.type
         for name, spec in fields.items()
     }
+    if tagged:
+        raw = raw.with_columns(
+            *(pl.col(name).alias(f"{name}!") for name in tagged),
+            *(_as_text(name) for name in tagged),
+        )
     frame = raw.select(
         *(_blank(name, kinds[name]).alias(name) for name, spec in fields.items()),
-        *(pl.col(name).alias(f"{name}!") for name in fields),
+        *(pl.col(f"{name}!" if name in tagged else name).alias(f"{name}!") for name in fields),
         pl.when(pl.col("_url") != "").then(pl.col("_url")).alias("source_url"),
         "_line",
         "line",
@@ -150,7 +190,12 @@ def read_fields(site: Site, raw: pl.DataFrame) -> pl.DataFrame:
             stage2.append(_datetime(text).alias(f"{name}?"))
         elif spec.type == "text":  # a NUL, which PostgreSQL cannot store: the reference refuses
             stage2.append(text.str.contains("\x00", literal=True).not_().alias(f"{name}?"))
-        else:  # boolean and json: the reference reads them, once per distinct value
+        elif spec.type == "boolean" and name in tagged:
+            # JSON true and false are themselves whatever the spellings; any other value, text
+            # included, the reference reads, once per distinct value.
+            literal = pl.col(f"{name}!").is_in([f"{TAG}true", f"{TAG}false"])
+            stage2.append(literal.alias(f"{name}?"))
+        else:  # json (and booleans as text): the reference reads them, once per distinct value
             stage2.append(pl.lit(False).alias(f"{name}?"))
     frame = frame.with_columns(stage2)
     if stage3:

@@ -264,11 +264,23 @@ class _Outcome:
     key: list[Any] | None
 
 
+# A key's value that is a JSON number written positionally (no exponent), true, false or null,
+# with what follows it (a comma or the closing brace): _Batch.run rewrites each such value into
+# a string, TAG and the token's own text ("price": 1.50 -> "price": "\u00011.50"), so that
+# polars reads it as a String, exactly as written (and a null as present: _repeats). A string
+# token is matched whole, so a number inside a string is never taken for a value; where a
+# match starts inside a string anyway (after a string's closing quote, at a string that begins
+# with a colon), the rewrite leaves a backslash outside any string, which polars refuses: that
+# block goes the slow way.
+_TOKEN = r'("(?:[^"\\\n]|\\.)*" *: *)(-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?|true|false|null)( *[,}])'
+_TAGGED = r'$1"\u0001$2"$3'
 # Lines the fast path leaves to the reference because polars' JSON reader could read them
-# otherwise than json.loads: a value that is not a string or null (polars would turn 1.5e20 or
-# true into text its own way), a raw control character, a trailing comma, a lone surrogate, an
-# escaped key (it could repeat another key unseen), space before a key's colon (keys are
-# counted by their `":`); a repeated key, or one the site does not know, is caught by counting.
+# otherwise than json.loads (looked for once number tokens are rewritten): a value that is not
+# a string or null (an exponent, NaN, an object or array: polars would turn them into text its
+# own way), a raw control character, a trailing comma, a lone surrogate, an escaped key (it
+# could repeat another key unseen), space before a key's colon (keys are counted by their
+# `":`); a repeated key, or one the site does not know, is caught by counting. A string that
+# holds TAG itself (written \u0001) goes the slow way too: it would pass for a number.
 _UNSURE = (
     r'"\s*:\s*[-0-9tfNI\[{]|"\s+:|[\x00-\x1f]|,\s*\}|\\u[dD][89a-fA-F]'
     r'|\\u[0-9a-fA-F]{4}[^"]*"\s*:'
@@ -278,9 +290,11 @@ _UNSURE = (
 class _Batch:
     """Turns blocks of lines into clean CSV, rejects and kept keys, counting as it goes.
 
-    A block's lines are read by polars' NDJSON reader at once; a line that reader could read
-    otherwise than json.loads (see _UNSURE), or that stands for an unreadable page, goes to
-    the reference, and so does the whole block when the reader refuses it (a malformed line).
+    A block's lines are read by polars' NDJSON reader at once, their number, true and false
+    values first rewritten into tagged strings (_TOKEN) so that polars reads them as written; a
+    line that reader could read otherwise than json.loads (see _UNSURE), or that stands for an
+    unreadable page, goes to the reference, and so does the whole block when the reader refuses
+    it (a malformed line).
     """
 
     def __init__(self, site: Site, converters: Converters | None = None) -> None:
@@ -300,7 +314,7 @@ class _Batch:
         ``ended``: the block ends with a newline."""
         import polars as pl
 
-        from offpeak.pipeline.fastpath import read_fields
+        from offpeak.pipeline.fastpath import TAG, read_fields
 
         try:
             text = pl.Series([block], dtype=pl.Binary).cast(pl.String)
@@ -314,14 +328,32 @@ class _Batch:
             lines = lines.head(-1)
         blank = lines.str.contains(r"^[\s\x1c-\x1f]*$")
         unsure = ~lines.str.starts_with("{") | ~lines.str.ends_with("}")
+        unsure = unsure | lines.str.contains("\\u0001", literal=True)
         aside = blank | unsure | lines.str.contains(_UNSURE)
+        # What polars reads: the lines with a number, true or false value, those values tagged
+        # strings; a line still unsure then stays aside.
+        read, tokens = lines, False
+        retry = (aside & ~blank & ~unsure).arg_true()
+        if len(retry) == len(lines):  # every line (a JSON API's feed): no gather, no scatter
+            read = lines.str.replace_all(_TOKEN, _TAGGED)
+            aside = read.str.contains(_UNSURE)
+            tokens = not aside.all()
+        elif len(retry):
+            tagged_lines = lines.gather(retry).str.replace_all(_TOKEN, _TAGGED)
+            still = tagged_lines.str.contains(_UNSURE)
+            tokens = not still.all()
+            read = lines.clone().scatter(retry, tagged_lines)
+            aside = aside.clone().scatter(retry, still)
         numbers = pl.int_range(first + 1, first + 1 + len(lines), eager=True, dtype=pl.Int64)
         frame = pl.DataFrame({"line": lines, "_line": numbers, "aside": aside, "blank": blank})
+        if tokens:
+            frame = frame.with_columns(read=read)
         sure = frame.filter(~pl.col("aside"))
-        if len(sure) == len(frame):
+        as_read = sure.get_column("read" if tokens else "line").alias("read")
+        if len(sure) == len(frame) and not tokens:
             payload = block
         else:
-            payload = sure.get_column("line").str.join("\n").item().encode()
+            payload = as_read.str.join("\n").item().encode()
         try:
             raw = pl.read_ndjson(io.BytesIO(payload), schema=dict.fromkeys(self.keys, pl.String))
         except pl.exceptions.PolarsError:
@@ -329,8 +361,15 @@ class _Batch:
         if raw is None or raw.height != sure.height:
             self._reference(block, first, out, bad, keys, ended=ended)
             return
-        raw = raw.with_columns(sure.get_column("_line"), sure.get_column("line"))
-        raw = raw.with_columns(_odd=pl.col("_error").is_not_null() | self._repeats(raw))
+        raw = raw.with_columns(sure.get_column("_line"), sure.get_column("line"), as_read)
+        if tokens:  # a tagged null in these is null: the reference reads them as such
+            null = f"{TAG}null"
+            raw = raw.with_columns(pl.col("_url", "_error").replace(null, None))
+        odd = pl.col("_error").is_not_null() | self._repeats(raw)
+        tagged = self._tagged(raw) if tokens else []
+        if tokens:
+            odd = odd | _odd_tokens(tagged)
+        raw = raw.with_columns(_odd=odd).drop("read")
         odd = raw.filter("_odd").select("_line", "line")
         raw = raw.filter(~pl.col("_odd"))
         unsure = frame.filter(pl.col("aside") & ~pl.col("blank")).select("_line", "line")
@@ -340,7 +379,7 @@ class _Batch:
             for number, line in unsure.vstack(odd).iter_rows()
             if (o := self._line(number, line + "\n" * (number != last))) is not None
         ]
-        typed = read_fields(self.site, raw)
+        typed = read_fields(self.site, raw, tagged=tagged)
         self.counts["records"] += raw.height + len(outcomes)
         clean = typed.filter("_read").select(self.columns)
         settled, rejects, kept = self._settle(typed.filter(~pl.col("_read")))
@@ -375,6 +414,15 @@ class _Batch:
             keys_text = kept.drop("_line").write_csv(include_header=False)
             keys.writerows(csv.reader(io.StringIO(keys_text)))  # csv.writer's quoting
 
+    def _tagged(self, raw) -> list[str]:
+        """The fields that hold a tagged value (a number, true or false) in this block."""
+        import polars as pl
+
+        from offpeak.pipeline.fastpath import TAG
+
+        found = raw.select(pl.col(self.fields).str.starts_with(TAG).any()).row(0)
+        return [name for name, has in zip(self.fields, found, strict=True) if has]
+
     def _line(self, number: int, text: str) -> _Outcome | None:
         return reference_line(self.site, number, text, self.converters)
 
@@ -387,6 +435,8 @@ class _Batch:
         the key)."""
         import polars as pl
 
+        from offpeak.pipeline.fastpath import untagged
+
         texts, problems = [], []
         for name, convert in self.converters.items():
             raw = pl.col(f"{name}!")
@@ -395,7 +445,7 @@ class _Batch:
             problem_of: dict[Any, str | None] = {}
             for value in unread.to_list():
                 try:
-                    typed = convert(value)
+                    typed = convert(untagged(value))
                 except FieldError as exc:
                     text_of[value], problem_of[value] = None, f"{name}: {exc}"
                     continue
@@ -452,7 +502,7 @@ class _Batch:
         a repeat from that count, so lines with a null are counted key by key."""
         import polars as pl
 
-        line = pl.col("line").str
+        line = pl.col("read").str
         nulls = line.count_matches('": null', literal=True) + line.count_matches(
             '":null', literal=True
         )
@@ -461,7 +511,7 @@ class _Batch:
             more=line.count_matches('":', literal=True) > present + nulls, nulls=nulls > 0
         )
         flags, has_null = counted.get_column("more"), counted.get_column("nulls")
-        with_null = raw.get_column("line").filter(has_null)
+        with_null = raw.get_column("read").filter(has_null)
         if with_null.is_empty():
             return flags
         twice = pl.select(
@@ -509,6 +559,26 @@ class _Batch:
     def _count_reason(self, reason: str) -> None:
         key = _reason_key(reason)
         self.reasons[key] = self.reasons.get(key, 0) + 1
+
+
+# A tagged token longer than this goes to the reference: json.loads refuses an int of more
+# than 4300 digits, and a decimal this long is checked there against numeric's range.
+_TOKEN_CHARS = 1000
+
+
+def _odd_tokens(fields: list[str]) -> Any:
+    """Rows the reference reads whole because of a tagged value: in ``_url`` (the reference
+    writes str() of the number, or True) or, in one of ``fields``, too long for the fast path
+    (_TOKEN_CHARS)."""
+    import polars as pl
+
+    from offpeak.pipeline.fastpath import TAG
+
+    odd = pl.col("_url").str.starts_with(TAG).fill_null(False)
+    for name in fields:
+        value = pl.col(name)
+        odd = odd | (value.str.starts_with(TAG) & (value.str.len_bytes() > _TOKEN_CHARS))
+    return odd.fill_null(False)
 
 
 def _reject(
