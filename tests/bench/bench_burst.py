@@ -44,7 +44,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import statistics
 import sys
 import time
@@ -53,7 +52,7 @@ from pathlib import Path
 
 import common
 import yaml
-from bench_schedule import Bench, CpuMeter, seconds, utc
+from bench_schedule import Bench, CpuMeter, seconds, stack_services, utc
 from common import Figure
 
 SECTION = "Burst"
@@ -488,28 +487,15 @@ def figures(pairs: list[dict], n: int, knobs: dict[str, int], repeat: int) -> li
 
 def run(args, deadline: float) -> list[Figure]:
     """The stack, then pairs of bursts while the next pair fits before ``deadline``."""
-    from support import services
-
-    services.configure()  # folders, ports and Airflow's environment; starts nothing
-    session = services._session
-    stack = None
-
-    def _stop(signum, _frame):
-        raise SystemExit(f"stopped by signal {signum}")
-
-    signal.signal(signal.SIGTERM, _stop)
-    try:
+    with stack_services("BENCH_BURST_LOGS") as (session, holder):
         pg = session["pg"]
-        pg.start()
-        session["pg_started"] = True  # services.unconfigure() stops it
-        services.start_demo_sites()
 
         from offpeak.config import load_project
         from offpeak.schedule.tradingtime import RegionClock
         from support.stack import AirflowStack
 
         n = dag_count()
-        stack = AirflowStack(pg, session["state"] / "stack")
+        stack = holder["stack"] = AirflowStack(pg, session["state"] / "stack")
         stack.env["OFFPEAK_IGNORE_WINDOWS"] = "true"  # as `make run`: crawls start at once
         sites = make_config(stack.config_dir, n)
         project = load_project(stack.config_dir)
@@ -551,15 +537,6 @@ def run(args, deadline: float) -> list[Figure]:
                 print(f"stopping after {k + 1} pair(s): another would pass the limit", flush=True)
                 break
         return figures(pairs, n, settings(stack.env), args.repeat)
-    finally:
-        try:
-            if stack is not None:
-                stack.stop()
-                keep = os.environ.get("BENCH_BURST_LOGS")
-                if keep:
-                    shutil.copytree(stack.procs.logs, Path(keep, "components"), dirs_exist_ok=True)
-        finally:
-            services.unconfigure()  # the demo sites, PostgreSQL and the state folder
 
 
 def _json_safe(value):

@@ -26,6 +26,7 @@ import signal
 import statistics
 import sys
 import time
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -461,29 +462,51 @@ def _pool_waits(batch: list[dict]) -> list[dict]:
 # -------------------------------------------------------------------------- main
 
 
-def run(args, deadline: float) -> list[Figure]:
-    """The stack, then batches while the next one fits before ``deadline`` (monotonic)."""
+@contextmanager
+def stack_services(logs_env: str):
+    """PostgreSQL and the demo sites (behind nginx) started for a bench's ``AirflowStack``; yields
+    ``(session, holder)``: put the stack in ``holder["stack"]`` and it is stopped on the way out
+    (its logs copied to the folder ``$<logs_env>`` when set), then the services and the state
+    folder go. SIGTERM stops it the same way."""
     from support import services
 
     services.configure()  # folders, ports and Airflow's environment; starts nothing
     session = services._session
-    stack = None
+    holder: dict = {"stack": None}
 
     def _stop(signum, _frame):
         raise SystemExit(f"stopped by signal {signum}")
 
     signal.signal(signal.SIGTERM, _stop)
     try:
-        pg = session["pg"]
-        pg.start()
+        session["pg"].start()
         session["pg_started"] = True  # services.unconfigure() stops it
         services.start_demo_sites()  # and nginx in front; services.unconfigure() stops both
+        yield session, holder
+    finally:
+        try:
+            stack = holder["stack"]
+            if stack is not None:
+                stack.stop()
+                keep = os.environ.get(logs_env)  # a folder: keep the logs there
+                if keep:
+                    import shutil
 
-        from offpeak.config import load_project
-        from offpeak.factory import dag_ids
-        from support.stack import AirflowStack
+                    shutil.copytree(stack.procs.logs, Path(keep, "components"), dirs_exist_ok=True)
+                    tasks = Path(stack.env["AIRFLOW_HOME"], "logs")
+                    shutil.copytree(tasks, Path(keep, "tasks"), dirs_exist_ok=True)
+        finally:
+            services.unconfigure()  # the demo sites, PostgreSQL and the state folder
 
-        stack = AirflowStack(pg, session["state"] / "stack")
+
+def run(args, deadline: float) -> list[Figure]:
+    """The stack, then batches while the next one fits before ``deadline`` (monotonic)."""
+    from offpeak.config import load_project
+    from offpeak.factory import dag_ids
+    from support.stack import AirflowStack
+
+    with stack_services("BENCH_SCHEDULE_LOGS") as (session, holder):
+        stack = holder["stack"] = AirflowStack(session["pg"], session["state"] / "stack")
         stack.env["OFFPEAK_IGNORE_WINDOWS"] = "true"  # as `make run`: crawls start at once
         project = load_project(stack.config_dir)
         bench = Bench(stack, project)
@@ -529,19 +552,6 @@ def run(args, deadline: float) -> list[Figure]:
                 f.note += f" Caution: {len(others)} other run(s) of these DAGs ran meanwhile."
                 f.extra["other runs"] = [[str(v) for v in r] for r in others]
         return figs
-    finally:
-        try:
-            if stack is not None:
-                stack.stop()
-                keep = os.environ.get("BENCH_SCHEDULE_LOGS")  # a folder: keep the logs there
-                if keep:
-                    import shutil
-
-                    shutil.copytree(stack.procs.logs, Path(keep, "components"), dirs_exist_ok=True)
-                    tasks = Path(stack.env["AIRFLOW_HOME"], "logs")
-                    shutil.copytree(tasks, Path(keep, "tasks"), dirs_exist_ok=True)
-        finally:
-            services.unconfigure()  # the demo sites, PostgreSQL and the state folder
 
 
 def main() -> None:
