@@ -141,7 +141,23 @@ def run_rows(pg, dag_id: str, run_id: str) -> dict[str, int]:
 
 
 @pytest.fixture(scope="module")
-def old_and_recent(dagbag, pg):
+def own_schema(pg):
+    """A warehouse schema of this module's own: the runs' rows never meet the tiers that count
+    the shared ``scraped`` schema's partitions (test_pipeline's)."""
+    import uuid
+
+    name = f"t_{uuid.uuid4().hex[:8]}"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("OFFPEAK_WAREHOUSE_SCHEMA", name)
+        yield name
+    import psycopg
+
+    with psycopg.connect(pg.uri("warehouse"), autocommit=True) as conn:
+        conn.execute(f"DROP SCHEMA IF EXISTS {name} CASCADE")
+
+
+@pytest.fixture(scope="module")
+def old_and_recent(dagbag, pg, own_schema):
     """Two scrape runs and the region rollup for OLD_DAY, measured table by table and then
     aged by AGE; one scrape run for RECENT_DAY left as it is. ``{"old": [...], "recent":
     (dag_id, run_id), "measured": {...}}``."""
@@ -246,7 +262,7 @@ def test_an_invalid_retention_fails_the_run_naming_the_setting_and_purges_nothin
 
 
 def test_the_purge_removes_what_ran_before_the_retention_and_keeps_the_rest(
-    old_and_recent, dagbag, pg, warehouse, monkeypatch
+    old_and_recent, dagbag, pg, warehouse, monkeypatch, own_schema
 ):
     recent_id, recent_run = old_and_recent["recent"]
     recent_rows = run_rows(pg, recent_id, recent_run)
@@ -276,5 +292,5 @@ def test_the_purge_removes_what_ran_before_the_retention_and_keeps_the_rest(
     assert report["deleted"]["dag_run"] >= len(old_and_recent["old"])
     # The warehouse keeps every load of the purged runs: the Coverage page still shows them.
     for site in SITES:
-        [audit] = load_audit(warehouse, site, REGION, OLD_DAY)
+        [audit] = load_audit(warehouse, site, REGION, OLD_DAY, schema=own_schema)
         assert audit["rows_inserted"] > 0
