@@ -9,7 +9,8 @@ from airflow.providers.standard.operators.python import PythonOperator
 from airflow.sdk import DAG
 
 from offpeak import settings
-from offpeak.maintenance import DB_CLEAN_DAG_ID, TABLES, db_clean
+from offpeak.maintenance import TABLES, db_clean
+from offpeak.naming import DB_CLEAN_DAG_ID
 
 DOC = f"""\
 Purges Airflow's run history (DAG runs, task instances, XComs, logs, ...) that started more

@@ -18,7 +18,6 @@ from typing import Any
 
 from offpeak import settings
 
-DB_CLEAN_DAG_ID = "maintenance__db_clean"
 # The run history only. `airflow db clean` adds each table's dependents (dag_run brings
 # task_instance, task_state_store and deadline; task_instance brings task_instance_history and
 # xcom), and keeps the latest scheduled run of each DAG whatever its age (the scheduler

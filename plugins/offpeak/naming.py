@@ -46,6 +46,10 @@ def check_name(name: str, what: str = "name") -> str:
     return name
 
 
+# The daily purge of Airflow's run history (dags/maintenance.py): no site or region in it.
+DB_CLEAN_DAG_ID = f"maintenance{SEPARATOR}db_clean"
+
+
 def scrape_dag_id(site: str, region: str) -> str:
     """``scrape__<site>__<region>``: the DAG that crawls ``site`` for ``region``."""
     return f"{SCRAPE}{SEPARATOR}{site}{SEPARATOR}{region}"

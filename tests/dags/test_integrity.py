@@ -11,8 +11,7 @@ from pathlib import Path
 import pytest
 
 from offpeak.config import load_project
-from offpeak.maintenance import DB_CLEAN_DAG_ID
-from offpeak.naming import parse_dag_id, rollup_dag_id, scrape_dag_id
+from offpeak.naming import DB_CLEAN_DAG_ID, parse_dag_id, rollup_dag_id, scrape_dag_id
 
 PROJECT = load_project()
 EXPECTED = sorted(scrape_dag_id(s.name, r.name) for s, r in PROJECT.pairs())

@@ -12,8 +12,7 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 
 from offpeak.config import load_project
-from offpeak.maintenance import DB_CLEAN_DAG_ID
-from offpeak.naming import rollup_dag_id, scrape_dag_id
+from offpeak.naming import DB_CLEAN_DAG_ID, rollup_dag_id, scrape_dag_id
 from offpeak.rollups.dates import rollup_clock
 from support import REPO
 from support.queries import load_audit
