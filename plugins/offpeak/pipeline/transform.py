@@ -345,11 +345,11 @@ class _Batch:
             read = lines.clone().scatter(retry, tagged_lines)
             aside = aside.clone().scatter(retry, still)
         numbers = pl.int_range(first + 1, first + 1 + len(lines), eager=True, dtype=pl.Int64)
-        frame = pl.DataFrame({"line": lines, "_line": numbers, "aside": aside, "blank": blank})
-        if tokens:
-            frame = frame.with_columns(read=read)
+        frame = pl.DataFrame(
+            {"line": lines, "read": read, "_line": numbers, "aside": aside, "blank": blank}
+        )
         sure = frame.filter(~pl.col("aside"))
-        as_read = sure.get_column("read" if tokens else "line").alias("read")
+        as_read = sure.get_column("read")
         if len(sure) == len(frame) and not tokens:
             payload = block
         else:
@@ -362,11 +362,11 @@ class _Batch:
             self._reference(block, first, out, bad, keys, ended=ended)
             return
         raw = raw.with_columns(sure.get_column("_line"), sure.get_column("line"), as_read)
+        tagged: list[str] = []
         if tokens:  # a tagged null in these is null: the reference reads them as such
-            null = f"{TAG}null"
-            raw = raw.with_columns(pl.col("_url", "_error").replace(null, None))
+            raw = raw.with_columns(pl.col("_url", "_error").replace(f"{TAG}null", None))
+            tagged = self._tagged(raw)
         odd = pl.col("_error").is_not_null() | self._repeats(raw)
-        tagged = self._tagged(raw) if tokens else []
         if tokens:
             odd = odd | _odd_tokens(tagged)
         raw = raw.with_columns(_odd=odd).drop("read")
