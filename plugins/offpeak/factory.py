@@ -356,11 +356,10 @@ def build_rollup_dags(
     """rollup__<region> for every region with sites, and rollup__global; with ``shard``, those
     whose scope hashes to it (naming.rollup_shard: dags/rollups/shard_<n>.py)."""
     wanted = _wanted()
-    mine = [wanted] if wanted is not None else None
     if project is None:
         if wanted is not None and not (_is_rollup(wanted) and _in_rollup_shard(wanted, shard)):
             return {}  # a worker running another file's DAG: nothing to build or read
-        if shard is not None and mine is None:
+        if shard is not None and wanted is None:
             # Read the site files only when a region of regions.yaml (or the global rollup)
             # is in this shard: an empty shard stays as cheap as a directory listing.
             regions = load_project(keep=lambda site: False).regions
@@ -372,7 +371,7 @@ def build_rollup_dags(
     regions = project.rolled_up_regions()
     ids = [rollup_dag_id(r.name) for r in regions] + ([rollup_dag_id(GLOBAL)] if regions else [])
     for dag_id in ids:
-        if (mine and dag_id not in mine) or not _in_rollup_shard(dag_id, shard):
+        if wanted not in (None, dag_id) or not _in_rollup_shard(dag_id, shard):
             continue
         scope = parse_dag_id(dag_id).scope
         if scope == GLOBAL:
