@@ -11,7 +11,7 @@ import pytest
 from airflow.sdk import ObjectStoragePath
 
 from offpeak.config import ConfigError, load_project, load_site
-from offpeak.pipeline import transform
+from offpeak.pipeline import duplicates, transform
 from offpeak.pipeline.transform import transform_file
 
 SITE_YAML = """\
@@ -129,6 +129,31 @@ def test_copies_written_the_fast_way_and_the_per_record_way_are_found(tmp_path, 
     assert len(rows) == 400 - 1 - 2
     # Every other row is written as it was, in feed order.
     assert [int(r[-1]) for r in rows] == sorted(int(r[-1]) for r in rows)
+
+
+@pytest.mark.parametrize("spill_rows", [1 << 18, 7])
+def test_repeats_are_found_alike_when_the_hashes_spill_to_disk(tmp_path, monkeypatch, spill_rows):
+    """A long crawl's key hashes go to disk by bucket (memory stays flat): repeats far apart,
+    in different spills and blocks, are found as in memory, and no hash file is left behind."""
+    monkeypatch.setattr(transform, "BLOCK_BYTES", 1024)
+    monkeypatch.setattr(duplicates, "SPILL_ROWS", spill_rows)
+    spilled = []
+    real_spill = duplicates.KeyLedger._spill
+    monkeypatch.setattr(
+        duplicates.KeyLedger, "_spill", lambda self: spilled.append(1) or real_spill(self)
+    )
+    site = site_with(tmp_path, "on_duplicate_key: last\n")
+    records = [{"symbol": f"S{i:03d}", "price": "1", "_url": P1} for i in range(300)]
+    records += [{"symbol": s, "price": "2", "_url": P2} for s in ("S001", "S150", "S299")]
+    result, rows, bad, _ = run(site, tmp_path, records)
+    assert bool(spilled) == (spill_rows == 7)
+    assert (result["duplicate_keys"], result["duplicate_records"]) == (3, 3)
+    assert bad == []
+    prices = {r[0]: (r[1], r[-1]) for r in rows}
+    assert len(rows) == 300
+    assert prices["S001"] == ("2", "301") and prices["S299"] == ("2", "303")
+    assert prices["S002"] == ("1", "3")
+    assert not list(tmp_path.glob(".offpeak-keys-*"))
 
 
 def test_an_unknown_policy_is_a_config_error(tmp_path):

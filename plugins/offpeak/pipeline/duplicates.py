@@ -2,10 +2,13 @@
 
 # The transform writes its clean file a block at a time and cannot know, while it writes, whether
 # a key comes back later. So it notes a 64-bit hash of each clean row's key and its line number
-# (16 bytes a row: about 160 MB for ten million rows, where a set of key tuples would take ten
-# times that), and settles the repeats once the file is written. Only when two hashes are equal
-# is the file read again, to compare those rows' keys exactly (a hash collision is no duplicate)
-# and to write it without the copies set aside. A file without a repeated key costs the hashes.
+# (16 bytes a row, where a set of key tuples would take ten times that), and settles the repeats
+# once the file is written. Memory stays flat however long the crawl: past SPILL_ROWS rows the
+# hashes go to disk beside the clean file, split into BUCKETS files by hash, and the repeats are
+# then found one bucket at a time (a repeat's two hashes are equal, so they share a bucket). Only
+# when two hashes are equal is the file read again, to compare those rows' keys exactly (a hash
+# collision is no duplicate) and to write it without the copies set aside. A file without a
+# repeated key costs the hashes.
 #
 # Keys compare as the warehouse compares them: 1.5 and 1.50 are one decimal, two datetimes at
 # the same instant one datetime; text exactly.
@@ -36,6 +39,10 @@ REASON_KEY = "duplicate natural key"
 # Copies named in one reason, and keys named in the log, before "and N more".
 SHOWN_COPIES = 5
 SHOWN_KEYS = 10
+# Hashes held in memory before they go to disk (16 bytes each: 4 MiB), and the files by hash
+# they go to: a bucket read back holds 1/BUCKETS of the crawl's rows.
+SPILL_ROWS = 1 << 18
+BUCKETS = 32
 
 
 def _canonical_expr(name: str, kind: str) -> pl.Expr:
@@ -68,14 +75,19 @@ def _canonical(text: str | None, kind: str) -> Any:
 
 
 class KeyLedger:
-    """The hash of each clean row's natural key, with the row's line in the raw feed."""
+    """The hash of each clean row's natural key, with the row's line in the raw feed; held in
+    memory up to SPILL_ROWS, then on disk in ``folder`` (the system's temp folder if None)."""
 
-    def __init__(self, site: Site, columns: list[str]) -> None:
+    def __init__(self, site: Site, columns: list[str], folder: Path | None = None) -> None:
         self.site = site
         self.columns = columns
+        self.folder = folder
         self.kinds = {k: site.fields[k].type for k in site.natural_key}
         self.parts: list[pl.DataFrame] = []
+        self.held = 0
         self.rows: list[list[str | None]] = []
+        self.spilled: tempfile.TemporaryDirectory | None = None
+        self.spills = 0
 
     def add(self, clean: pl.DataFrame) -> None:
         """Clean rows (the clean file's columns as text, ``_line`` last) of one block."""
@@ -84,6 +96,9 @@ class KeyLedger:
         if clean.height:
             key = pl.struct([_canonical_expr(k, t) for k, t in self.kinds.items()])
             self.parts.append(clean.select(_h=key.hash(), _line=pl.col("_line").cast(pl.Int64)))
+            self.held += clean.height
+            if self.held >= SPILL_ROWS:
+                self._spill()
 
     def add_row(self, row: list[str | None]) -> None:
         """One clean row as the per-record way writes it (``_line`` last); added by flush()."""
@@ -95,20 +110,53 @@ class KeyLedger:
         if self.rows:
             schema = dict.fromkeys(self.columns, pl.String)
             rows = [[*r[:-1], str(r[-1])] for r in self.rows]
-            self.add(pl.DataFrame(rows, schema=schema, orient="row"))
             self.rows = []
+            self.add(pl.DataFrame(rows, schema=schema, orient="row"))
 
-    def candidates(self) -> set[int]:
-        """Lines whose key hash another line shares: every duplicate is among them."""
+    def _spill(self) -> None:
+        """The hashes held, to one file per bucket (``<bucket>.<spill>.arrow``)."""
         import polars as pl
 
-        self.flush()
         if not self.parts:
-            return set()
-        hashes = pl.concat(self.parts)
-        self.parts = []
-        repeated = hashes.filter(pl.col("_h").is_duplicated())
-        return set(repeated.get_column("_line").to_list())
+            return
+        if self.spilled is None:
+            self.spilled = tempfile.TemporaryDirectory(prefix=".offpeak-keys-", dir=self.folder)
+        held = pl.concat(self.parts).with_columns(_b=pl.col("_h") % BUCKETS)
+        self.parts, self.held = [], 0
+        for (bucket,), part in held.partition_by("_b", as_dict=True, include_key=False).items():
+            part.write_ipc(Path(self.spilled.name) / f"{bucket}.{self.spills}.arrow")
+        self.spills += 1
+
+    def candidates(self) -> set[int]:
+        """Lines whose key hash another line shares: every duplicate is among them. The
+        ledger is spent (its files removed) once they are known."""
+        import polars as pl
+
+        def repeated(hashes: pl.DataFrame) -> list[int]:
+            return hashes.filter(pl.col("_h").is_duplicated()).get_column("_line").to_list()
+
+        try:
+            self.flush()
+            if self.spilled is None:
+                found = repeated(pl.concat(self.parts)) if self.parts else []
+                return set(found)
+            self._spill()
+            folder, lines = Path(self.spilled.name), set()
+            for bucket in range(BUCKETS):
+                files = sorted(folder.glob(f"{bucket}.*.arrow"))
+                if files:
+                    hashes = pl.concat(pl.read_ipc(f) for f in files)
+                    lines.update(repeated(hashes))
+            return lines
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Drop the hashes, in memory and on disk."""
+        self.parts, self.held, self.rows = [], 0, []
+        if self.spilled is not None:
+            self.spilled.cleanup()
+            self.spilled = None
 
 
 @dataclass

@@ -9,6 +9,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from offpeak import jsonvalues
@@ -171,13 +172,17 @@ def transform_file(
         atomic_writer(keys_path) as keys_out,
     ):
         keys = CsvRows(keys_out)
+        batch.ledger.folder = Path(out.name).parent  # its hashes spill beside the clean file
         line_no = 0
-        for block in _blocks(src):
-            ended = block.endswith(b"\n")
-            batch.run(block, line_no, out, bad, keys, ended=ended)
-            line_no += block.count(b"\n") + (not ended)
-        # Keys on more than one record: the site's on_duplicate_key, once the file is whole.
-        settled, repeats = settle_duplicates(site, batch.ledger, out, bad, keys)
+        try:
+            for block in _blocks(src):
+                ended = block.endswith(b"\n")
+                batch.run(block, line_no, out, bad, keys, ended=ended)
+                line_no += block.count(b"\n") + (not ended)
+            # Keys on more than one record: the site's on_duplicate_key, once the file is whole.
+            settled, repeats = settle_duplicates(site, batch.ledger, out, bad, keys)
+        finally:
+            batch.ledger.close()
     counts = {**batch.counts, **settled.counts()}
     counts["clean"] -= settled.records
     counts["rejected"] += len(repeats)
