@@ -33,11 +33,12 @@ run: $(STAMP)  ## start PostgreSQL, the demo sites and Airflow; run every DAG on
 # Three tiers (docs/testing.md): tests/unit start no service; tests/integration and tests/dags
 # get PostgreSQL and the demo sites (dag.test()); tests/stack boot a real Airflow stack
 # (scheduler, api-server, browser; and a CeleryExecutor one with redis-server and two workers).
-# `make test` runs them all, listing the 15 slowest tests at the end; CI runs `make test`.
+# `make test` runs them all, the stack tier beside the other two (dev/testtiers.py), each
+# listing its 15 slowest tests at the end; CI runs `make test`.
 test: $(STAMP) $(DEBIAN_TOOLS)  ## lint, then every tier
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(PY) -m pytest --durations=15 $(PYTEST_ARGS)
+	$(PY) -m dev.testtiers --durations=15 $(PYTEST_ARGS)
 
 test-fast: $(STAMP)  ## lint, then everything but the stack tier
 	$(VENV)/bin/ruff check .
