@@ -43,9 +43,11 @@ Decisions (docs/burst.md has the measured numbers and what a deployment must set
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import statistics
 import sys
+import threading
 import time
 from datetime import datetime
 from pathlib import Path
@@ -73,12 +75,14 @@ class StackCpu:
     the machine: each process of the components' and the postmaster's sessions, its own time
     and its reaped children's (/proc/<pid>/stat). nginx is left out (a few ms per page)."""
 
-    def __init__(self, stack, pg) -> None:
-        self.sessions = {proc.pid for _, proc in stack.procs.procs}
+    def __init__(self, stack, pg, more: dict[int, str] | None = None) -> None:
+        # session id -> what runs in it; ``more``: the Celery stack's workers, Redis, S3 store
+        self.names = {proc.pid: name for name, proc in stack.procs.procs} | (more or {})
         pid_file = Path(pg.data, "postmaster.pid")
         if pid_file.exists():
-            self.sessions.add(int(pid_file.read_text().split()[0]))  # pg_ctl setsid()s it
-        self.sessions.discard(os.getsid(0))  # never this process's own session (counted below)
+            self.names[int(pid_file.read_text().split()[0])] = "postgres"  # pg_ctl setsid()s it
+        self.names.pop(os.getsid(0), None)  # never this process's own session (counted below)
+        self.sessions = set(self.names)
         self.tick = os.sysconf("SC_CLK_TCK")
 
     def total(self) -> float:
@@ -96,6 +100,110 @@ class StackCpu:
                 ticks += sum(int(v) for v in fields[11:15])  # utime stime cutime cstime
         own = os.times()
         return ticks / self.tick + own.user + own.system
+
+
+_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+class TaskCpu(threading.Thread):
+    """Where the stack's CPU went during a burst, by task instance and by part, sampled from
+    /proc every :data:`PERIOD` s:
+
+    * ``supervisor``: the executor's process that supervises the task (a LocalExecutor worker,
+      or a Celery pool process), its own CPU while its title names the task instance (Airflow
+      sets it to the instance's id);
+    * ``task process``: what that process reaped (the forked task runner, and with it the crawl
+      subprocess), read from its children's CPU (exact: the kernel adds a child's whole CPU to
+      its parent when it is reaped), minus the crawl;
+    * ``crawl``: the ``scrapy crawl`` subprocess, its own CPU as last sampled (a lower bound:
+      up to one period of its end is not seen);
+    * ``components``: everything else in the stack's sessions (scheduler, api-server,
+      dag-processor, triggerer, PostgreSQL, Celery's main processes), by session leader.
+    """
+
+    PERIOD = 0.2
+
+    def __init__(self, sessions: dict[int, str]) -> None:
+        super().__init__(daemon=True)
+        self.sessions = sessions  # session id -> component name
+        self.tick = os.sysconf("SC_CLK_TCK")
+        self.halt = threading.Event()
+        self.last: dict[int, tuple[int, int, str | None]] = {}  # pid -> own, children, ti
+        self.by_ti: dict[str, dict[str, float]] = {}
+        self.crawl: dict[int, tuple[str, int]] = {}  # pid -> ti, own ticks
+        self.components: dict[str, float] = {}
+
+    def _add(self, ti: str, part: str, ticks: int) -> None:
+        parts = self.by_ti.setdefault(ti, {})
+        parts[part] = parts.get(part, 0.0) + ticks / self.tick
+
+    def sample(self) -> None:
+        procs = {}
+        for entry in os.scandir("/proc"):
+            if not entry.name.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry.name}/stat") as f:
+                    stat = f.read()
+                with open(f"/proc/{entry.name}/cmdline", "rb") as f:
+                    title = f.read().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue
+            fields = stat[stat.rfind(")") + 2 :].split()
+            ppid, sid = int(fields[1]), int(fields[3])
+            own, children = int(fields[11]) + int(fields[12]), int(fields[13]) + int(fields[14])
+            found = _UUID.search(title) if "airflow" in title else None
+            procs[int(entry.name)] = (ppid, sid, own, children, found and found.group(0), title)
+        # A process that ended was reaped by its parent, whose children's CPU now holds all of
+        # it: what was already counted of it while it ran is taken off there, not counted twice.
+        taken: dict[int, int] = {}
+        for pid in set(self.last) - set(procs):
+            ppid, counted = self.last.pop(pid)[3:5]
+            taken[ppid] = taken.get(ppid, 0) + counted
+        for pid, (ppid, sid, own, children, ti, title) in procs.items():
+            parent_ti = procs[ppid][4] if ppid in procs else None
+            if "scrapy crawl" in title:
+                if parent_ti:
+                    self.crawl[pid] = (parent_ti, own)
+                continue
+            if sid not in self.sessions or parent_ti:
+                continue  # not the stack's; or a task runner, counted when its parent reaps it
+            before = self.last.get(pid)
+            if before is None:  # from its first sample on; what came before, its parent reaps
+                self.last[pid] = (own, children, ti, ppid, 0)
+                continue
+            d_own, d_children = own - before[0], children - before[1] - taken.get(pid, 0)
+            name = self.sessions[sid]
+            if ti:
+                self._add(ti, "supervisor", d_own)
+            else:
+                self.components[name] = self.components.get(name, 0.0) + d_own / self.tick
+            if before[2]:  # what it reaped belongs to the task it was running until now
+                self._add(before[2], "reaped", d_children)
+            else:
+                self.components[name] = self.components.get(name, 0.0) + d_children / self.tick
+            self.last[pid] = (own, children, ti, ppid, before[4] + d_own + d_children)
+
+    def run(self) -> None:
+        while not self.halt.wait(self.PERIOD):
+            self.sample()
+
+    def stop(self) -> dict[str, dict[str, float]]:
+        """Per task instance id: supervisor, task process and crawl CPU seconds."""
+        self.halt.set()
+        self.join()
+        self.sample()
+        for ti, ticks in self.crawl.values():
+            self._add(ti, "crawl", ticks)
+        out = {}
+        for ti, parts in self.by_ti.items():
+            crawl = parts.get("crawl", 0.0)
+            out[ti] = {
+                "supervisor": parts.get("supervisor", 0.0),
+                "task process": max(parts.get("reaped", 0.0) - crawl, 0.0),
+                "crawl": crawl,
+            }
+        return out
 
 
 FLOOR_FILE = '''\
@@ -162,6 +270,20 @@ def settings(env: dict[str, str]) -> dict[str, int]:
     for name, default in SCHEDULER_SETTINGS.items():
         out[name] = int(env.get(f"AIRFLOW__SCHEDULER__{name.upper()}") or default)
     return out
+
+
+EXECUTORS = {
+    "local": "LocalExecutor",
+    "celery": "CeleryExecutor, two workers of concurrency 4, Redis",
+}
+
+
+def executor() -> str:
+    """``BENCH_BURST_EXECUTOR``: ``local`` (default) or ``celery``."""
+    name = os.environ.get("BENCH_BURST_EXECUTOR", "").strip().lower() or "local"
+    if name not in ("local", "celery"):
+        raise SystemExit(f"BENCH_BURST_EXECUTOR={name!r}: use local or celery")
+    return name
 
 
 def dag_count() -> int:
@@ -282,6 +404,8 @@ class Burst:
         cpu = CpuMeter()
         cpu.start()
         stack_cpu = self.stack_cpu.total()
+        profile = TaskCpu(self.stack_cpu.names)
+        profile.start()
         t0 = utc(time.time())
         self.set_paused(side, False)
         give_up = time.monotonic() + timeout
@@ -306,11 +430,13 @@ class Burst:
             if len(done) == self.n:
                 break
             if time.monotonic() > give_up:
+                profile.stop()
                 self.set_paused(side, True)
                 return None
             time.sleep(1)
         busy = cpu.busy()
         stack_cpu = self.stack_cpu.total() - stack_cpu
+        by_ti = profile.stop()
         self.set_paused(side, True)
         failed = sorted(r[0] for r in done if r[3] != "success")
         if failed:
@@ -322,7 +448,33 @@ class Burst:
         others = [r for r in rows if (r[0], r[1]) not in pairs]
         record = self.record(side, mode, t0, pairs, busy, load_before, others)
         record["stack_cpu"] = stack_cpu
+        record["cpu_profile"] = self.profile(by_ti, profile.components)
         return record
+
+    def profile(self, by_ti: dict[str, dict[str, float]], components: dict[str, float]) -> dict:
+        """TaskCpu's figures: per task id, the median CPU seconds of each part over the
+        burst's task instances; the components' seconds; and how much of the stack's CPU the
+        two account for."""
+        names = dict(
+            self.stack.query(
+                "SELECT id::text, task_id FROM task_instance WHERE id::text = ANY(%s)",
+                sorted(by_ti),
+            )
+        )
+        per_task: dict[str, dict[str, list[float]]] = {}
+        for ti, parts in by_ti.items():
+            if ti in names:
+                task = per_task.setdefault(names[ti], {})
+                for part, value in parts.items():
+                    task.setdefault(part, []).append(value)
+        return {
+            "per task process, median CPU s": {
+                task: {part: _median(v) for part, v in parts.items()} | {"n": len(parts["crawl"])}
+                for task, parts in sorted(per_task.items())
+            },
+            "task processes, CPU s in all": round(sum(sum(p.values()) for p in by_ti.values()), 1),
+            "components, CPU s": {k: round(v, 1) for k, v in sorted(components.items())},
+        }
 
     def record(self, side, mode, t0, pairs, busy, load_before, others) -> dict:
         """What the burst's runs and task instances recorded (metadata DB)."""
@@ -413,6 +565,7 @@ def summary(rec: dict, parallelism: int) -> dict:
             "DAG parse in the task process": _median(p for t in ts for p in t["parse"]),
         }
     out["per task, median s"] = per_task
+    out["where the CPU went (TaskCpu)"] = rec["cpu_profile"]
     if rec["other_runs"]:
         out["Caution: other runs of these DAGs meanwhile"] = rec["other_runs"]
     return out
@@ -433,7 +586,8 @@ def figures(pairs: list[dict], n: int, knobs: dict[str, int], repeat: int) -> li
         "(same timetable, same 4 task ids chained, first task in the site pool, the last "
         "an EmptyOperator as ours; three PythonOperators with a no-op callable, each a real "
         "task start), burst by burst in the same run (pair 1: ours first). Real stack "
-        f"(LocalExecutor, default_pool 128, {', '.join(f'{k} {v}' for k, v in knobs.items())}), "
+        f"({EXECUTORS[executor()]}, default_pool 128, "
+        f"{', '.join(f'{k} {v}' for k, v in knobs.items())}), "
         f"OFFPEAK_IGNORE_WINDOWS=true, on {os.cpu_count()} cores shared with other work. "
         f"N={n}, not the issue's 500: both sides' times grow about linearly with N, and 500 "
         "would take ~8x as long here (~40 min); BENCH_BURST_DAGS=500 runs it "
@@ -445,10 +599,11 @@ def figures(pairs: list[dict], n: int, knobs: dict[str, int], repeat: int) -> li
             for p in pairs
         ]
     }
+    on = "" if executor() == "local" else f" ({EXECUTORS[executor()].split(',')[0]})"
     common_args = {"section": SECTION, "anchor": f"{n} no-op DAGs, same shape", "target": 1.5}
     return [
         Figure(
-            name=f"{n} DAGs due at once: all crawls started",
+            name=f"{n} DAGs due at once{on}: all crawls started",
             runs=[crawls_started(p[OURS]) for p in done],
             anchor_runs=[crawls_started(p[FLOOR]) for p in done],
             note="Seconds from time zero (the unpause) to the last `scrape` task instance's "
@@ -457,7 +612,7 @@ def figures(pairs: list[dict], n: int, knobs: dict[str, int], repeat: int) -> li
             **common_args,
         ),
         Figure(
-            name=f"{n} DAGs due at once: all loads finished",
+            name=f"{n} DAGs due at once{on}: all loads finished",
             runs=[loads_finished(p[OURS]) for p in done],
             anchor_runs=[loads_finished(p[FLOOR]) for p in done],
             note="Seconds from time zero (the unpause) to the last `load` task instance's "
@@ -467,7 +622,7 @@ def figures(pairs: list[dict], n: int, knobs: dict[str, int], repeat: int) -> li
         ),
         Figure(
             section=SECTION,
-            name=f"{n} DAGs due at once: CPU seconds of the stack",
+            name=f"{n} DAGs due at once{on}: CPU seconds of the stack",
             runs=[p[OURS]["stack_cpu"] for p in done],
             anchor=common_args["anchor"],
             anchor_runs=[p[FLOOR]["stack_cpu"] for p in done],
@@ -495,7 +650,20 @@ def run(args, deadline: float) -> list[Figure]:
         from support.stack import AirflowStack
 
         n = dag_count()
-        stack = holder["stack"] = AirflowStack(pg, session["state"] / "stack")
+        celery = executor() == "celery"
+        if celery:
+            from support.celery import CeleryStack, Redis, S3Store
+
+            home = session["state"] / "celery"
+            home.mkdir()
+            redis, s3 = Redis(home).start(), S3Store(home).start()
+            holder["more"] = [redis, s3]
+            stack = holder["stack"] = CeleryStack(pg, home, redis, s3)
+            # The data root on a disk the workers share, as docker-compose's default (a
+            # volume), not the test S3 store: its CPU would be counted as the stack's.
+            stack.env["OFFPEAK_DATA_ROOT"] = os.environ["OFFPEAK_DATA_ROOT"]
+        else:
+            stack = holder["stack"] = AirflowStack(pg, session["state"] / "stack")
         stack.env["OFFPEAK_IGNORE_WINDOWS"] = "true"  # as `make run`: crawls start at once
         sites = make_config(stack.config_dir, n)
         project = load_project(stack.config_dir)
@@ -508,9 +676,14 @@ def run(args, deadline: float) -> list[Figure]:
         began = time.monotonic()
         stack.start()
         stack.wait_parsed(dag_ids[OURS] + dag_ids[FLOOR], timeout=300)
+        more = {}
+        if celery:  # two workers of half the slots each, as test_celery.py's deployment
+            stack.start_workers(w1=["default"], w2=["default"])
+            more = {p.pid: f"celery {w}" for w, p in stack.workers.items()}
+            more |= {redis.proc.pid: "redis"}
         print(f"stack up, {2 * n} DAGs parsed: {time.monotonic() - began:.0f} s", flush=True)
 
-        cpu = StackCpu(stack, pg)
+        cpu = StackCpu(stack, pg, more)
         bench = Burst(stack, dag_ids, RegionClock.of(project.regions[REGION]), cpu)
         pairs = []
         for k in range(args.repeat):

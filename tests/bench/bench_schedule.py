@@ -465,7 +465,8 @@ def _pool_waits(batch: list[dict]) -> list[dict]:
 @contextmanager
 def stack_services(logs_env: str):
     """PostgreSQL and the demo sites (behind nginx) started for a bench's ``AirflowStack``; yields
-    ``(session, holder)``: put the stack in ``holder["stack"]`` and it is stopped on the way out
+    ``(session, holder)``: put the stack in ``holder["stack"]`` (and services it needs, each with
+    a ``stop()``, in ``holder["more"]``) and it is stopped on the way out
     (its logs copied to the folder ``$<logs_env>`` when set), then the services and the state
     folder go. SIGTERM stops it the same way."""
     from support import services
@@ -488,6 +489,8 @@ def stack_services(logs_env: str):
             stack = holder["stack"]
             if stack is not None:
                 stack.stop()
+            for service in holder.get("more", []):  # e.g. a Celery stack's Redis
+                service.stop()
                 keep = os.environ.get(logs_env)  # a folder: keep the logs there
                 if keep:
                     import shutil

@@ -19,6 +19,9 @@ from offpeak.config import load_project
 from offpeak.naming import scrape_dag_id
 from support.celery import CeleryStack, Redis, S3Store
 
+# Its own CeleryExecutor stack: `make test` runs it in the session beside the stack tier's.
+pytestmark = pytest.mark.own_stack
+
 # The demo sites' rows per (site, region) partition, on any trading date.
 ROWS = {"equities": 90, "fx_rates": 57, "funds": 28}
 SLOW_EQUITIES = "/faults/slow/equities/{region}/{trading_date}/quotes?page=1"  # 2 s a page
