@@ -18,7 +18,7 @@ from offpeak.pipeline.duplicates import REASON_KEY as DUPLICATE_REASON
 from offpeak.pipeline.duplicates import KeyLedger
 from offpeak.pipeline.duplicates import settle as settle_duplicates
 from offpeak.pipeline.normalize import FieldError, field_converter
-from offpeak.pipeline.storage import STAGES, atomic_writer, sibling
+from offpeak.pipeline.storage import STAGES, atomic_writer, open_file, sibling
 
 if TYPE_CHECKING:
     from offpeak.config import Site
@@ -166,7 +166,7 @@ def transform_file(
     batch = _Batch(site, site_converters(site, zone, trading_date))
     keys_path = kept_keys_path(rejects)
     with (
-        raw.open("rb") as src,
+        open_file(raw) as src,
         atomic_writer(clean) as out,
         atomic_writer(rejects) as bad,
         atomic_writer(keys_path) as keys_out,

@@ -8,7 +8,7 @@ from datetime import date
 from typing import TYPE_CHECKING, Any
 
 from offpeak.errors import Final
-from offpeak.pipeline import quality
+from offpeak.pipeline import quality, storage
 from offpeak.pipeline.storage import from_uri
 from offpeak.pipeline.transform import clean_columns
 from offpeak.warehouse.checks import check_partition, summarize
@@ -227,7 +227,7 @@ def _stage_kept_keys(cur: psycopg.Cursor, site: Site, kept_keys) -> sql.Composab
     returns the condition that spares them from the prune (empty without kept keys)."""
     from psycopg import sql
 
-    if kept_keys is None or not kept_keys.exists():
+    if kept_keys is None or not storage.exists(kept_keys):
         return sql.SQL("")
     keys = site.natural_key
     key_types = [
@@ -483,7 +483,7 @@ def _columns(names: Iterable[str], prefix: str = "") -> sql.Composable:
 
 def _copy(cur: psycopg.Cursor, path, statement: sql.Composable) -> None:
     """Stream the file at ``path`` into ``COPY ... FROM STDIN``, a block at a time."""
-    with path.open("rb") as src, cur.copy(statement) as copy:
+    with storage.open_file(path) as src, cur.copy(statement) as copy:
         while block := src.read(COPY_BLOCK):
             copy.write(block)
 
