@@ -11,7 +11,7 @@ Decisions (docs/burst.md has the measured numbers and what a deployment must set
   without its ``next_page`` (one page of 20 rows; the crawl ends complete after it), all on the
   shipped connection ``site_equities``; one pool per site (``max_concurrent_crawls`` 2), as
   ``offpeak.pools`` makes them. N from ``BENCH_BURST_DAGS`` (default :data:`DEFAULT_DAGS`, what
-  fits ~5 min of bursts on 2 cores; the issue's 500 would take ~8x as long, ~40 min).
+  fits ~5 min of bursts on 2 cores; the issue's 500 took 25.6 min for one pair here).
 * The floor: N DAGs ``floor__<site>__europe`` in a DAG file of the bench's own, with the scrape
   DAGs' shape: the same timetable (the region's ``OffPeakTimetable``, so the scheduler makes
   their runs the same way), four tasks chained with the same ids, the first one in the same
@@ -35,6 +35,12 @@ Decisions (docs/burst.md has the measured numbers and what a deployment must set
 * Figures: from time zero to the last ``scrape`` task instance's ``start_date`` ("all crawls
   started") and to the last ``load``'s ``end_date`` ("all loads finished"), for each side;
   the ratio is taken pair by pair.
+
+* Where the CPU went: :class:`TaskCpu` samples /proc during each burst and splits each task
+  instance's CPU into the supervising executor process, the task process and the crawl
+  subprocess, beside each component's seconds (the JSON's ``where the CPU went``).
+* ``BENCH_BURST_EXECUTOR=celery``: the same on the tests' CeleryExecutor stack (two workers of
+  concurrency 4, Redis), its data root on the local disk (compose's default), not S3.
 
 ``BENCH_BURST_LOGS=<folder>`` keeps the components' logs there; ``BENCH_BURST_PARALLELISM`` and
 ``AIRFLOW__SCHEDULER__MAX_*`` (SCHEDULER_SETTINGS) try other settings (docs/burst.md).
@@ -448,17 +454,21 @@ class Burst:
         others = [r for r in rows if (r[0], r[1]) not in pairs]
         record = self.record(side, mode, t0, pairs, busy, load_before, others)
         record["stack_cpu"] = stack_cpu
-        record["cpu_profile"] = self.profile(by_ti, profile.components)
+        record["cpu_profile"] = self.profile(side, by_ti, profile.components)
         return record
 
-    def profile(self, by_ti: dict[str, dict[str, float]], components: dict[str, float]) -> dict:
+    def profile(
+        self, side: str, by_ti: dict[str, dict[str, float]], components: dict[str, float]
+    ) -> dict:
         """TaskCpu's figures: per task id, the median CPU seconds of each part over the
-        burst's task instances; the components' seconds; and how much of the stack's CPU the
-        two account for."""
+        burst's task instances (``side``'s only: a Celery pool process keeps the title of its
+        last task while idle); the task processes' and the components' seconds."""
         names = dict(
             self.stack.query(
-                "SELECT id::text, task_id FROM task_instance WHERE id::text = ANY(%s)",
+                "SELECT id::text, task_id FROM task_instance WHERE id::text = ANY(%s)"
+                " AND dag_id = ANY(%s)",
                 sorted(by_ti),
+                self.dag_ids[side],
             )
         )
         per_task: dict[str, dict[str, list[float]]] = {}
@@ -472,7 +482,9 @@ class Burst:
                 task: {part: _median(v) for part, v in parts.items()} | {"n": len(parts["crawl"])}
                 for task, parts in sorted(per_task.items())
             },
-            "task processes, CPU s in all": round(sum(sum(p.values()) for p in by_ti.values()), 1),
+            "task processes, CPU s in all": round(
+                sum(sum(p.values()) for ti, p in by_ti.items() if ti in names), 1
+            ),
             "components, CPU s": {k: round(v, 1) for k, v in sorted(components.items())},
         }
 
@@ -590,7 +602,7 @@ def figures(pairs: list[dict], n: int, knobs: dict[str, int], repeat: int) -> li
         f"{', '.join(f'{k} {v}' for k, v in knobs.items())}), "
         f"OFFPEAK_IGNORE_WINDOWS=true, on {os.cpu_count()} cores shared with other work. "
         f"N={n}, not the issue's 500: both sides' times grow about linearly with N, and 500 "
-        "would take ~8x as long here (~40 min); BENCH_BURST_DAGS=500 runs it "
+        "took 25.6 min for one pair here; BENCH_BURST_DAGS=500 runs it "
         "(docs/burst.md)." + fewer
     )
     extra = {
@@ -691,8 +703,9 @@ def run(args, deadline: float) -> list[Figure]:
             order = (OURS, FLOOR) if k % 2 == 0 else (FLOOR, OURS)
             pair = {OURS: None, FLOOR: None}
             for side in order:
-                # Pair 1 may overrun the deadline on a busy machine (no figure without it).
-                timeout = max(600 if k == 0 else 0, deadline - time.monotonic())
+                # Pair 1 may overrun the deadline on a busy machine (no figure without it),
+                # and a large N takes longer than the deadline (~4 s a DAG for ours here).
+                timeout = max(max(600, 8 * n) if k == 0 else 0, deadline - time.monotonic())
                 pair[side] = bench.burst(side, k, timeout)
                 if pair[side] is None:
                     break
