@@ -48,6 +48,8 @@ def test_backfill_creates_the_trading_days_and_reprocessing_adds_no_rows(stack, 
     ny = ZoneInfo("America/New_York")
     trading_dates = [r[2].astimezone(ny).date().isoformat() for r in runs]
     assert trading_dates == ["2026-09-03", "2026-09-04", "2026-09-08"]
+    # Each run id names its trading date (OffPeakTimetable.generate_run_id), as the UI lists it.
+    assert [r[0].split("__")[:2] for r in runs] == [["backfill", d] for d in trading_dates]
     assert {r[1] for r in runs} == {"success"}, runs
     assert {r[3] for r in runs} == {"backfill"}
     assert rows_per_date(warehouse) == dict.fromkeys(trading_dates, 90)

@@ -116,6 +116,45 @@ def test_manual_run_maps_its_logical_date_to_the_trading_day():
     assert sunday.start.in_timezone("America/New_York").date() == date(2026, 11, 20)
 
 
+@pytest.mark.parametrize(
+    ("run_type", "day", "expected"),
+    [
+        # India's run for Monday 9 November: its logical date is local midnight (18:30 UTC on
+        # the 8th, which reads as "the 8th"); its window opens at 16:30 IST (11:00 UTC).
+        ("scheduled", date(2026, 11, 9), "scheduled__2026-11-09__2026-11-09T11:00:00+00:00"),
+        # The 10th is a holiday (Diwali): a backfill from it starts with the 11th.
+        ("backfill", date(2026, 11, 10), "backfill__2026-11-11__2026-11-11T11:00:00+00:00"),
+    ],
+)
+def test_a_run_id_names_its_trading_date(run_type, day, expected):
+    """The UI's run list and the REST API show the trading date, not only UTC instants (the
+    logical date of India's 9 November is 2026-11-08T18:30 UTC)."""
+    from airflow.utils.types import DagRunType
+
+    tt = OffPeakTimetable.for_region(REGIONS["india"])
+    info = tt.next_dagrun_info(
+        last_automated_data_interval=None,
+        restriction=TimeRestriction(earliest=_p(day.year, day.month, day.day), latest=None,
+                                    catchup=True),
+    )  # fmt: skip
+    kind = {"scheduled": DagRunType.SCHEDULED, "backfill": DagRunType.BACKFILL_JOB}[run_type]
+    run_id = tt.generate_run_id(
+        run_type=kind, run_after=info.run_after, data_interval=info.data_interval
+    )
+    assert run_id == expected
+    # A manual trigger's id names the trading day its logical date maps to; none: Airflow's.
+    manual = tt.infer_manual_data_interval(run_after=_p(2026, 11, 10, 12))  # the holiday
+    assert tt.generate_run_id(
+        run_type=DagRunType.MANUAL, run_after=_p(2026, 11, 10, 12), data_interval=manual
+    ).startswith("manual__2026-11-09__")
+    assert (
+        tt.generate_run_id(
+            run_type=DagRunType.MANUAL, run_after=_p(2026, 11, 10, 12), data_interval=None
+        )
+        == "manual__2026-11-10T12:00:00+00:00"
+    )
+
+
 def _p(*args: int):
     import pendulum
 
@@ -201,3 +240,12 @@ def test_backfill_bounds_with_a_time_or_offset_are_exact_instants():
     # The 25th starts before the lower bound; the 27th (starts 26th 15:00Z) is inside.
     dates = [i.logical_date.in_timezone("Asia/Tokyo").date().isoformat() for i in infos]
     assert dates == ["2026-11-26", "2026-11-27"]
+
+
+def test_the_dag_docs_tell_how_to_read_a_run_id_and_a_logical_date():
+    from offpeak import factory
+
+    project = load_project()
+    doc = factory._doc_md(project.sites["funds"], project.regions["india"], project.alerts)
+    assert "`scheduled__<trading date>__<window opening, UTC>`" in doc
+    assert "east of UTC falls on the day before (in `Asia/Kolkata`" in doc

@@ -76,6 +76,27 @@ class _TradingDayTimetable(Timetable):
         start, end = self.clock.data_interval(self.clock.trading_day_of(run_after))
         return DataInterval(_pendulum(start), _pendulum(end))
 
+    def generate_run_id(
+        self,
+        *,
+        run_type: Any,
+        run_after: DateTime,
+        data_interval: DataInterval | None,
+        **extra: Any,
+    ) -> str:
+        """``<run type>__<trading date>__<run_after>``: the run id names the trading date the
+        run is for, where the UI's run list and the REST API show it. India's 9 November is
+        ``scheduled__2026-11-09__2026-11-09T11:00:00+00:00`` (its window opens at 16:30 IST),
+        where its logical date, 2026-11-08T18:30 UTC (local midnight), reads as the 8th.
+        Airflow calls this for scheduled runs, backfills and REST or UI triggers without a run
+        id of their own. ``run_after`` keeps it unique, as in Airflow's own id."""
+        if data_interval is None:  # a run with no logical date: Airflow's id
+            return super().generate_run_id(
+                run_type=run_type, run_after=run_after, data_interval=data_interval, **extra
+            )
+        day = self.clock.day_of_interval_start(data_interval.start)
+        return run_type.generate_run_id(suffix=f"{day.isoformat()}__{run_after.isoformat()}")
+
     def _first_session_from(self, bound: datetime) -> date:
         """The first session whose run a lower bound admits."""
         day = _plain_date(bound)
