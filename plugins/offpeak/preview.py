@@ -204,6 +204,15 @@ def table(headings: list[str], rows: list[list[str]]) -> list[str]:
     return [line(headings), line(["-" * w for w in widths]), *(line(r) for r in rows)]
 
 
+def _key_text(site: Site, record: Any) -> str:
+    """The reject's natural key as far as the record has it (``symbol='ACME'``): which row it
+    is on the page, where the line number is only its place in the feed."""
+    if not isinstance(record, dict):
+        return ""
+    found = [(k, record.get(k)) for k in site.natural_key]
+    return ", ".join(f"{k}={v!r}" for k, v in found if v not in (None, ""))
+
+
 def report(p: Preview, shown: int = 20) -> str:
     site, stats = p.site, p.stats
     pages = contract.site_pages(stats)
@@ -225,7 +234,8 @@ def report(p: Preview, shown: int = 20) -> str:
     out += [f"  {line}" for line in table(headings, cells)]
     out += ["", f"Rejects ({len(p.rejects)}):"]
     for r in p.rejects[:shown]:
-        out.append(f"  line {r['line']}: {r['reason']}")
+        key = _key_text(site, r.get("record"))
+        out.append(f"  line {r['line']}{f' ({key})' if key else ''}: {r['reason']}")
     skipped = int(stats.get("offpeak/rows_skipped", 0))
     out += ["", f"Rows skipped as not data (header, footer, spacer): {skipped}"]
     out += ["", f"Field coverage (of {p.items} scraped rows):"]
