@@ -161,7 +161,11 @@ def test_kind_without_its_section(config_dir):
 
 def test_kind_with_another_kinds_section(config_dir):
     path = write_site(config_dir, "prices", site_with(html_table={"rows": "tr"}))
-    assert_only_error(load_project(config_dir), path, "does not use section(s) ['html_table']")
+    assert_only_error(
+        load_project(config_dir),
+        path,
+        "field `html_table`: kind 'json_api' does not use this section",
+    )
 
 
 def test_css_field_on_json_api_site(config_dir):
@@ -205,11 +209,32 @@ def test_a_file_name_that_is_no_site_name_is_named_as_the_file(config_dir):
     assert "field `name`" not in message and "rename the file" in message
 
 
+def test_every_cross_field_mistake_of_a_file_is_reported_at_once_on_its_own_field(config_dir):
+    """An unknown key field, a quality rule on an unknown field, a field located the HTML way on
+    a JSON API and another kind's section: four lines, each naming its field."""
+    data = site_with(natural_key=["ticker"], html_table={"rows": "tr"})
+    data["fields"]["price"] = {"type": "decimal", "css": "td.price::text"}
+    data["quality"] = {"ranges": {"volume": {"min": 0}}}
+    path = write_site(config_dir, "prices", data)
+    message = assert_only_error(
+        load_project(config_dir), path,
+        "  field `natural_key`: names unknown field(s) ['ticker']; the site's fields are "
+        "['code', 'price']",
+        "  field `quality.ranges`: names unknown field(s) ['volume']",
+        "  field `fields.price`: a json_api site locates fields with `path` (or `const`)",
+        "  field `html_table`: kind 'json_api' does not use this section",
+    )  # fmt: skip
+    assert "(top level)" not in message
+    assert len(message.splitlines()) == 1 + 4
+
+
 def test_a_natural_key_of_a_json_field_is_refused(config_dir):
     data = site_with()
     data["fields"]["code"]["type"] = "json"
     path = write_site(config_dir, "prices", data)
-    assert_only_error(load_project(config_dir), path, "natural_key field(s) ['code'] are type json")
+    assert_only_error(
+        load_project(config_dir), path, "field `natural_key`: field(s) ['code'] are type json"
+    )
 
 
 def test_invalid_yaml_syntax(config_dir):
@@ -557,7 +582,7 @@ def test_missing_regions_file(config_dir):
 
 def test_get_site_raises_for_a_broken_site(config_dir):
     write_site(config_dir, "prices", site_with(natural_key=["ticker"]))
-    with pytest.raises(ConfigError, match="natural_key names unknown field"):
+    with pytest.raises(ConfigError, match="field `natural_key`: names unknown field"):
         get_site("prices", config_dir)
 
 

@@ -174,18 +174,18 @@ def break_quality(config_dir: Path, **quality) -> tuple[Path, str]:
 
 def test_an_unknown_field_in_min_field_coverage_names_the_file_and_field(config_dir):
     _, message = break_quality(config_dir, min_field_coverage={"bid": 0.9, "bidd": 0.9})
-    assert "quality.min_field_coverage names unknown field(s) ['bidd']" in message
+    assert "field `quality.min_field_coverage`: names unknown field(s) ['bidd']" in message
     assert "the site's fields are ['ask', 'bid', 'mid'," in message
 
 
 def test_an_unknown_field_in_ranges_names_the_file_and_field(config_dir):
     _, message = break_quality(config_dir, ranges={"spread": {"max": 1}})
-    assert "quality.ranges names unknown field(s) ['spread']" in message
+    assert "field `quality.ranges`: names unknown field(s) ['spread']" in message
 
 
 def test_a_range_on_a_text_field_is_an_error(config_dir):
     _, message = break_quality(config_dir, ranges={"venue": {"min": 0}})
-    assert "quality.ranges: field(s) ['venue'] are not numeric" in message
+    assert "field `quality.ranges`: field(s) ['venue'] are not numeric" in message
 
 
 def test_a_range_needs_a_bound_in_order(config_dir):

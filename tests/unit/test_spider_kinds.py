@@ -78,7 +78,7 @@ def test_a_registered_kind_checks_its_section_and_refuses_the_others(toy_kind, c
     write_site(config_dir, "wire", {**NEWS, "html_table": {"rows": "tr"}})
     errors = load_project(config_dir).errors
     assert "field `rss_feed.itemz`: Extra inputs are not permitted" in errors["news.yaml"]
-    assert "kind 'rss_feed' does not use section(s) ['html_table']" in errors["wire.yaml"]
+    assert "field `html_table`: kind 'rss_feed' does not use this section" in errors["wire.yaml"]
 
 
 def test_an_unregistered_kind_is_unknown_again(config_dir):

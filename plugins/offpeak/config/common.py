@@ -17,3 +17,13 @@ def _id_part(what: str) -> AfterValidator:
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class FieldProblems(ValueError):
+    """Several mistakes a model's cross-field check found at once, each on the field it is
+    about: ``[("natural_key", "names unknown field(s) ['sym']"), ...]``. The loader reports
+    each on its own line, under its own field, not as one error on the model."""
+
+    def __init__(self, problems: list[tuple[str, str]]) -> None:
+        self.problems = problems
+        super().__init__("; ".join(f"{loc}: {msg}" for loc, msg in problems))

@@ -12,6 +12,7 @@ import yaml
 from pydantic import ValidationError
 
 from offpeak import naming, settings
+from offpeak.config.common import FieldProblems
 from offpeak.config.kinds import KINDS
 from offpeak.config.regions import Alerts, Region, RegionsFile, Rollups
 from offpeak.config.sites import Site
@@ -65,6 +66,11 @@ def _format_validation_error(
     lines = [f"{path}: invalid config for {who}:"]
     for e in err.errors():
         loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        found = e.get("ctx", {}).get("error")
+        if isinstance(found, FieldProblems):  # a model's cross-field checks: each on its field
+            prefix = f"{loc}." if e["loc"] else ""
+            lines += [f"  field `{prefix}{where}`: {msg}" for where, msg in found.problems]
+            continue
         if named_by_file and loc == "name":
             why = e["msg"].removeprefix("Value error, ")
             lines.append(

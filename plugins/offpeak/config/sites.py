@@ -9,7 +9,7 @@ from pydantic import ConfigDict, Field, field_validator, model_validator
 from pydantic.fields import FieldInfo
 
 from offpeak import naming
-from offpeak.config.common import IDENTIFIER, _id_part, _Strict
+from offpeak.config.common import IDENTIFIER, FieldProblems, _id_part, _Strict
 from offpeak.config.fields import RESERVED_COLUMNS, FieldSpec
 from offpeak.config.kinds import KINDS, SpiderKind
 
@@ -265,60 +265,77 @@ class Site(_Strict):
 
     @model_validator(mode="after")
     def _consistent(self) -> Site:
-        kind = KINDS[self.kind]
-        section = getattr(self, self.kind)
-        if section is None:
-            raise ValueError(f"kind {self.kind!r} needs a {self.kind!r} section")
-        others = [k for k in KINDS if k != self.kind]
-        extra = [k for k in others if getattr(self, k, None) is not None]
-        if extra:
-            raise ValueError(f"kind {self.kind!r} does not use section(s) {extra}")
-        shadowed = RESERVED_COLUMNS & set(self.fields)
-        if shadowed:
-            raise ValueError(f"field name(s) {sorted(shadowed)} are reserved warehouse columns")
-        missing = [k for k in self.natural_key if k not in self.fields]
-        if missing:
-            raise ValueError(f"natural_key names unknown field(s) {missing}")
-        as_json = [k for k in self.natural_key if self.fields[k].type == "json"]
-        if as_json:
-            raise ValueError(
-                f"natural_key field(s) {as_json} are type json: jsonb compares values, not "
-                "their text ({'a': 1, 'b': 2} equals {'b': 2, 'a': 1}), so a key of them cannot "
-                "be checked for duplicates exactly; key on a text or number field instead"
-            )
-        for name, spec in self.fields.items():
-            if kind.page == "json" and (spec.css or spec.xpath or spec.negative_when):
-                raise ValueError(
-                    f"fields.{name}: a {kind.name} site locates fields with `path` (or `const`)"
-                )
-            if spec.column is not None and not kind.columns:
-                raise ValueError(
-                    f"fields.{name}: `column` (a header text) locates a cell of an html_table"
-                )
-            if kind.page == "html" and spec.path is not None:
-                raise ValueError(
-                    f"fields.{name}: an HTML site locates fields with `css` or `xpath` (or `const`)"
-                )
+        """Every cross-field mistake at once, each on its own field (FieldProblems)."""
+        problems = self._section_problems() + self._field_problems() + self._quality_problems()
+        if problems:
+            raise FieldProblems(problems)
         return self
 
-    @model_validator(mode="after")
-    def _quality_fields_known(self) -> Site:
+    def _section_problems(self) -> list[tuple[str, str]]:
+        problems = []
+        if getattr(self, self.kind) is None:
+            problems.append((self.kind, f"kind {self.kind!r} needs a {self.kind!r} section"))
+        for other in (k for k in KINDS if k != self.kind):
+            if getattr(self, other, None) is not None:
+                problems.append((other, f"kind {self.kind!r} does not use this section"))
+        return problems
+
+    def _field_problems(self) -> list[tuple[str, str]]:
+        kind, problems = KINDS[self.kind], []
+        shadowed = RESERVED_COLUMNS & set(self.fields)
+        if shadowed:
+            problems.append(
+                ("fields", f"field name(s) {sorted(shadowed)} are reserved warehouse columns")
+            )
+        missing = [k for k in self.natural_key if k not in self.fields]
+        if missing:
+            problems.append((
+                "natural_key",
+                f"names unknown field(s) {missing}; the site's fields are {sorted(self.fields)}",
+            ))  # fmt: skip
+        known = [k for k in self.natural_key if k in self.fields]
+        as_json = [k for k in known if self.fields[k].type == "json"]
+        if as_json:
+            problems.append((
+                "natural_key",
+                f"field(s) {as_json} are type json: jsonb compares values, not their text "
+                "({'a': 1, 'b': 2} equals {'b': 2, 'a': 1}), so a key of them cannot be checked "
+                "for duplicates exactly; key on a text or number field instead",
+            ))  # fmt: skip
+        for name, spec in self.fields.items():
+            if kind.page == "json" and (spec.css or spec.xpath or spec.negative_when):
+                why = f"a {kind.name} site locates fields with `path` (or `const`)"
+                problems.append((f"fields.{name}", why))
+            if spec.column is not None and not kind.columns:
+                why = "`column` (a header text) locates a cell of an html_table"
+                problems.append((f"fields.{name}", why))
+            if kind.page == "html" and spec.path is not None:
+                why = "an HTML site locates fields with `css` or `xpath` (or `const`)"
+                problems.append((f"fields.{name}", why))
+        return problems
+
+    def _quality_problems(self) -> list[tuple[str, str]]:
+        problems = []
         for key in ("min_field_coverage", "ranges"):
             unknown = [f for f in getattr(self.quality, key) if f not in self.fields]
             if unknown:
-                raise ValueError(
-                    f"quality.{key} names unknown field(s) {unknown}; "
-                    f"the site's fields are {sorted(self.fields)}"
-                )
+                problems.append((
+                    f"quality.{key}",
+                    f"names unknown field(s) {unknown}; "
+                    f"the site's fields are {sorted(self.fields)}",
+                ))  # fmt: skip
         not_numeric = [
-            f for f in self.quality.ranges if self.fields[f].type not in ("int", "decimal")
+            f
+            for f in self.quality.ranges
+            if f in self.fields and self.fields[f].type not in ("int", "decimal")
         ]
         if not_numeric:
-            raise ValueError(
-                f"quality.ranges: field(s) {not_numeric} are not numeric; "
-                "ranges apply to fields of type int or decimal"
-            )
-        return self
+            problems.append((
+                "quality.ranges",
+                f"field(s) {not_numeric} are not numeric; ranges apply to fields of type int or "
+                "decimal",
+            ))  # fmt: skip
+        return problems
 
     def required_fields(self) -> set[str]:
         return {n for n, f in self.fields.items() if f.required} | set(self.natural_key)
