@@ -7,7 +7,12 @@ from typing import Any, ClassVar
 
 from airflow.plugins_manager import AirflowPlugin
 
+from offpeak import compat
 from offpeak.schedule.timetable import GlobalTradingDayTimetable, OffPeakTimetable
+
+# The api-server validates a trigger's conf: a bad param's 400 then says what is wrong in one
+# line, without jsonschema's dumps of the schema and the value (offpeak.compat).
+compat.short_param_errors()
 
 
 class _CoverageApp:

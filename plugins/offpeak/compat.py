@@ -189,3 +189,42 @@ def prebuilt_asset(name: str, uri: str, group: str) -> Any:
     asset = Asset(name=name, uri=_PLACEHOLDER_URI, group=group)
     object.__setattr__(asset, "uri", uri)  # attrs' setattr hook would normalise it again
     return asset
+
+
+# --------------------------------------------------------------------------- param errors
+# A trigger whose conf does not fit a Param's schema gets HTTP 400 with the detail
+# "Invalid input for param <key>: <jsonschema error>" (SerializedParamsDict.validate, airflow
+# 3.3.2 serialization/definitions/param.py), and str() of a jsonschema error is its message
+# followed by "Failed validating ... in schema:" and dumps of the whole schema and of the
+# instance: a dozen lines of JSON under the one that says what is wrong. No upstream issue asks
+# for a shorter one (the nearest, apache/airflow#39409, made it a 400 rather than a 500). So
+# the api-server and scheduler, which load the plugin, keep the first line, the message.
+# Only on Airflow <= PARAM_ERRORS_UP_TO.
+
+PARAM_ERRORS_UP_TO = "3.3.2"
+
+
+def short_param_errors() -> bool:
+    """Make a Param's validation error one line where Airflow validates a trigger's conf;
+    True when the work-around is in place, False when this Airflow does not need it."""
+    if not affected(airflow_version(), PARAM_ERRORS_UP_TO):
+        return False
+    from airflow.serialization.definitions import param as serialized
+
+    params_dict = serialized.SerializedParamsDict
+    original = params_dict.validate
+    if getattr(original, _MARK, False):
+        return True
+    error_class = serialized.ParamValidationError
+
+    @functools.wraps(original)
+    def validate(self: Any) -> dict[str, Any]:
+        try:
+            return original(self)
+        except error_class as exc:
+            first = str(exc).split("\n", 1)[0]
+            raise error_class(first) from None
+
+    setattr(validate, _MARK, True)
+    params_dict.validate = validate
+    return True

@@ -105,6 +105,23 @@ def run_conf(context: Any) -> dict:
     return _conf_of(context.get("dag_run"))
 
 
+def check_conf(context: Any) -> None:
+    """ValueError naming every key of the run's conf that no Param of its DAG knows.
+
+    Airflow validates a trigger's conf against the Params it names, but accepts any other key
+    (a Param schema cannot forbid extra keys) and the REST API answers 200. A misspelt key
+    (``{"max_page": 1}``) would then be ignored, and the run would do what it was not asked
+    to. So the first task fails at once naming the keys (a final failure, no retry)."""
+    dag = context.get("dag")
+    known = set(getattr(dag, "params", None) or {})
+    unknown = sorted(set(run_conf(context)) - known)
+    if unknown:
+        raise ValueError(
+            f"dag_run.conf has key(s) {unknown} that no parameter of this DAG knows; "
+            f"its parameters are {sorted(known)}"
+        )
+
+
 def run_param(context: Any, key: str, default: Any = None) -> Any:
     """A run's parameter: the validated Params (conf merged in), else the raw conf."""
     params = context.get("params") or {}

@@ -127,6 +127,18 @@ def test_a_triggered_run_scrapes_the_trading_date_in_its_conf(stack, api, wareho
     assert rows_on(warehouse, date(2026, 10, 13)) == ROWS
 
 
+def test_a_bad_param_is_a_400_whose_detail_is_one_readable_line(stack):
+    """Airflow's own detail goes on with jsonschema's dumps of the schema and the value."""
+    status, body = stack.http(
+        "POST", f"/api/v2/dags/{DAG_ID}/dagRuns",
+        {"logical_date": None, "conf": {"max_pages": "many"}}, stack.token(),
+    )  # fmt: skip
+    assert status == 400, body
+    assert body["detail"] == (
+        "Invalid input for param max_pages: 'many' is not of type 'null', 'integer'"
+    ), body
+
+
 def test_a_backfill_creates_the_sydney_trading_days_of_its_range(stack, api, warehouse):
     """Backfilling 2026-10-14 .. 2026-10-16 (plain dates: midnight UTC) with conf
     {"ignore_window": true} runs Wed 14, Thu 15 and Fri 16 Oct, Sydney trading days, at once."""

@@ -80,3 +80,21 @@ def test_warehouse_assets_equal_what_airflows_own_constructor_builds(table):
 def test_a_prebuilt_asset_still_refuses_a_bad_name():
     with pytest.raises(ValueError, match="cannot exceed 1500 characters"):
         compat.prebuilt_asset("x" * 1501, "postgres://warehouse:5432/warehouse/s/t", "warehouse")
+
+
+def test_a_bad_params_error_is_its_first_line_where_airflow_validates_a_trigger():
+    """SerializedParamsDict.validate is what the api-server runs on a trigger's conf; its
+    message went on with jsonschema's dumps of the schema and the value."""
+    from airflow.exceptions import ParamValidationError
+    from airflow.serialization.definitions.param import SerializedParam, SerializedParamsDict
+
+    params = SerializedParamsDict({"max_pages": SerializedParam("many", type=["null", "integer"])})
+    assert compat.short_param_errors() is True
+    assert compat.short_param_errors() is True  # once: a second call wraps nothing again
+    with pytest.raises(ParamValidationError) as refused:
+        params.validate()
+    assert str(refused.value) == (
+        "Invalid input for param max_pages: 'many' is not of type 'null', 'integer'"
+    )
+    ok = SerializedParamsDict({"max_pages": SerializedParam(3, type=["null", "integer"])})
+    assert ok.validate() == {"max_pages": 3}

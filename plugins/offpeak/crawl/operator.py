@@ -76,6 +76,7 @@ class ScrapeOperator(BaseOperator):
         # A broken config or a date that is no trading day fails at once (offpeak.retries); a
         # crawl's failures, its checks on the site's answers included, are retried.
         with retries.fail_fast():
+            params.check_conf(context)  # a key no Param knows: refused, not ignored
             site, region = self.site_config
             trading_date = self.resolve_trading_date(context)
         breaker.gate(site, self.region, context, self.log)  # skips the run while it is open
