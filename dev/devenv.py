@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib.util
 import json
 import os
@@ -12,6 +13,7 @@ import shlex
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -492,6 +494,70 @@ def row_counts(pg: LocalPostgres, dates: RunDates | None = None) -> list[tuple[s
     return [(s, r, int(n)) for s, r, n in rows]
 
 
+# Signals that mean "stop" when a script sends them to make's own pid.
+_STOP_SIGNALS = (signal.SIGHUP, signal.SIGINT, signal.SIGTERM)
+
+
+def _caught_signals(pid: int) -> int | None:
+    """The signals ``pid`` has a handler for (SigCgt of /proc/<pid>/status), or None: gone."""
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("SigCgt:"):
+                    return int(line.split()[1], 16)
+    except OSError:
+        return None
+    return 0
+
+
+def _parent_make() -> int | None:
+    """The pid of the `make` that started this process (through its shell), if any."""
+    pid = os.getppid()
+    for _ in range(3):
+        try:
+            comm = Path(f"/proc/{pid}/comm").read_text(encoding="ascii").strip()
+            stat = Path(f"/proc/{pid}/stat").read_text(encoding="ascii")
+        except OSError:
+            return None
+        if comm in ("make", "gmake"):
+            return pid
+        pid = int(stat[stat.rfind(")") + 2 :].split()[1])
+        if pid <= 1:
+            return None
+    return None
+
+
+def watch_make(interval: float = 0.5) -> threading.Thread | None:
+    """Stop this process, as Ctrl-C does, when the `make run` that started it is told to stop.
+
+    A script stops `make run` by signalling make's pid, and make passes only SIGTERM on to its
+    recipe: on SIGINT or SIGHUP it waits for the recipe to end, for ever. But make's handler for
+    any of them first resets the signal to its default, so the signal leaves make's SigCgt: this
+    thread sees that (or make gone) and sends this process SIGTERM. None without a make."""
+    make = _parent_make()
+    caught = _caught_signals(make) if make else None
+    if not make or caught is None:
+        return None
+    watched = [sig for sig in _STOP_SIGNALS if caught & (1 << (sig - 1))]
+
+    def watch() -> None:
+        while True:
+            time.sleep(interval)
+            now = _caught_signals(make)
+            if now is None or any(not now & (1 << (sig - 1)) for sig in watched):
+                os.kill(os.getpid(), signal.SIGTERM)
+                return
+
+    thread = threading.Thread(target=watch, name="watch-make", daemon=True)
+    thread.start()
+    return thread
+
+
+def coverage_url(api_port: int) -> str:
+    """The Coverage page inside Airflow's UI (its nav entry's route), as the README gives it."""
+    return f"http://localhost:{api_port}/plugin/coverage"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     t0 = time.monotonic()
@@ -525,6 +591,7 @@ def main(argv: list[str] | None = None) -> int:
     # Explicit handlers: a shell that starts `make run` in the background ignores SIGINT.
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
+    watch_make()  # a signal sent to make's own pid stops us too
     try:
         procs.start(
             "demo_sites",
@@ -539,8 +606,11 @@ def main(argv: list[str] | None = None) -> int:
             procs.start(component, [*airflow, component], env)
         _wait_http(f"{demo_url}/robots.txt", 30, procs)
         _wait_http(f"http://127.0.0.1:{args.api_port}/api/v2/monitor/health", 180, procs)
+        # The login as soon as the UI answers: the main job takes minutes more.
         print(
-            f"Airflow api-server on http://localhost:{args.api_port} (logs in {procs.logs})",
+            f"Airflow UI on http://localhost:{args.api_port}   login: admin / "
+            f"{admin_password(state)}   (logs in {procs.logs})\n"
+            f"Coverage: {coverage_url(args.api_port)}",
             flush=True,
         )
 
@@ -575,7 +645,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         print(
             f"\nUI:     http://localhost:{args.api_port}   login: admin / {admin_password(state)}\n"
-            f"Coverage: http://localhost:{args.api_port}/plugin/coverage   (or: make coverage)\n"
+            f"Coverage: {coverage_url(args.api_port)}   (or: make coverage)\n"
             "Counts: make counts   (rows per site and region in the warehouse)\n"
             f"CLI:    source {cli_env}   (then e.g. airflow backfill create ...)\n",
             flush=True,
@@ -659,17 +729,41 @@ def _run_latest(
         flush=True,
     )
 
+    days: dict[str, str] = {}
+
     def latest() -> dict[str, str]:
         rows = _metadata(
             pg,
-            "SELECT DISTINCT ON (dag_id) dag_id, state FROM dag_run "
+            "SELECT DISTINCT ON (dag_id) dag_id, state, data_interval_start FROM dag_run "
             "ORDER BY dag_id, run_after DESC",
         )
-        return dict.fromkeys(dag_ids, "none") | {d: s for d, s in rows if d in dag_ids}
+        days.update({d: trading_date_of(d, start) for d, _, start in rows if d in dag_ids})
+        return dict.fromkeys(dag_ids, "none") | {d: s for d, s, _ in rows if d in dag_ids}
 
     states = _wait_until_finished(latest, procs, timeout)
     ok = all(s == "success" for s in states.values())
-    return ok, table([(s, d) for d, s in sorted(states.items())], "  ")
+    rows = [(s, days.get(d, ""), d) for d, s in sorted(states.items())]
+    return ok, table([("state", "trading date", "DAG"), *rows], "  ")
+
+
+def trading_date_of(dag_id: str, interval_start: datetime | None) -> str:
+    """The trading date a run of ``dag_id`` is for: the local date of its data interval's
+    start in the DAG's region (what its logical date, an instant in UTC, stands for)."""
+    if interval_start is None:
+        return ""
+    clock = _region_clock(naming.scope_of(dag_id))
+    if clock is None:  # rollup__global: its days are dates, as UTC midnight
+        return interval_start.astimezone(UTC).date().isoformat()
+    return clock.day_of_interval_start(interval_start).isoformat()
+
+
+@functools.cache
+def _region_clock(scope: str) -> Any:
+    from offpeak.config import load_project
+    from offpeak.schedule.tradingtime import RegionClock
+
+    region = load_project().regions.get(scope)
+    return None if region is None else RegionClock.of(region)
 
 
 def _create_backfill(

@@ -203,3 +203,19 @@ def test_the_tests_point_every_site_at_the_demo_sites(config_with_a_new_site, tm
     monkeypatch.setenv(BONDS_VAR, "https://bonds.example.com")
     env = devenv.airflow_env(tmp_path / "state", LocalPostgres(tmp_path, 5999), DEMO)
     assert env[BONDS_VAR] == env["AIRFLOW_CONN_SITE_EQUITIES"] == DEMO
+
+
+def test_the_summary_names_each_runs_trading_date_not_its_utc_logical_date():
+    """India's 9 November starts at local midnight, 18:30 UTC on the 8th; Sydney's 4 December
+    at 13:00 UTC on the 3rd (daylight time); New York's 20 November at 05:00 UTC that day."""
+    from datetime import UTC, datetime
+
+    def at(*args: int) -> datetime:
+        return datetime(*args, tzinfo=UTC)
+
+    assert devenv.trading_date_of("scrape__funds__india", at(2026, 11, 8, 18, 30)) == "2026-11-09"
+    assert devenv.trading_date_of("rollup__oceania", at(2026, 12, 3, 13)) == "2026-12-04"
+    assert devenv.trading_date_of("scrape__equities__americas", at(2026, 11, 20, 5)) == (
+        "2026-11-20"
+    )
+    assert devenv.trading_date_of("scrape__equities__americas", None) == ""
