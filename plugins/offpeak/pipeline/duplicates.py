@@ -39,10 +39,10 @@ REASON_KEY = "duplicate natural key"
 # Copies named in one reason, and keys named in the log, before "and N more".
 SHOWN_COPIES = 5
 SHOWN_KEYS = 10
-# Hashes held in memory before they go to disk (16 bytes each: 4 MiB), and the files by hash
-# they go to: a bucket read back holds 1/BUCKETS of the crawl's rows.
-SPILL_ROWS = 1 << 18
-BUCKETS = 32
+# Hashes held in memory before they go to disk (16 bytes each: 1 MiB), and the files by hash
+# they go to: a bucket read back holds 1/BUCKETS of the crawl's rows (5 MiB at 5M rows).
+SPILL_ROWS = 1 << 16
+BUCKETS = 16
 
 
 def _canonical_expr(name: str, kind: str) -> pl.Expr:
