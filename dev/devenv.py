@@ -586,6 +586,9 @@ def main(argv: list[str] | None = None) -> int:
     procs = Processes(state / "logs")
 
     def _stop(*_: object) -> None:
+        # Once: a second signal (make's SIGTERM and watch_make's) must not cut the clean-up.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         raise KeyboardInterrupt
 
     # Explicit handlers: a shell that starts `make run` in the background ignores SIGINT.
