@@ -50,20 +50,22 @@ def test_dry_run_crawls_and_transforms_but_loads_nothing(dagbag, warehouse):
     assert audit(warehouse, "fx_rates", "americas", day) == []
 
 
-def test_a_conf_key_no_param_knows_fails_the_run_at_once_naming_it(dagbag, warehouse, caplog):
+def test_a_conf_key_no_param_knows_fails_the_run_at_once_naming_it(dagbag, capfd):
     """Airflow accepts it (no Param schema forbids extra keys): the scrape task refuses it,
-    without a retry and before any crawl."""
+    without a retry and before any crawl, and nothing is transformed or loaded."""
     day = date(2026, 6, 4)
     run = run_dag(dagbag, "scrape__fx_rates__americas", day, {"max_page": 1, "nonsense": 2})
     assert run.state == "failed"
-    (scrape,) = [ti for ti in run.get_task_instances() if ti.task_id == "scrape"]
-    assert (scrape.state, scrape.try_number) == ("failed", 1)
+    tis = {ti.task_id: ti for ti in run.get_task_instances()}
+    assert (tis["scrape"].state, tis["scrape"].try_number) == ("failed", 1)
+    assert (tis["transform"].state, tis["load"].state) == ("upstream_failed", "upstream_failed")
+    out = capfd.readouterr().out
     assert (
         "dag_run.conf has key(s) ['max_page', 'nonsense'] that no parameter of this DAG knows; "
         "its parameters are ['dry_run', 'ignore_breaker', 'ignore_window', 'max_pages', "
         "'start_urls', 'trading_date']"
-    ) in caplog.text
-    assert audit(warehouse, "fx_rates", "americas", day) == []
+    ) in out
+    assert "[scrapy]" not in out  # no crawl started
 
 
 @pytest.fixture

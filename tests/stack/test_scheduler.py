@@ -48,8 +48,6 @@ def test_backfill_creates_the_trading_days_and_reprocessing_adds_no_rows(stack, 
     ny = ZoneInfo("America/New_York")
     trading_dates = [r[2].astimezone(ny).date().isoformat() for r in runs]
     assert trading_dates == ["2026-09-03", "2026-09-04", "2026-09-08"]
-    # Each run id names its trading date (OffPeakTimetable.generate_run_id), as the UI lists it.
-    assert [r[0].split("__")[:2] for r in runs] == [["backfill", d] for d in trading_dates]
     assert {r[1] for r in runs} == {"success"}, runs
     assert {r[3] for r in runs} == {"backfill"}
     assert rows_per_date(warehouse) == dict.fromkeys(trading_dates, 90)
@@ -96,6 +94,15 @@ def test_a_late_run_waits_for_its_window_without_a_worker_slot(stack):
         60,
         f"a scheduled run of {LATE_DAG}",
     )
+    # The scheduler names the run by its trading date (OffPeakTimetable.generate_run_id): the
+    # local date of its data interval's start, then the window's opening in UTC.
+    ((start, run_after),) = stack.query(
+        "SELECT data_interval_start, run_after FROM dag_run WHERE dag_id = %s AND run_id = %s",
+        LATE_DAG,
+        run_id,
+    )
+    day = start.astimezone(ZoneInfo("Asia/Tokyo")).date()
+    assert run_id == f"scheduled__{day.isoformat()}__{run_after.astimezone(UTC).isoformat()}"
     scrape_sql = (
         "SELECT state FROM task_instance WHERE dag_id = %s AND run_id = %s AND task_id = 'scrape'"
     )

@@ -122,8 +122,8 @@ def test_manual_run_maps_its_logical_date_to_the_trading_day():
         # India's run for Monday 9 November: its logical date is local midnight (18:30 UTC on
         # the 8th, which reads as "the 8th"); its window opens at 16:30 IST (11:00 UTC).
         ("scheduled", date(2026, 11, 9), "scheduled__2026-11-09__2026-11-09T11:00:00+00:00"),
-        # The 10th is a holiday (Diwali): a backfill from it starts with the 11th.
-        ("backfill", date(2026, 11, 10), "backfill__2026-11-11__2026-11-11T11:00:00+00:00"),
+        # The 10th is a holiday (Diwali Balipratipada): the next run is the 11th's.
+        ("scheduled", date(2026, 11, 10), "scheduled__2026-11-11__2026-11-11T11:00:00+00:00"),
     ],
 )
 def test_a_run_id_names_its_trading_date(run_type, day, expected):
@@ -137,9 +137,8 @@ def test_a_run_id_names_its_trading_date(run_type, day, expected):
         restriction=TimeRestriction(earliest=_p(day.year, day.month, day.day), latest=None,
                                     catchup=True),
     )  # fmt: skip
-    kind = {"scheduled": DagRunType.SCHEDULED, "backfill": DagRunType.BACKFILL_JOB}[run_type]
     run_id = tt.generate_run_id(
-        run_type=kind, run_after=info.run_after, data_interval=info.data_interval
+        run_type=DagRunType(run_type), run_after=info.run_after, data_interval=info.data_interval
     )
     assert run_id == expected
     # A manual trigger's id names the trading day its logical date maps to; none: Airflow's.

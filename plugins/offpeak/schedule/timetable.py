@@ -88,8 +88,10 @@ class _TradingDayTimetable(Timetable):
         run is for, where the UI's run list and the REST API show it. India's 9 November is
         ``scheduled__2026-11-09__2026-11-09T11:00:00+00:00`` (its window opens at 16:30 IST),
         where its logical date, 2026-11-08T18:30 UTC (local midnight), reads as the 8th.
-        Airflow calls this for scheduled runs, backfills and REST or UI triggers without a run
-        id of their own. ``run_after`` keeps it unique, as in Airflow's own id."""
+        Airflow calls this for scheduled runs and for REST or UI triggers without a run id of
+        their own; Airflow 3.3 names a backfill's runs itself (models/backfill.py,
+        DagRun.generate_run_id), so those keep ``backfill__<run_after>``. ``run_after`` keeps
+        the id unique, as in Airflow's own."""
         if data_interval is None:  # a run with no logical date: Airflow's id
             return super().generate_run_id(
                 run_type=run_type, run_after=run_after, data_interval=data_interval, **extra
