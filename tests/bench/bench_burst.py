@@ -93,19 +93,30 @@ class StackCpu:
 
     def total(self) -> float:
         ticks = 0
-        for entry in os.scandir("/proc"):
-            if not entry.name.isdigit():
-                continue
-            try:
-                with open(f"/proc/{entry.name}/stat") as f:
-                    stat = f.read()
-            except OSError:  # gone meanwhile
-                continue
-            fields = stat[stat.rfind(")") + 2 :].split()
+        for _, fields, _ in proc_stats():
             if int(fields[3]) in self.sessions:  # session id
                 ticks += sum(int(v) for v in fields[11:15])  # utime stime cutime cstime
         own = os.times()
         return ticks / self.tick + own.user + own.system
+
+
+def proc_stats(titles: bool = False):
+    """``(pid, fields of /proc/<pid>/stat after the command, command line or "")`` of every
+    process still there when read (state first: ppid is fields[1], session fields[3], utime,
+    stime, cutime and cstime fields[11:15])."""
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat") as f:
+                stat = f.read()
+            title = ""
+            if titles:
+                with open(f"/proc/{entry.name}/cmdline", "rb") as f:
+                    title = f.read().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:  # gone meanwhile
+            continue
+        yield int(entry.name), stat[stat.rfind(")") + 2 :].split(), title
 
 
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
@@ -145,21 +156,11 @@ class TaskCpu(threading.Thread):
 
     def sample(self) -> None:
         procs = {}
-        for entry in os.scandir("/proc"):
-            if not entry.name.isdigit():
-                continue
-            try:
-                with open(f"/proc/{entry.name}/stat") as f:
-                    stat = f.read()
-                with open(f"/proc/{entry.name}/cmdline", "rb") as f:
-                    title = f.read().replace(b"\0", b" ").decode(errors="replace")
-            except OSError:
-                continue
-            fields = stat[stat.rfind(")") + 2 :].split()
+        for pid, fields, title in proc_stats(titles=True):
             ppid, sid = int(fields[1]), int(fields[3])
             own, children = int(fields[11]) + int(fields[12]), int(fields[13]) + int(fields[14])
             found = _UUID.search(title) if "airflow" in title else None
-            procs[int(entry.name)] = (ppid, sid, own, children, found and found.group(0), title)
+            procs[pid] = (ppid, sid, own, children, found and found.group(0), title)
         # A process that ended was reaped by its parent, whose children's CPU now holds all of
         # it: what was already counted of it while it ran is taken off there, not counted twice.
         taken: dict[int, int] = {}
