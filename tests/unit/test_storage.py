@@ -57,3 +57,16 @@ def test_a_local_file_is_read_without_loading_every_providers_filesystem(tmp_pat
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=os.environ
     )
     assert out.stdout.strip() == "[]"
+
+
+def test_a_plain_local_path_opens_as_a_file_path_does(tmp_path):
+    """Callers may hand the load a pathlib.Path (the quality checks' tests do)."""
+    from airflow.sdk import ObjectStoragePath
+
+    clean = tmp_path / "clean.csv"
+    clean.write_bytes(b"a,1\n")
+    for path in (clean, ObjectStoragePath(clean.as_uri())):
+        with storage.open_file(path) as f:
+            assert f.read() == b"a,1\n"
+        assert storage.exists(path)
+    assert not storage.exists(tmp_path / "gone.csv")

@@ -48,19 +48,27 @@ def is_local(path: ObjectStoragePath) -> bool:
     return path.protocol in ("file", "local", "")
 
 
-def open_file(path: ObjectStoragePath, mode: str = "rb") -> IO:
+def _on_disk(path: ObjectStoragePath | Path) -> str | None:
+    """The local file name of ``path`` (an ObjectStoragePath on ``file://``, or a plain
+    path), or None for an object store."""
+    if not hasattr(path, "protocol"):
+        return os.fspath(path)
+    return path.path if is_local(path) else None
+
+
+def open_file(path: ObjectStoragePath | Path, mode: str = "rb") -> IO:
     """``path`` opened: a local one with the builtin ``open``. ObjectStoragePath's first
     filesystem call in a process registers every provider's filesystem and, for hook lineage,
     every provider's asset handlers (Amazon's import boto3 and SQLAlchemy models): ~0.3 CPU-s
     in each task process that touches a file, which a file on this disk does not need."""
-    if is_local(path):
-        return open(path.path, mode)
-    return path.open(mode)
+    local = _on_disk(path)
+    return open(local, mode) if local is not None else path.open(mode)
 
 
-def exists(path: ObjectStoragePath) -> bool:
+def exists(path: ObjectStoragePath | Path) -> bool:
     """Whether ``path`` exists (a local one without ObjectStoragePath's start-up: open_file)."""
-    return os.path.exists(path.path) if is_local(path) else path.exists()
+    local = _on_disk(path)
+    return os.path.exists(local) if local is not None else path.exists()
 
 
 def sibling(path: ObjectStoragePath, suffix: str, new_suffix: str) -> ObjectStoragePath:
