@@ -20,9 +20,6 @@ from dev.devenv import admin_password
 from support import REPO
 from support.services import free_port
 
-# It boots its own stack (make run's): `make test` runs it in the other session.
-pytestmark = pytest.mark.own_stack
-
 
 def _started_with(marker: str) -> list[int]:
     """Live processes whose environment holds ``marker`` (the test's state folder)."""
