@@ -506,17 +506,15 @@ def processor_figures(tmp: Path, repeat: int) -> tuple[list[Figure], dict]:
         env["AIRFLOW__CORE__DAGS_FOLDER"] = str(folder)
         if pairs == SIZES[0]:
             processor_pass(env, folder)  # untimed: writes the bytecode of every import
-        slowest, per_dag, files = [], [], []
-        # The largest size is the target's: repeated (twice at most, ~80 s a pass); the
-        # others once, to show the curve.
-        for _ in range(min(repeat, 2) if pairs == SIZES[-1] else 1):
-            answers = processor_pass(env, folder)
-            built = sorted(d for a in answers for d in a["dags"])
-            if [d for d in built if d.startswith("scrape__")] != scrape:
-                raise SystemExit(f"{pairs} pairs: the scrape DAGs built differ from the config's")
-            slowest.append(max(a["wall"] for a in answers))
-            per_dag.append(sum(a["cpu"] for a in answers) / len(built))
-            files.append({a["file"]: [round(a["wall"], 2), len(a["dags"])] for a in answers})
+        # Each size once (10,000 pairs: ~80-110 s here), to keep `make bench` under 25 minutes;
+        # a pass sums the CPU of every file's parse, so one pass is already an average.
+        answers = processor_pass(env, folder)
+        built = sorted(d for a in answers for d in a["dags"])
+        if [d for d in built if d.startswith("scrape__")] != scrape:
+            raise SystemExit(f"{pairs} pairs: the scrape DAGs built differ from the config's")
+        slowest = [max(a["wall"] for a in answers)]
+        per_dag = [sum(a["cpu"] for a in answers) / len(built)]
+        files = [{a["file"]: [round(a["wall"], 2), len(a["dags"])] for a in answers}]
         seen[pairs] = {"dags": len(built), "expected": len(expected)}
         note = (
             f"{len(built):,} DAGs in {len(answers)} files, each parsed and serialised by "
