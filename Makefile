@@ -12,7 +12,7 @@ DEBIAN_TOOLS := /usr/bin/chromium /usr/bin/redis-server /usr/bin/docker-compose 
 DEBIAN_PACKAGES := chromium fonts-liberation redis-server docker-compose nginx-light
 export PYTHONPATH := $(CURDIR)/plugins
 
-.PHONY: run test test-fast test-unit lint format counts coverage preview bench clean install
+.PHONY: run test test-fast test-unit lint format counts coverage coverage-matrix preview bench clean install
 
 install: $(STAMP)
 
@@ -59,10 +59,18 @@ counts: $(STAMP)  ## rows per site and region in the `make run` warehouse
 	$(PY) -m dev.devenv counts
 
 # `make coverage ARGS="--days 40 --site equities"`: the Coverage page's matrix of the `make run`
-# stack in the terminal; exit 1 when a trading day shown is missing or failed.
-coverage: $(STAMP)  ## which trading dates each site and region has, in the terminal
-	@test -f .local/airflow.env || { echo "no .local/airflow.env: start the stack with make run first" >&2; exit 2; }
-	source .local/airflow.env && $(PY) -m offpeak.coverage $(ARGS)
+# stack in the terminal. When a trading day shown is missing or failed it exits non-zero, and
+# its last line says why: the reason goes through a file into $(error), not make's own
+# "Error 1" line after the matrix (coverage-matrix's recipe succeeds whenever it wrote one).
+STATE := $(or $(OFFPEAK_STATE_DIR),.local)
+COVERAGE_WHY := $(STATE)/coverage.why
+coverage: coverage-matrix  ## which trading dates each site and region has, in the terminal
+	@$(if $(shell cat $(COVERAGE_WHY) 2>/dev/null),$(error $(shell cat $(COVERAGE_WHY))))
+
+coverage-matrix: $(STAMP)
+	@mkdir -p $(STATE) && rm -f $(COVERAGE_WHY)
+	@if test -f $(STATE)/airflow.env; then source $(STATE)/airflow.env && $(PY) -m offpeak.coverage --why-file $(COVERAGE_WHY) $(ARGS) || test -s $(COVERAGE_WHY); \
+	else echo "no $(STATE)/airflow.env: start the stack with make run first" > $(COVERAGE_WHY); fi
 
 # `make preview SITE=include/config/sites/x.yaml REGION=americas [DATE=…] [BASE_URL=…]`: what a
 # site's YAML would load, with no scheduler and no warehouse (docs/adding-a-site.md).

@@ -9,7 +9,10 @@ default 20 dates shown):
 * failed: a run of ``scrape__equities__europe`` triggered while the DAG is paused, then
   marked failed over REST, as an operator stops a run (a crawl that really fails is
   test_operating's; its retries take minutes);
-* missing: ``scrape__fx_rates__americas`` the trading day before the complete one;
+* missing: ``scrape__fx_rates__americas`` the trading day before the complete one, after
+  the DAG's first scheduled run (see ``_enabled_earlier``);
+* never due: every date before a DAG's first scheduled run, e.g. ``scrape__equities__india``,
+  which no test unpauses;
 * closed: the first date shown that one region's exchange does not trade, found from the
   calendars (the page keeps widening its range until it holds one).
 
@@ -23,7 +26,8 @@ import re
 import subprocess
 import sys
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, time
+from zoneinfo import ZoneInfo
 
 import pytest
 from playwright.sync_api import expect
@@ -46,6 +50,7 @@ FX_ROWS = 57  # valid fx_rates rows the demo site serves per region and trading 
 class Scene:
     complete: date
     missing: date
+    enabled: date  # FX's first scheduled run
     partial: date
     failed: date
     failed_run: str
@@ -75,6 +80,52 @@ def _wait_backfill(stack, backfill_id: int, timeout: float = 300) -> None:
         lambda: stack.query("SELECT completed_at FROM backfill WHERE id = %s", backfill_id)[0][0],
         120, f"backfill {backfill_id} to be marked completed",
     )  # fmt: skip
+
+
+def _enabled_earlier(stack, dag_id: str, clock: RegionClock, day: date) -> str:
+    """Make ``dag_id`` look enabled since ``day``: its first scheduled run, of ``day``.
+
+    A stack minutes old cannot have a scheduled run of last week (catchup is off, so unpausing
+    makes one run, of the latest due date). The scheduler's own row of that run is copied to
+    ``day``, every instant shifted by the same amount, as a run it had made and finished then
+    (nothing loaded). The dates after it with no run are then the gaps an operator must see."""
+    status, body = stack.rest("PATCH", f"/dags/{dag_id}", {"is_paused": False})
+    assert status == 200, body
+    first = stack.wait(
+        lambda: stack.query(
+            "SELECT run_id, data_interval_start FROM dag_run WHERE dag_id = %s"
+            " AND run_type = 'scheduled' ORDER BY data_interval_start LIMIT 1", dag_id,
+        ),
+        120, f"the scheduler to make {dag_id}'s first scheduled run",
+    )[0]  # fmt: skip
+    zone = ZoneInfo(clock.timezone)
+    shift = datetime.combine(day, time(), zone) - datetime.combine(
+        clock.day_of_interval_start(first[1]), time(), zone
+    )
+    columns = [c for (c,) in stack.query(
+        "SELECT column_name FROM information_schema.columns WHERE table_name = 'dag_run'"
+        " AND table_schema = current_schema() AND column_name <> 'id' ORDER BY ordinal_position"
+    )]  # fmt: skip
+    run_id = f"scheduled__{day}__enabled_earlier"
+    shifted = {"logical_date", "data_interval_start", "data_interval_end", "run_after",
+               "queued_at", "start_date", "end_date"}  # fmt: skip
+    values = [
+        "%(run_id)s" if c == "run_id" else "'success'" if c == "state"
+        else f"{c} + %(shift)s" if c in shifted else c
+        for c in columns
+    ]  # fmt: skip
+    sql = (
+        f"INSERT INTO dag_run ({', '.join(columns)}) SELECT {', '.join(values)} FROM dag_run"
+        " WHERE dag_id = %(dag_id)s AND run_id = %(first)s RETURNING run_id"
+    )
+    import psycopg
+
+    with psycopg.connect(stack.pg.uri(stack.DATABASE)) as conn:
+        made = conn.execute(
+            sql, {"run_id": run_id, "shift": shift, "dag_id": dag_id, "first": first[0]}
+        ).fetchall()
+    assert made == [(run_id,)]
+    return run_id
 
 
 def _closed_day(project, now: datetime) -> tuple[str, str, date, str, int]:
@@ -111,8 +162,9 @@ def scene(stack) -> Scene:
     status, body = stack.rest("PATCH", f"/dags/{EQ}/dagRuns/{failed_run}", {"state": "failed"})
     assert status == 200 and body["state"] == "failed", body
 
-    for dag_id in (FX, EQ):
-        stack.set_paused(dag_id, False)
+    enabled = americas.days_back(fx_latest, 4)
+    _enabled_earlier(stack, FX, americas, enabled)
+    stack.set_paused(EQ, False)
     runs = [
         _backfill(stack, FX, complete, {"ignore_window": True}),
         _backfill(stack, EQ, partial, {"ignore_window": True, "max_pages": 1}),
@@ -120,7 +172,9 @@ def scene(stack) -> Scene:
     for backfill_id in runs:
         _wait_backfill(stack, backfill_id)
     *closed, days = _closed_day(project, now)
-    return Scene(complete, missing, partial, failed, failed_run, tuple(closed), max(days, 20))
+    return Scene(
+        complete, missing, enabled, partial, failed, failed_run, tuple(closed), max(days, 20)
+    )
 
 
 def _get(stack, path: str, token: str | None = None, body: dict | None = None):
@@ -223,7 +277,23 @@ def test_the_json_shows_each_state_with_its_numbers(stack, scene, warehouse):
     dag_id, _, day, why = scene.closed
     closed = _cell(doc, dag_id, day)
     assert closed["state"] == "closed" and closed["detail"].endswith(why), closed
-    assert _cell(doc, FX, scene.missing)["state"] == "missing"
+    missing = _cell(doc, FX, scene.missing)
+    assert (missing["state"], missing["detail"]) == ("missing", "no run for this trading day")
+    first = _cell(doc, FX, scene.enabled)  # the copied run: finished, nothing loaded
+    assert (first["state"], first["run_id"]) == (
+        "missing",
+        f"scheduled__{scene.enabled}__enabled_earlier",
+    )
+    before = _fx_before(scene)
+    never = _cell(doc, FX, before)
+    assert never["state"] == "never_due", never
+    assert never["detail"].startswith(
+        f"never due: before the DAG's first scheduled run, for {scene.enabled}"
+    )
+    # A DAG no test unpauses: nothing past was ever due, nothing is a gap.
+    untouched = next(r for r in doc["rows"] if r["dag_id"] == "scrape__equities__india")
+    assert {c["state"] for c in untouched["cells"]} <= {"never_due", "closed", "scheduled"}
+    assert doc["counts"]["never_due"] > doc["counts"]["missing"] > 0
 
 
 def test_the_command_line_prints_the_same_matrix_and_fails_on_gaps(stack, scene):
@@ -247,6 +317,12 @@ def test_the_command_line_prints_the_same_matrix_and_fails_on_gaps(stack, scene)
     artifacts.mkdir(exist_ok=True)
     (artifacts / "coverage-cli.txt").write_text(text.stdout)  # for docs/operating.md
     assert text.returncode == 1, text.stderr
+    gaps = sum(1 for r in doc["rows"] if r["site"] in ("fx_rates", "equities")
+               for c in r["cells"] if c["state"] in ("missing", "failed"))  # fmt: skip
+    assert text.stderr.splitlines()[-1] == (
+        f"coverage: {gaps} trading date(s) shown are missing or failed (listed above); fill "
+        "them from the Coverage page or with `airflow backfill create`"
+    )
     assert f"  missing  {FX} {scene.missing}: no run for this trading day" in text.stdout
     assert text.stdout.splitlines()[4].startswith("equities / americas ")
     only_complete = cli("--state", "complete").stdout.split("\n\n")[1].splitlines()[2:]
@@ -273,9 +349,25 @@ def test_the_page_shows_the_matrix_and_fills_a_gap(stack, scene, warehouse):
         expect(cell(EQ, scene.failed)).to_have_attribute("data-state", "failed")
         dag_id, _, day, why = scene.closed
         expect(cell(dag_id, day)).to_have_attribute("data-state", "closed")
-        title = f"{day}: not a trading day. {_exchange(stack, dag_id)} does not trade: {why}"
+        title = f"{day}: exchange closed. {_exchange(stack, dag_id)} does not trade: {why}"
         expect(cell(dag_id, day)).to_have_attribute("title", title)
+        never = cell(FX, _fx_before(scene))
+        expect(never).to_have_attribute("data-state", "never_due")
+        expect(never).to_have_attribute(
+            "title", _contains("never due (before the DAG's first run)")
+        )
+        box = never.locator("input[type=checkbox]")  # history can be backfilled: its box
+        expect(box).to_be_hidden()  # shows only on hover, so the page stays calm
+        never.hover()
+        expect(box).to_be_visible()
+        _states_look_like_airflow(frame, cell, scene, dark=False)
         screenshot(page, SHOTS / "01-coverage.png")
+        # Airflow's own theme switch: the page follows it.
+        _appearance(page, "Dark Mode")
+        _states_look_like_airflow(frame, cell, scene, dark=True)
+        screenshot(page, SHOTS / "01-coverage-dark.png")
+        _appearance(page, "Light Mode")
+        expect(frame.locator("html")).to_have_attribute("data-theme", "light")
         _page_matches_the_json(stack, frame, scene.days)
 
         cell(FX, scene.complete).click()
@@ -307,7 +399,7 @@ def _page_matches_the_json(stack, frame, days: int) -> None:
     """Every cell of the page has the state and text of the API's JSON. A run of another
     test may end between the two reads: then both are read again (up to 3 times)."""
     marks = {"running": "\u25b6", "failed": "\u2717", "missing": "?", "scheduled": "\u2026",
-             "closed": "\u00b7"}  # fmt: skip
+             "never_due": "\u00b7", "closed": "\u2014"}  # fmt: skip
     for attempt in range(3):
         renders = int(frame.locator("body").get_attribute("data-renders"))
         frame.get_by_role("button", name="Refresh").click()
@@ -327,6 +419,49 @@ def _page_matches_the_json(stack, frame, days: int) -> None:
         if shown == expected or attempt == 2:
             break
     assert shown == expected
+
+
+# Airflow's palette for its own states (its UI's Chakra theme, airflow/ui): success green.600,
+# failed red.600; the page's background white, or in dark mode Chakra's black.
+GREEN_600 = "rgb(22, 163, 74)"
+WHITE, BLACK = "rgb(255, 255, 255)", "rgb(9, 9, 11)"
+
+
+def _states_look_like_airflow(frame, cell, scene, *, dark: bool) -> None:
+    """Each state's colours as the browser computed them, in the theme Airflow's UI is in."""
+    expect(frame.locator("html")).to_have_attribute("data-theme", "dark" if dark else "light")
+
+    def style(locator, *props: str) -> list[str]:
+        return locator.evaluate(
+            "(node, props) => props.map(p => getComputedStyle(node)[p])", list(props)
+        )
+
+    assert style(frame.locator("body"), "backgroundColor") == [BLACK if dark else WHITE]
+    assert style(cell(FX, scene.complete), "backgroundColor", "color") == [GREEN_600, WHITE]
+    failed_bg, failed_fg = style(cell(EQ, scene.failed), "backgroundColor", "color")
+    assert failed_bg.startswith("oklch(0.577 0.245 27") and failed_fg == WHITE, failed_bg
+    missing = style(cell(FX, scene.missing), "backgroundColor", "outlineStyle", "fontWeight")
+    assert missing[1:] == ["dashed", "600"], missing
+    never_bg, never_fg = style(cell(FX, _fx_before(scene)), "backgroundColor", "color")
+    assert never_bg == "rgba(0, 0, 0, 0)", never_bg  # calm: no fill, a muted dot
+    assert never_fg.startswith("oklch(0.75 " if not dark else "oklch(0.45 "), never_fg
+    dag_id, _, day, _ = scene.closed
+    (stripes,) = style(cell(dag_id, day), "backgroundImage")
+    assert stripes.startswith("repeating-linear-gradient(135deg"), stripes
+
+
+def _appearance(page, mode: str) -> None:
+    """Airflow's own theme switch: User, Appearance, then the mode."""
+    page.get_by_role("button", name="User").click()
+    page.get_by_role("menuitem", name="Appearance").click()
+    page.get_by_role("menuitemradio", name=mode).click()
+    page.keyboard.press("Escape")  # close the menu
+
+
+def _fx_before(scene) -> date:
+    """A trading day of FX's region before its first scheduled run, among the dates shown."""
+    project_clock = RegionClock.of(load_project().regions["americas"])
+    return project_clock.days_back(scene.enabled, 1)
 
 
 def _page_cell(frame):

@@ -1,24 +1,33 @@
 """`make run` as a script runs it: the UI's URL and login as soon as the api-server answers, and
 a clean stop when its own pid gets SIGINT or SIGTERM (make itself passes on only SIGTERM).
 
-Each test runs the real `make run` on free ports with a state folder of its own, and stops it
-once the UI answers, while the main job runs. Afterwards no process started with that state
+Each test runs the real `make run` on free ports with a state folder of its own. The SIGINT one
+stops it once the UI answers, while the main job runs. The SIGTERM one lets the main job finish
+first and looks at the fresh stack as a new user does: `make coverage` exits 0, the Coverage
+page is calm (no date before the stack existed is a gap) and a run id names its trading date,
+with screenshots in test-artifacts/first-hour/. Afterwards no process started with that state
 folder is left, PostgreSQL included.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import threading
 import time
+from types import SimpleNamespace
 
 import pytest
+from playwright.sync_api import expect
 
 from dev.devenv import admin_password
 from support import REPO
+from support.browser import screenshot, signed_in_page
 from support.services import free_port
+
+SHOTS = REPO / "test-artifacts" / "first-hour"
 
 
 def _started_with(marker: str) -> list[int]:
@@ -84,6 +93,14 @@ def test_make_run_prints_the_login_early_and_stops_cleanly_on_a_signal_to_its_pi
         assert not any(line.startswith("Main job") for line in lines)  # before the job's end
         assert any(f"Coverage: http://localhost:{ports['api']}/plugin/coverage" in line
                    for line in lines)  # fmt: skip
+        if sig == signal.SIGTERM:
+            while not any(line.startswith("Main job") for line in lines):
+                assert make.poll() is None, "".join(lines)
+                assert time.monotonic() < deadline + 300, "no main job in 540 s:\n" + "".join(lines)
+                time.sleep(1)
+            main_job = next(line for line in lines if line.startswith("Main job"))
+            assert main_job.startswith("Main job succeeded"), "".join(lines)
+            _a_fresh_stack_is_calm(state, env, ports["api"])
 
         os.kill(make.pid, sig)  # make's own pid, as `kill -INT <pid>` from a script
         make.wait(timeout=90)
@@ -99,3 +116,49 @@ def test_make_run_prints_the_login_early_and_stops_cleanly_on_a_signal_to_its_pi
         time.sleep(0.5)
     assert left == [], f"processes of make run left after {sig.name}: {_described(left)}\n{output}"
     assert not (state / "pg" / "data" / "postmaster.pid").exists(), output
+
+
+def _a_fresh_stack_is_calm(state, env: dict, api_port: int) -> None:
+    """After the main job: `make coverage` exits 0 with no gap, and the page shows the same."""
+    done = subprocess.run(
+        ["make", "--no-print-directory", "coverage"], cwd=REPO, env=env,
+        capture_output=True, text=True, timeout=180,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    counts = next(x for x in done.stdout.splitlines() if x.startswith("Cells: "))
+    assert "complete" in counts and "never_due" in counts, counts
+    assert "missing" not in counts and "failed" not in counts, counts
+    assert "Gaps" not in done.stdout and "Error" not in done.stderr, done.stdout + done.stderr
+
+    ui = SimpleNamespace(api_url=f"http://localhost:{api_port}", password=admin_password(state))
+    with signed_in_page(ui, SHOTS) as page:
+        page.get_by_role("link", name="Coverage").first.click()
+        frame = page.frame_locator("iframe").first
+        legend = frame.locator("#legend")
+        expect(legend.locator('[data-state="missing"]')).to_have_text(_ends("(0)"))
+        expect(legend.locator('[data-state="failed"]')).to_have_text(_ends("(0)"))
+        expect(legend.locator('[data-state="never_due"]')).not_to_have_text(_ends("(0)"))
+        expect(frame.locator('td.cell[data-state="missing"]')).to_have_count(0)
+        complete = frame.locator('tr[data-dag="scrape__equities__americas"] td.complete')
+        expect(complete).to_have_count(1)
+        screenshot(page, SHOTS / "01-fresh-stack-coverage.png")
+
+        day = complete.get_attribute("data-date")
+        complete.click()
+        detail = frame.locator("#detail")
+        run_link = detail.get_by_role("link", name="Run in the grid")
+        expect(detail).to_contain_text(_contains(f"(run scheduled__{day}__"))
+        screenshot(page, SHOTS / "02-fresh-stack-cell.png")
+        run_link.click()
+        run_id = re.compile(rf"scheduled__{day}__\d{{4}}-\d\d-\d\dT")
+        expect(page.get_by_text(run_id).first).to_be_visible()
+        expect(page.get_by_text("mark_rollup").first).to_be_visible()  # the run's tasks listed
+        screenshot(page, SHOTS / "03-run-id-with-trading-date.png")
+
+
+def _ends(text: str) -> re.Pattern:
+    return re.compile(re.escape(text) + "$")
+
+
+def _contains(text: str) -> re.Pattern:
+    return re.compile(re.escape(text))

@@ -7,6 +7,9 @@ on the 26th), before the americas and europe windows of the 27th open, after the
 
 from __future__ import annotations
 
+import os
+import re
+import subprocess
 from datetime import UTC, date, datetime
 from zoneinfo import ZoneInfo
 
@@ -14,8 +17,10 @@ import pytest
 
 from offpeak.config import load_project
 from offpeak.coverage import matrix as m
-from offpeak.coverage.__main__ import render
+from offpeak.coverage.__main__ import main, render
 from offpeak.partition import Partition
+from offpeak.schedule.tradingtime import RegionClock
+from support import REPO
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 
@@ -35,6 +40,11 @@ def load(where: tuple[str, str, date], run_id: str, rows: int, *, complete: bool
 def scheduled_run(dag_id: str, day: date, zone: str, state: str, run_id: str, id: int) -> m.Run:
     midnight = datetime(day.year, day.month, day.day, tzinfo=ZoneInfo(zone))
     return m.Run(dag_id, run_id, state, "scheduled", midnight, midnight, None, {}, id)
+
+
+def enabled(project, since: datetime = datetime(2026, 10, 1, tzinfo=UTC)) -> dict:
+    """Every scrape DAG's first scheduled run: long before the dates shown."""
+    return {f"scrape__{s.name}__{r.name}": since for s, r in project.pairs()}
 
 
 def cell(result: m.Matrix, dag_id: str, day: str) -> m.Cell:
@@ -70,7 +80,7 @@ def test_each_cell_has_the_state_an_operator_expects(project):
               None, None, datetime(2026, 11, 27, 11, 30, tzinfo=UTC),
               {"trading_date": "2026-11-27"}, 13),
     ]  # fmt: skip
-    result = m.build(project, loads, runs, now=NOW, days=5)
+    result = m.build(project, loads, runs, now=NOW, days=5, first_scheduled=enabled(project))
 
     done = cell(result, "scrape__equities__americas", "2026-11-25")
     assert (done.state, done.rows, done.load_run_id) == ("complete", 57, "scheduled__a")
@@ -114,7 +124,9 @@ def test_a_later_successful_run_clears_a_failure(project):
 
 def test_a_closure_listed_in_regions_yaml_is_a_closed_day(project):
     # BSE closed for the Maharashtra elections; holidays' own XBOM calendar trades that day.
-    result = m.build(project, {}, (), now=datetime(2026, 1, 16, 12, tzinfo=UTC), days=3)
+    since = enabled(project, datetime(2025, 12, 1, tzinfo=UTC))
+    result = m.build(project, {}, (), now=datetime(2026, 1, 16, 12, tzinfo=UTC), days=3,
+                     first_scheduled=since)  # fmt: skip
     closed = cell(result, "scrape__equities__india", "2026-01-15")
     assert closed.state == "closed"
     assert "closure listed in regions.yaml: Maharashtra municipal corporation elections" in (
@@ -137,12 +149,92 @@ def test_filters_and_readable_dags(project):
 
 def test_the_text_view_shows_every_row_the_legend_and_the_gaps(project):
     loads = [load(("equities", "americas", date(2026, 11, 25)), "a", 57)]
-    result = m.build(project, loads, (), now=NOW, days=3, sites=["equities"])
+    result = m.build(project, loads, (), now=NOW, days=3, sites=["equities"],
+                     first_scheduled=enabled(project))  # fmt: skip
     text = render(result)
     lines = text.splitlines()
     assert lines[0].startswith("Coverage of the last 3 trading dates, 2026-11-25 to 2026-11-27")
     assert lines[3].endswith("25 26 27")
     assert next(x for x in lines if x.startswith("equities / americas")).endswith(" #  -  .")
     assert "Legend: # complete, p partial, r running, F failed, ? missing, . scheduled, " \
-        "- closed" in text  # fmt: skip
+        "_ never_due, - closed" in text  # fmt: skip
     assert "  missing  scrape__equities__india 2026-11-25: no run for this trading day" in lines
+
+
+def test_a_fresh_stack_is_calm_before_the_first_scheduled_runs(project):
+    """`make run` on a fresh stack: catchup is off, so each DAG's first scheduled run is the
+    latest due date; the dates before it were never due, and are not gaps."""
+    firsts = {}
+    runs = []
+    for i, (site, region) in enumerate(project.pairs()):
+        dag_id = f"scrape__{site.name}__{region.name}"
+        clock = RegionClock.of(region)
+        day = clock.latest_due_day(NOW)
+        run = scheduled_run(dag_id, day, region.timezone, "success", f"scheduled__{day}", i)
+        runs.append(run)
+        firsts[dag_id] = run.data_interval_start
+    loads = [load((s.name, r.name, RegionClock.of(r).latest_due_day(NOW)), "x", 10)
+             for s, r in project.pairs()]  # fmt: skip
+    result = m.build(project, loads, runs, now=NOW, days=20, first_scheduled=firsts)
+    counts = result.counts()
+    assert counts["missing"] == 0 and counts["failed"] == 0 and result.gaps() == []
+    assert counts["complete"] == len(list(project.pairs()))
+    assert counts["never_due"] > 150
+    before = cell(result, "scrape__equities__americas", "2026-11-24")
+    assert before.state == "never_due"
+    assert before.detail.startswith(
+        "never due: before the DAG's first scheduled run, for 2026-11-25"
+    )
+    closed = cell(result, "scrape__equities__americas", "2026-11-26")
+    assert (closed.state, closed.detail) == ("closed", "XNYS does not trade: Thanksgiving Day")
+    text = render(result)
+    assert "Gaps" not in text
+    assert next(x for x in text.splitlines() if x.startswith("equities / americas")).endswith(
+        " _  #  -  ."
+    )
+
+
+def test_never_due_only_before_the_first_scheduled_run_and_a_dag_without_one(project):
+    fx = "scrape__fx_rates__americas"
+    first = {fx: datetime(2026, 11, 24, 5, tzinfo=UTC)}  # midnight in New York: the 24th
+    runs = [
+        # A backfill of an earlier date that failed is a gap, never-due or not.
+        m.Run(fx, "backfill__x", "failed", "backfill", datetime(2026, 11, 18, 5, tzinfo=UTC),
+              datetime(2026, 11, 18, 5, tzinfo=UTC), None, {}, 3),
+    ]  # fmt: skip
+    result = m.build(project, (), runs, now=NOW, days=8, first_scheduled=first, sites=["fx_rates"])
+    assert cell(result, fx, "2026-11-23").state == "never_due"
+    assert cell(result, fx, "2026-11-18").state == "failed"
+    assert cell(result, fx, "2026-11-24").state == "missing"
+    assert cell(result, fx, "2026-11-25").state == "missing"
+    assert [c.date for r, c in result.gaps() if r.dag_id == fx] == [
+        "2026-11-18", "2026-11-24", "2026-11-25"]  # fmt: skip
+    # No scheduled run at all: a DAG added and left paused.
+    other = cell(result, "scrape__fx_rates__europe", "2026-11-25")
+    assert other.state == "never_due"
+    assert other.detail.startswith("never due: the DAG has had no scheduled run yet")
+    assert m.NEVER_DUE in m.FILLABLE and m.NEVER_DUE not in m.GAPS
+
+
+def test_a_usage_error_is_one_line_in_the_why_file(tmp_path, capsys):
+    why = tmp_path / "coverage.why"
+    with pytest.raises(SystemExit) as stopped:
+        main(["--days", "0", "--why-file", str(why)])
+    assert stopped.value.code == 2
+    assert why.read_text() == "coverage: usage error: --days must be between 1 and 400, not 0\n"
+    assert "usage: python -m offpeak.coverage" in capsys.readouterr().err
+
+
+def test_make_coverage_ends_with_its_reason_not_makes_error_line(tmp_path):
+    """make can exit non-zero only through a failed recipe ("make: *** [...] Error 1") or
+    $(error): `make coverage` takes the second, with the reason as its words."""
+    env = {**os.environ, "OFFPEAK_STATE_DIR": str(tmp_path)}
+    done = subprocess.run(["make", "--no-print-directory", "coverage"], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert re.fullmatch(
+        rf"Makefile:\d+: \*\*\* no {re.escape(str(tmp_path))}/airflow.env: start the stack "
+        r"with make run first\.  Stop\.\n",
+        done.stderr,
+    ), done.stderr
+    assert "Error" not in done.stdout + done.stderr

@@ -8,6 +8,8 @@ show the same matrix from the same data.
 Columns are the last ``days`` dates that are a trading day of at least one of the regions
 shown, up to the latest date whose run is due somewhere. Each region keeps its own exchange
 calendar: a date its exchange does not trade is ``closed`` (with the reason), never a gap.
+A trading day before a DAG's first scheduled run was never due (the DAG did not exist or was
+paused, and the scheduler does not go back past its catchup): ``never_due``, not a gap.
 """
 
 from __future__ import annotations
@@ -32,10 +34,13 @@ RUNNING = "running"  # a run of that date is queued or running
 FAILED = "failed"  # the latest run of that date failed (an earlier load, if any, is kept)
 MISSING = "missing"  # a trading day whose run was due, with nothing loaded and nothing running
 SCHEDULED = "scheduled"  # a trading day whose run is not due yet (the window has not opened)
+NEVER_DUE = "never_due"  # a trading day before the DAG's first scheduled run, nothing loaded
 CLOSED = "closed"  # not a trading day of the region's exchange
-STATES = (COMPLETE, PARTIAL, RUNNING, FAILED, MISSING, SCHEDULED, CLOSED)
-# The states a gate (the command line's exit status) fails on, and the page offers to fill.
+STATES = (COMPLETE, PARTIAL, RUNNING, FAILED, MISSING, SCHEDULED, NEVER_DUE, CLOSED)
+# The states a gate (the command line's exit status) fails on.
 GAPS = (MISSING, FAILED)
+# The states the page offers to fill with a backfill: the gaps, and history never loaded.
+FILLABLE = (*GAPS, NEVER_DUE)
 
 DEFAULT_DAYS = 20
 MAX_DAYS = 400
@@ -188,11 +193,14 @@ class Frame:
         runs: Iterable[Run],
         *,
         paused: Mapping[str, bool] | None = None,
+        first_scheduled: Mapping[str, datetime] | None = None,
         states: Iterable[str] = (),
     ) -> Matrix:
         """The matrix of these pairs and dates from the facts. ``loads``: the latest load_audit
         row of each partition; ``runs``: the DAG runs of the scrape DAGs (any may be left out
-        that cannot fall on a date shown); ``states``: only rows with a cell in one of them."""
+        that cannot fall on a date shown); ``first_scheduled``: the data interval start of
+        each DAG's earliest scheduled run (a DAG left out has had none); ``states``: only rows
+        with a cell in one of them."""
         loaded = {}
         for load in loads:
             part = load.partition
@@ -205,9 +213,12 @@ class Frame:
             dag_id = scrape_dag_id(site.name, region.name)
             clock = self.clocks[region.name]
             row = Row(site.name, region.name, dag_id, (paused or {}).get(dag_id))
+            start = (first_scheduled or {}).get(dag_id)
+            first = None if start is None else clock.day_of_interval_start(start)
             for day in self.dates:
                 load = loaded.get((site.name, region.name, day))
-                row.cells.append(_cell(clock, day, self.now, load, latest.get((dag_id, day))))
+                run = latest.get((dag_id, day))
+                row.cells.append(_cell(clock, day, self.now, load, run, first))
             if not wanted_states or any(c.state in wanted_states for c in row.cells):
                 rows.append(row)
         return Matrix(
@@ -253,6 +264,7 @@ def build(
     now: datetime | None = None,
     days: int = DEFAULT_DAYS,
     paused: Mapping[str, bool] | None = None,
+    first_scheduled: Mapping[str, datetime] | None = None,
     sites: Iterable[str] = (),
     regions: Iterable[str] = (),
     states: Iterable[str] = (),
@@ -261,7 +273,7 @@ def build(
     """The matrix of ``project``'s (site, region) pairs over the last ``days`` trading dates,
     from facts in hand (:func:`frame`, then :meth:`Frame.fill`)."""
     shown = frame(project, now=now, days=days, sites=sites, regions=regions, dag_ids=dag_ids)
-    return shown.fill(loads, runs, paused=paused, states=states)
+    return shown.fill(loads, runs, paused=paused, first_scheduled=first_scheduled, states=states)
 
 
 def _latest_runs(
@@ -282,7 +294,16 @@ def _latest_runs(
     return latest
 
 
-def _cell(clock: RegionClock, day: date, now: datetime, load: Load | None, run: Run | None):
+def _cell(
+    clock: RegionClock,
+    day: date,
+    now: datetime,
+    load: Load | None,
+    run: Run | None,
+    first_due: date | None,
+) -> Cell:
+    """One cell's state and detail. ``first_due``: the trading date of the DAG's earliest
+    scheduled run, None when it has had none."""
     cell = Cell(date=day.isoformat(), state=MISSING)
     if load is not None:
         cell.rows = load.rows
@@ -319,6 +340,18 @@ def _cell(clock: RegionClock, day: date, now: datetime, load: Load | None, run: 
         cell.detail = f"due when the off-peak window opens, {opens:%Y-%m-%d %H:%M} {clock.timezone}"
     elif run is not None:
         cell.detail = f"run {run.run_id} ended {run.state} without loading"
+    elif first_due is None:
+        cell.state = NEVER_DUE
+        cell.detail = (
+            "never due: the DAG has had no scheduled run yet (new, or paused since it was "
+            "added); select the date to backfill it"
+        )
+    elif day < first_due:
+        cell.state = NEVER_DUE
+        cell.detail = (
+            f"never due: before the DAG's first scheduled run, for {first_due.isoformat()} (the "
+            "scheduler does not go back past catchup); select the date to backfill it"
+        )
     else:
         cell.detail = "no run for this trading day"
     return cell

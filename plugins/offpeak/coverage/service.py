@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from offpeak.config import load_project
 from offpeak.coverage import matrix as m
-from offpeak.coverage.sources import read_loads, read_paused, read_runs
+from offpeak.coverage.sources import read_first_scheduled, read_loads, read_paused, read_runs
 from offpeak.naming import scrape_dag_id
 from offpeak.schedule.tradingtime import RegionClock
 
@@ -38,7 +38,13 @@ def current_matrix(
     first, last = shown.dates[0], shown.dates[-1]
     loads = read_loads(first, last, sorted({s.name for s, _ in shown.pairs}))
     runs = read_runs(session, shown.dag_ids, first)
-    return shown.fill(loads, runs, paused=read_paused(session, shown.dag_ids), states=states)
+    return shown.fill(
+        loads,
+        runs,
+        paused=read_paused(session, shown.dag_ids),
+        first_scheduled=read_first_scheduled(session, shown.dag_ids),
+        states=states,
+    )
 
 
 def plan_backfills(

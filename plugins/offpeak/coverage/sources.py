@@ -1,5 +1,5 @@
 """Where the coverage matrix's facts come from: the warehouse's load audit and Airflow's
-metadata DB (DAG runs, paused flags). Read-only, two queries each."""
+metadata DB (DAG runs, each DAG's first scheduled run, paused flags). Read-only."""
 
 from __future__ import annotations
 
@@ -90,6 +90,28 @@ def read_runs(session: Session, dag_ids: Iterable[str], since: date) -> list[Run
         )
         for r in rows
     ]
+
+
+def read_first_scheduled(session: Session, dag_ids: Iterable[str]) -> dict[str, datetime]:
+    """The data interval start of each DAG's earliest scheduled run (its trading date, once
+    read in the DAG's region): the dates before it were never due. A DAG that has had no
+    scheduled run is left out. Only what the metadata DB still holds counts: after
+    `airflow db clean` (maintenance__db_clean, 90 days by default) the earliest one kept."""
+    from airflow.models.dagrun import DagRun
+    from airflow.utils.types import DagRunType
+    from sqlalchemy import func, select
+
+    ids = list(dag_ids)
+    if not ids:
+        return {}
+    query = (
+        select(DagRun.dag_id, func.min(DagRun.data_interval_start))
+        .where(DagRun.dag_id.in_(ids))
+        .where(DagRun.run_type == DagRunType.SCHEDULED)
+        .where(DagRun.data_interval_start.is_not(None))
+        .group_by(DagRun.dag_id)
+    )
+    return dict(session.execute(query).all())
 
 
 def read_paused(session: Session, dag_ids: Iterable[str]) -> dict[str, bool]:
