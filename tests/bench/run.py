@@ -142,7 +142,8 @@ def main() -> None:
             figures += common.read(out)
     body = [
         *machine(),
-        f"- Each figure: the median of {args.repeat} runs, with min and max; each ratio taken "
+        f"- Each figure: the median of {args.repeat} runs with min and max (a single value: "
+        "one run, see above the table); each ratio taken "
         "run by run against its anchor, measured back to back in the same run. Section "
         f"times: {', '.join(timings)}.",
         "",
