@@ -8,6 +8,7 @@ import ast
 import os
 import re
 import shutil
+import signal
 import subprocess
 from pathlib import Path, PurePosixPath
 from urllib.parse import urlsplit
@@ -18,6 +19,8 @@ import yaml
 from offpeak import settings
 from offpeak.config import load_project
 from support import REPO
+from support.celery import REDIS_SERVER, _wait_port
+from support.services import free_port
 
 COMPOSE_FILE = REPO / "docker-compose.yaml"
 ENV_EXAMPLE = REPO / ".env.example"
@@ -229,12 +232,48 @@ def test_the_executor_is_celery_with_the_redis_broker(services, common_env):
     broker = urlsplit(common_env["AIRFLOW__CELERY__BROKER_URL"])
     assert (broker.scheme, broker.hostname, broker.port) == ("redis", "redis", 6379)
     assert broker.password == TEST_ENV["REDIS_PASSWORD"]
-    assert "--requirepass redis-password-from-env" in command(services["redis"])
+    assert TEST_ENV["REDIS_PASSWORD"] not in command(services["redis"])  # see the next test
     backend = urlsplit(common_env["AIRFLOW__CELERY__RESULT_BACKEND"])
     assert (backend.scheme, backend.hostname) == ("db+postgresql", "postgres")
     api = urlsplit(common_env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"])
     assert (api.hostname, api.port, api.path) == ("airflow-apiserver", 8080, "/execution/")
     assert services["airflow-apiserver"]["ports"] == [{"published": 8080, "target": 8080}]
+
+
+def test_redis_takes_its_password_from_a_file_not_its_command_line(services, tmp_path):
+    """The redis service's own command, run by a shell here with Debian's redis-server (the
+    container's config file and port moved to this test's): the server asks for the password,
+    and no process's command line shows it."""
+    redis = services["redis"]
+    shell, flag, script = redis["command"]
+    assert (shell, flag) == ("sh", "-c")
+    port = free_port()
+    # `config` prints a literal $ as $$ again; compose hands the container a single one.
+    here = script.replace("$$", "$").replace("/tmp/redis.conf", str(tmp_path / "redis.conf"))
+    here = here.replace("exec redis-server", f"exec {REDIS_SERVER}")
+    here += f" --port {port} --bind 127.0.0.1 --save ''"
+    env = {"PATH": os.environ["PATH"], **redis["environment"]}
+    proc = subprocess.Popen([shell, flag, here], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+    try:
+        _wait_port(port, 30, "redis-server", proc)
+        with open(f"/proc/{proc.pid}/cmdline", "rb") as f:  # after the exec: redis itself
+            shown = f.read().decode()
+        assert "redis-server" in shown and TEST_ENV["REDIS_PASSWORD"] not in shown, shown
+        assert oct((tmp_path / "redis.conf").stat().st_mode & 0o777) == "0o600"
+
+        def ping(password: str | None) -> str:
+            extra = {"REDISCLI_AUTH": password} if password else {}
+            done = subprocess.run(["redis-cli", "-p", str(port), "ping"], capture_output=True,
+                                  text=True, env={"PATH": os.environ["PATH"], **extra})  # fmt: skip
+            return done.stdout.strip()
+
+        assert ping(None).startswith("NOAUTH")
+        assert ping("wrong") != "PONG"
+        assert ping(TEST_ENV["REDIS_PASSWORD"]) == "PONG"
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
 
 
 def test_the_code_is_mounted_read_only_and_dev_tooling_never(services, airflow):

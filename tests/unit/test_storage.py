@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 
 from offpeak.pipeline import storage
 
@@ -16,12 +17,15 @@ def test_a_crawl_cleans_only_its_own_hosts_dead_folders(tmp_path, monkeypatch):
     area = tmp_path / "tmp"
     host = storage._host()
     mine = area / f"crawl-{DEAD_PID}-{host}-k1ll3d_1"
-    legacy = area / f"crawl-{DEAD_PID}-k1ll3d_2"  # named before folders carried the host
+    legacy = area / f"crawl-{DEAD_PID}-k1ll3d_2"  # named before hosts: untouched for 3 days
     other = area / f"crawl-{DEAD_PID}-worker_b.example-a11v3_3"
     live_elsewhere = area / f"crawl-{os.getpid()}-worker_b.example-a11v3_4"
     for folder in (mine, legacy, other, live_elsewhere):
         folder.mkdir(parents=True)
         (folder / "feed.jsonl").write_text("{}\n")
+    old = time.time() - 3 * 86400
+    for item in (legacy / "feed.jsonl", legacy):
+        os.utime(item, (old, old))
 
     with storage.crawl_workdir() as work:
         assert work.name.startswith(f"crawl-{os.getpid()}-{host}-")
@@ -30,6 +34,26 @@ def test_a_crawl_cleans_only_its_own_hosts_dead_folders(tmp_path, monkeypatch):
     assert other.exists() and live_elsewhere.exists()
     assert left == sorted([other.name, live_elsewhere.name, work.name])
     assert not work.exists()
+
+
+def test_a_folder_named_before_hosts_goes_only_once_untouched_for_two_days(tmp_path, monkeypatch):
+    """``crawl-<pid>-<random>`` names no host: its pid may be a live crawl of an old worker
+    elsewhere (a rolling upgrade), so any crawl removes it by age alone, never by pid."""
+    monkeypatch.setenv("OFFPEAK_DATA_ROOT", tmp_path.as_uri())
+    area = tmp_path / "tmp"
+    recent = area / f"crawl-{DEAD_PID}-r3c3nt_1"  # a dead pid here, but written an hour ago
+    stale = area / f"crawl-{DEAD_PID}-st4l3_2"
+    for folder in (recent, stale):
+        folder.mkdir(parents=True)
+        (folder / "feed.jsonl").write_text("{}\n")
+    hour_ago, three_days_ago = time.time() - 3600, time.time() - 3 * 86400
+    for path, when in ((recent, hour_ago), (stale, three_days_ago)):
+        for item in (path / "feed.jsonl", path):
+            os.utime(item, (when, when))
+
+    with storage.crawl_workdir():
+        pass
+    assert recent.exists() and not stale.exists()
 
 
 def test_a_local_file_is_read_without_loading_every_providers_filesystem(tmp_path):

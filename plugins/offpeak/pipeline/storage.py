@@ -7,9 +7,11 @@ import re
 import shutil
 import socket
 import tempfile
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
@@ -21,6 +23,9 @@ if TYPE_CHECKING:
     from offpeak.partition import Partition
 
 STAGES = {"raw": ".jsonl", "clean": ".csv", "rejects": ".jsonl"}
+# A crawl work folder named before folders carried their host is removed once nothing in it
+# has changed for this long: a live crawl writes its feed as it goes, and none runs two days.
+UNOWNED_AFTER = timedelta(hours=48)
 
 
 def data_root() -> ObjectStoragePath:
@@ -109,18 +114,34 @@ def _host() -> str:
     return re.sub(r"[^A-Za-z0-9_.]", "_", socket.gethostname()) or "host"
 
 
+def _age(folder: Path) -> float:
+    """Seconds since anything in ``folder`` (or the folder itself) last changed."""
+    try:
+        newest = max([folder.stat().st_mtime, *(f.stat().st_mtime for f in folder.rglob("*"))])
+    except OSError:  # removed meanwhile
+        return 0.0
+    return time.time() - newest
+
+
 @contextmanager
 def crawl_workdir() -> Iterator[Path]:
     """A folder for one crawl's feed, stats and dead letters, in the temp area, named by host
     and task pid (``crawl-<pid>-<host>-<random>``); removed afterwards. Folders left by a task
     of this host that was killed (its pid gone) are removed when the next crawl starts, so a
     partial feed never lingers. Another host's folders are never touched: on a data root that
-    several workers share, their pids mean nothing here."""
+    several workers share, their pids mean nothing here. A folder named before folders carried
+    their host (``crawl-<pid>-<random>``) names no owner, so no pid check can be trusted (an
+    old worker of a rolling upgrade may still be crawling into it): any crawl removes it once
+    it is older than ``UNOWNED_AFTER``, longer than any crawl may run."""
     area = temp_area()
     host = _host()
     for old in area.glob("crawl-*"):
         parts = old.name.split("-")  # mkdtemp's random part has no "-"; a host slug neither
-        pid, owner = parts[1], parts[2] if len(parts) == 4 else host  # 3 parts: before hosts
+        if len(parts) == 3:  # named before hosts: by age alone
+            if _age(old) > UNOWNED_AFTER.total_seconds():
+                shutil.rmtree(old, ignore_errors=True)
+            continue
+        pid, owner = parts[1], parts[2] if len(parts) == 4 else None
         if owner == host and pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
             shutil.rmtree(old, ignore_errors=True)
     work = Path(tempfile.mkdtemp(prefix=f"crawl-{os.getpid()}-{host}-", dir=area))
