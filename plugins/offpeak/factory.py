@@ -260,7 +260,9 @@ def _wait_for(cfg, task_id: str, **target):
 
     return TradingDateSensor(
         task_id=task_id,
-        allowed_states=["success"],
+        # A skipped load (an open circuit breaker, a dry run) will not come: the summary
+        # leaves that site out and names it (summaries.summarize_region), rather than wait.
+        allowed_states=["success", "skipped"],
         failed_states=["failed", "upstream_failed"],
         deferrable=True,
         poke_interval=cfg.poke_interval_seconds,

@@ -4,6 +4,7 @@ rollup within seconds, not at the sensors' timeout."""
 
 from __future__ import annotations
 
+import json
 from datetime import date, timedelta
 
 from offpeak.config import load_project
@@ -179,3 +180,38 @@ def test_a_failed_site_fails_its_region_rollup_within_seconds(stack):
     assert task(stack, rollup, runs[rollup][1], "summarize")[0] in ("skipped", "upstream_failed")
     # The verdict says why the run failed.
     assert task(stack, rollup, runs[rollup][1], "check_inputs")[0] == "failed"
+
+
+def test_a_skipped_load_does_not_hold_its_region_rollup(stack, warehouse):
+    """funds/india's load is skipped (a dry run; an open circuit breaker skips it the same
+    way): the funds sensor takes the skip as final, and the rollup summarises equities alone
+    and names funds, within a minute of the site runs, not at the sensors' 13 h timeout."""
+    day = date(2026, 11, 12)  # no other test loads india on this date
+    rollup = rollup_dag_id("india")
+    funds, equities = scrape_dag_id("funds", "india"), scrape_dag_id("equities", "india")
+    for dag_id in (rollup, funds, equities):
+        stack.airflow("dags", "unpause", dag_id)
+    backfills = {rollup: backfill(stack, rollup, day)}
+    backfills[funds] = backfill(stack, funds, day, {"ignore_window": True, "dry_run": True})
+    backfills[equities] = backfill(stack, equities, day, {"ignore_window": True})
+    runs = wait_finished(stack, backfills, timeout=300)
+    assert {d: r[2] for d, r in runs.items()} == dict.fromkeys(runs, "success"), runs
+
+    assert task(stack, funds, runs[funds][1], "load")[0] == "skipped"
+    assert task(stack, rollup, runs[rollup][1], "wait_for_sites.funds")[0] == "success"
+    elapsed = runs[rollup][4] - max(runs[funds][4], runs[equities][4])
+    print(f"the region rollup ended {elapsed.total_seconds():.1f}s after the site runs")
+    assert timedelta(0) <= elapsed < timedelta(minutes=1)
+
+    ((summary,),) = stack.query(
+        "SELECT value FROM xcom WHERE dag_id = %s AND run_id = %s AND task_id = 'summarize'"
+        " AND key = 'return_value'", rollup, runs[rollup][1],
+    )  # fmt: skip
+    summary = json.loads(summary) if isinstance(summary, str) else summary
+    assert summary["sites_not_loaded"] == ["funds"] and summary["sites"] == 1, summary
+    assert summary["rows_loaded"] == ROWS["equities"]
+    summarized = warehouse.execute(
+        "SELECT site, rows_loaded FROM scraped.rollup_site_day WHERE region = 'india'"
+        " AND trading_date = %s", (day,),
+    ).fetchall()  # fmt: skip
+    assert summarized == [("equities", ROWS["equities"])]

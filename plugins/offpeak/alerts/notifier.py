@@ -1,4 +1,5 @@
-"""Alerts to a Slack-compatible webhook: a task's final failure, and a run past its deadline.
+"""Alerts to a Slack-compatible webhook: a task's final failure, a run past its deadline, and a
+partial day (loaded without every page: a warning, per run or as a region's daily digest).
 
 The webhook URL is a secret: it lives in an Airflow HTTP connection (``alerts.http_conn_id``
 of regions.yaml, ``offpeak_alerts`` by default), is masked in logs and never logged. Without
@@ -181,3 +182,68 @@ def deadline_missed(
         f" (+{grace} min)" if grace else ""
     )
     post(http_conn_id, slack_message(title, facts))
+
+
+def _ui_url(path: str) -> str:
+    """An Airflow UI address: ``[api] base_url`` (what task log links use) plus ``path``."""
+    from airflow.configuration import conf
+
+    return f"{conf.get('api', 'base_url', fallback='http://localhost:8080/').rstrip('/')}/{path}"
+
+
+def coverage_url() -> str:
+    """The Coverage page in Airflow's UI."""
+    return _ui_url("plugin/coverage")
+
+
+def partial_day(
+    http_conn_id: str, *, dag_id: str, run_id: str, scraped: dict[str, Any],
+    loaded: dict[str, Any],
+) -> bool:  # fmt: skip
+    """A warning that a run loaded a partial day: site, region, trading date, each cause with
+    its count, the first dead letters, links to the run and to the Coverage page. The load
+    posts it once, after its commit (alerts.partial: each)."""
+    from urllib.parse import quote
+
+    causes = scraped.get("partial_reasons") or [
+        f"{count} {cause}" for cause, count in sorted((scraped.get("incomplete") or {}).items())
+    ]
+    letters = scraped.get("first_dead_letters") or []
+    facts = {
+        "Site": scraped.get("site"),
+        "Region": scraped.get("region"),
+        "Trading date": scraped.get("trading_date"),
+        "Rows": f"{loaded.get('rows_inserted', 0)} inserted, {loaded.get('rows_updated', 0)} "
+        f"updated, none deleted ({loaded.get('partition_rows', '?')} held)",
+        "Dead letters": scraped.get("dead_letters", 0),
+        "Run": f"<{_ui_url(f'dags/{dag_id}/runs/{quote(run_id)}')}|{run_id}>",
+        "Coverage": f"<{coverage_url()}|the Coverage page>",
+    }
+    detail = "\n".join(
+        [f"- {cause}" for cause in causes]
+        + [f"dead letter: {x.get('url')}: {x.get('reason')}" for x in letters]
+    )
+    title = (
+        f":large_yellow_circle: {dag_id} loaded a partial day for {scraped.get('trading_date')}: "
+        "its crawl did not read every page, so no row was deleted"
+    )
+    return post(http_conn_id, slack_message(title, facts, detail or None))
+
+
+def partial_digest(
+    http_conn_id: str, *, region: str, trading_date: str, partial: list[dict[str, Any]]
+) -> bool:
+    """One message for a region's trading date listing its partial sites (alerts.partial:
+    digest), from the region rollup."""
+    lines = [f"- {p['site']}: {p['rows']} rows held, run {p['run_id']}" for p in partial]
+    facts = {
+        "Region": region,
+        "Trading date": trading_date,
+        "Partial sites": len(partial),
+        "Coverage": f"<{coverage_url()}|the Coverage page>",
+    }
+    title = (
+        f":large_yellow_circle: {region} {trading_date}: {len(partial)} site(s) loaded a "
+        "partial day (crawls that did not read every page; no row was deleted)"
+    )
+    return post(http_conn_id, slack_message(title, facts, "\n".join(lines)))

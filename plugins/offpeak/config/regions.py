@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import date, datetime, time
-from typing import Annotated
+from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
@@ -162,6 +162,12 @@ class Alerts(_Strict):
         0,
         description="Alert when a scrape run has not finished this long after its off-peak "
         "window closed.",
+    )
+    partial: Literal["each", "digest", "off"] = Field(
+        "each",
+        description="A partial day (a crawl that loaded without every page): `each` posts a "
+        "warning per run, from its load; `digest` one message per region and trading date, "
+        "from the region rollup; `off` none (the Coverage page still shows it).",
     )
 
 

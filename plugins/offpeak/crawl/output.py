@@ -88,6 +88,9 @@ def count_and_hash(path: Path) -> FeedSummary:
     return FeedSummary(lines, size, digest.hexdigest())
 
 
+FIRST_DEAD_LETTERS = 3  # shown in a partial-day alert; all of them are in the file
+
+
 def pointer(
     crawled: CrawlResult, *, uri: str, dead_letters_uri: str, started: datetime
 ) -> dict[str, Any]:
@@ -110,4 +113,10 @@ def pointer(
     }
     if letters:
         result["dead_letters_uri"] = dead_letters_uri
+    if not crawled.decision.complete:  # for the partial-day alert (alerts.notifier)
+        result["partial_reasons"] = list(crawled.decision.reasons)
+        result["first_dead_letters"] = [
+            {"url": letter.get("url"), "reason": letter.get("reason")}
+            for letter in letters[:FIRST_DEAD_LETTERS]
+        ]
     return result

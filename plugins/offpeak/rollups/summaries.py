@@ -41,10 +41,16 @@ def summarize_region(region: str, **context: Any) -> dict[str, Any]:
     try:
         with conn.transaction(), conn.cursor() as cur:
             _run(cur, "reset_region", sql_params)
+            not_loaded = _not_loaded(cur, [s.name for s in sites], region, day)
+            if not_loaded:
+                log.warning(
+                    "No load of %s for %s %s (its load was skipped: an open circuit breaker or "
+                    "a dry run, or it never ran): left out of this summary",
+                    ", ".join(not_loaded), region, day,
+                )  # fmt: skip
             for site in sites:
                 table = ident(schema_name(), site.name)
-                if not _table_exists(cur, site.name):
-                    log.warning("Site %s has no table yet (never loaded): left out", site.name)
+                if site.name in not_loaded:
                     continue
                 _run(cur, "site_day", {**sql_params, "site": site.name}, site_table=table)
                 for measure in (n for n, f in site.fields.items() if f.measure):
@@ -55,12 +61,56 @@ def summarize_region(region: str, **context: Any) -> dict[str, Any]:
                     )  # fmt: skip
             _run(cur, "region_totals", sql_params)
             rows, summarized = cur.fetchone()
+            partial = _partial_loads(cur, [s.name for s in sites], region, day)
     finally:
         conn.close()
+    if partial and project.alerts.partial == "digest":
+        from offpeak.alerts.notifier import partial_digest
+
+        partial_digest(
+            project.alerts.http_conn_id, region=region, trading_date=day.isoformat(),
+            partial=partial,
+        )  # fmt: skip
     result = {"region": region, "trading_date": day.isoformat(), "sites": summarized,
-              "rows_loaded": int(rows)}  # fmt: skip
+              "rows_loaded": int(rows), "sites_not_loaded": not_loaded,
+              "sites_partial": [p["site"] for p in partial]}  # fmt: skip
     log.info("Region summary: %s", result)
     return result
+
+
+def _not_loaded(cur: Any, sites: list[str], region: str, day: Any) -> list[str]:
+    """The sites of ``sites`` with no load of (region, day) in load_audit, sorted."""
+    from psycopg import sql
+
+    if not _table_exists(cur, "load_audit"):
+        return sorted(sites)
+    cur.execute(
+        sql.SQL(
+            "SELECT DISTINCT site FROM {} WHERE region = %s AND trading_date = %s"
+            " AND site = ANY(%s)"
+        ).format(ident(schema_name(), "load_audit")),
+        (region, day, sites),
+    )
+    loaded = {site for (site,) in cur.fetchall()}
+    return sorted(set(sites) - loaded)
+
+
+def _partial_loads(cur: Any, sites: list[str], region: str, day: Any) -> list[dict[str, Any]]:
+    """The sites whose latest load of (region, day) was partial (load_audit.complete false):
+    site, rows the partition holds, and the run, sorted by site."""
+    from psycopg import sql
+
+    if not sites or not _table_exists(cur, "load_audit"):
+        return []
+    cur.execute(
+        sql.SQL(
+            "SELECT site, rows_inserted + rows_updated + rows_unchanged, run_id FROM ("
+            " SELECT DISTINCT ON (site) * FROM {} WHERE region = %s AND trading_date = %s"
+            " AND site = ANY(%s) ORDER BY site, id DESC) latest WHERE NOT complete ORDER BY site"
+        ).format(ident(schema_name(), "load_audit")),
+        (region, day, sites),
+    )
+    return [{"site": s, "rows": int(n), "run_id": r} for s, n, r in cur.fetchall()]
 
 
 def _table_exists(cur: Any, table: str) -> bool:
