@@ -191,6 +191,15 @@ def test_a_skipped_load_does_not_hold_its_region_rollup(stack, warehouse):
     funds, equities = scrape_dag_id("funds", "india"), scrape_dag_id("equities", "india")
     for dag_id in (rollup, funds, equities):
         stack.airflow("dags", "unpause", dag_id)
+    # The test before backfilled rollup__india and funds/india: Airflow refuses a second
+    # backfill of a DAG until the scheduler has marked the first completed.
+    stack.wait(
+        lambda: not stack.query(
+            "SELECT id FROM backfill WHERE dag_id = ANY(%s) AND completed_at IS NULL",
+            [rollup, funds, equities],
+        ),
+        120, "earlier backfills of the india DAGs to be marked completed",
+    )  # fmt: skip
     backfills = {rollup: backfill(stack, rollup, day)}
     backfills[funds] = backfill(stack, funds, day, {"ignore_window": True, "dry_run": True})
     backfills[equities] = backfill(stack, equities, day, {"ignore_window": True})
