@@ -74,14 +74,15 @@ def load(site: str, region: str, **context: Any) -> dict[str, Any]:
         raise
     metrics.loaded(site, region, result)
     log.info("Loaded into %s: %s", result["table"], result)
-    alerts_cfg = config.load_project(only_site=site).alerts  # regions.yaml and this site only
-    if not result["complete"] and alerts_cfg.partial == "each":
-        from offpeak.alerts.notifier import partial_day
+    if not result["complete"]:  # a partial day: announced (alerts.partial)
+        alerts_cfg = config.load_project(only_site=site).alerts  # regions.yaml and this site
+        if alerts_cfg.partial == "each":
+            from offpeak.alerts.notifier import partial_day
 
-        partial_day(
-            alerts_cfg.http_conn_id, dag_id=context["dag"].dag_id, run_id=context["run_id"],
-            scraped=scraped, loaded=result,
-        )  # fmt: skip
+            partial_day(
+                alerts_cfg.http_conn_id, dag_id=context["dag"].dag_id, run_id=context["run_id"],
+                scraped=scraped, loaded=result,
+            )  # fmt: skip
     counts = ("partition_rows", "rows_inserted", "rows_updated", "rows_deleted")
     context["outlet_events"][table_asset(site)].extra = {
         "region": region,

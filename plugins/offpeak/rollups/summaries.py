@@ -41,7 +41,8 @@ def summarize_region(region: str, **context: Any) -> dict[str, Any]:
     try:
         with conn.transaction(), conn.cursor() as cur:
             _run(cur, "reset_region", sql_params)
-            not_loaded = _not_loaded(cur, [s.name for s in sites], region, day)
+            latest = _latest_loads(cur, [s.name for s in sites], region, day)
+            not_loaded = sorted({s.name for s in sites} - set(latest))
             if not_loaded:
                 log.warning(
                     "No load of %s for %s %s (its load was skipped: an open circuit breaker or "
@@ -49,9 +50,9 @@ def summarize_region(region: str, **context: Any) -> dict[str, Any]:
                     ", ".join(not_loaded), region, day,
                 )  # fmt: skip
             for site in sites:
-                table = ident(schema_name(), site.name)
-                if site.name in not_loaded:
+                if site.name not in latest:
                     continue
+                table = ident(schema_name(), site.name)
                 _run(cur, "site_day", {**sql_params, "site": site.name}, site_table=table)
                 for measure in (n for n, f in site.fields.items() if f.measure):
                     _run(
@@ -61,9 +62,9 @@ def summarize_region(region: str, **context: Any) -> dict[str, Any]:
                     )  # fmt: skip
             _run(cur, "region_totals", sql_params)
             rows, summarized = cur.fetchone()
-            partial = _partial_loads(cur, [s.name for s in sites], region, day)
     finally:
         conn.close()
+    partial = [load for _, load in sorted(latest.items()) if not load["complete"]]
     if partial and project.alerts.partial == "digest":
         from offpeak.alerts.notifier import partial_digest
 
@@ -78,39 +79,26 @@ def summarize_region(region: str, **context: Any) -> dict[str, Any]:
     return result
 
 
-def _not_loaded(cur: Any, sites: list[str], region: str, day: Any) -> list[str]:
-    """The sites of ``sites`` with no load of (region, day) in load_audit, sorted."""
-    from psycopg import sql
-
-    if not _table_exists(cur, "load_audit"):
-        return sorted(sites)
-    cur.execute(
-        sql.SQL(
-            "SELECT DISTINCT site FROM {} WHERE region = %s AND trading_date = %s"
-            " AND site = ANY(%s)"
-        ).format(ident(schema_name(), "load_audit")),
-        (region, day, sites),
-    )
-    loaded = {site for (site,) in cur.fetchall()}
-    return sorted(set(sites) - loaded)
-
-
-def _partial_loads(cur: Any, sites: list[str], region: str, day: Any) -> list[dict[str, Any]]:
-    """The sites whose latest load of (region, day) was partial (load_audit.complete false):
-    site, rows the partition holds, and the run, sorted by site."""
+def _latest_loads(cur: Any, sites: list[str], region: str, day: Any) -> dict[str, dict]:
+    """The latest load_audit row of (site, region, day) for each of ``sites`` that has one:
+    whether it was complete, the rows the partition holds, and its run. A site left out has
+    no load of that date (skipped, or never run)."""
     from psycopg import sql
 
     if not sites or not _table_exists(cur, "load_audit"):
-        return []
+        return {}
     cur.execute(
         sql.SQL(
-            "SELECT site, rows_inserted + rows_updated + rows_unchanged, run_id FROM ("
-            " SELECT DISTINCT ON (site) * FROM {} WHERE region = %s AND trading_date = %s"
-            " AND site = ANY(%s) ORDER BY site, id DESC) latest WHERE NOT complete ORDER BY site"
+            "SELECT DISTINCT ON (site) site, complete, rows_inserted + rows_updated"
+            " + rows_unchanged, run_id FROM {} WHERE region = %s AND trading_date = %s"
+            " AND site = ANY(%s) ORDER BY site, id DESC"
         ).format(ident(schema_name(), "load_audit")),
         (region, day, sites),
     )
-    return [{"site": s, "rows": int(n), "run_id": r} for s, n, r in cur.fetchall()]
+    return {
+        site: {"site": site, "complete": complete, "rows": int(rows), "run_id": run_id}
+        for site, complete, rows, run_id in cur.fetchall()
+    }
 
 
 def _table_exists(cur: Any, table: str) -> bool:
