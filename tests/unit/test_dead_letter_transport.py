@@ -102,3 +102,17 @@ def test_an_answer_too_large_once_decompressed_names_the_limit(letters):
         f"response from {URL} (10,240 bytes compressed) exceeds politeness.download_maxsize "
         "1 MiB once decompressed"
     )
+
+
+def test_a_dead_letter_keeps_no_secret_in_its_url_or_reason(letters, monkeypatch):
+    """The site's API key in a request URL (funds' start URL carries it) is stored neither in
+    the letter's url nor in its reason, also when the reason quotes an exception that names
+    the raw URL: the dead letters file is on the data root, and the first letters go into a
+    partial-day alert."""
+    monkeypatch.setenv(contract.API_KEY_ENV, "s3cr3t/key+42")
+    raw = "http://127.0.0.1:8808/funds/india/2026-11-12/?page=3&api_key=s3cr3t%2Fkey%2B42"
+    letter = fail(letters, Request(raw), IgnoreRequest(f"Filtered offsite request: <GET {raw}>"))
+    assert letter["cause"] == "refused"
+    assert "s3cr3t" not in letter["url"] and "s3cr3t" not in letter["reason"], letter
+    assert letter["reason"].startswith("request refused: Filtered offsite request: <GET "), letter
+    assert "api_key=***" in letter["reason"], letter["reason"]

@@ -72,6 +72,9 @@ class DeadLetters:
             meta[RECEIVED] += len(data)
 
     def add(self, url: str, cause: str, reason: str, status: int | None = None, retries=0) -> None:
+        # The reason names the URL: stored, logged and sent in a partial-day alert, it goes
+        # without the site's secret, as the url does.
+        reason = redacted(reason)
         letter = {
             "url": stored_url(url),
             "status": status,
@@ -82,7 +85,7 @@ class DeadLetters:
         self.letters.append(letter)
         self.stats.inc_value(contract.DEAD_LETTERS)
         self.stats.inc_value(contract.INCOMPLETE_PREFIX + cause)
-        log.warning("Dead letter: %s", redacted(reason))
+        log.warning("Dead letter: %s", reason)
 
     def failure(self, failure) -> None:
         """Errback of every request the spiders make: name what happened to it."""
