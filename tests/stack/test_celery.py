@@ -128,6 +128,27 @@ def latest_run_states(stack, dag_ids: list[str]) -> dict[str, str]:
     ))  # fmt: skip
 
 
+def wait_finished(stack, dags: list[str], timeout: float, what: str) -> None:
+    """Wait until the latest run of each of ``dags`` has ended; on a timeout, fail naming the
+    runs still going and their unfinished tasks (state, worker, try)."""
+
+    def finished():
+        states = latest_run_states(stack, dags).values()
+        return len(states) == len(dags) and all(s in ("success", "failed") for s in states)
+
+    try:
+        stack.wait(finished, timeout, what, every=3)
+    except pytest.fail.Exception as exc:
+        going = {d: s for d, s in latest_run_states(stack, dags).items() if s != "success"}
+        tasks = [
+            f"{t['dag_id']}.{t['task_id']} {t['state']} on {t['hostname'] or '-'} try "
+            f"{t['try_number']}"
+            for t in task_instances(stack, sorted(going))
+            if t["state"] not in ("success", "skipped")
+        ]
+        pytest.fail(f"runs not finished: {going}; their tasks: {tasks}\n{exc}")
+
+
 def main_job_dags(stack) -> list[str]:
     return [d for (d,) in stack.query("SELECT dag_id FROM dag") if re.match(MAIN_JOB_DAGS, d)]
 
@@ -163,11 +184,7 @@ def test_every_demo_dag_succeeds_with_a_worker_killed_mid_crawl(celery, rows):
         time.sleep(1)
     assert not orphans(), f"left running after the worker died: {orphans()}"
 
-    def finished():
-        states = latest_run_states(stack, dags).values()
-        return len(states) == len(dags) and all(s in ("success", "failed") for s in states)
-
-    stack.wait(finished, 600, "every run of the main job to finish", every=3)
+    wait_finished(stack, dags, 600, "every run of the main job to finish")
     tis = task_instances(stack, dags)
     runs = latest_run_states(stack, dags)
     assert runs == dict.fromkeys(dags, "success"), runs

@@ -151,6 +151,11 @@ class CeleryStack(AirflowStack):
             # A dead worker's tasks are found within ~30 s (production default: 300 s).
             "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "30",
             "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "5",
+            # A task a dead worker had received but not yet started stays queued until this
+            # timeout (checked every interval), then is queued again: within ~2 min here
+            # (production defaults: 600 s, checked every 120 s; docs/deploying.md).
+            "AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT": "90",
+            "AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT_CHECK_INTERVAL": "15",
             "OFFPEAK_DATA_ROOT": f"s3://{S3_CONN}@{BUCKET}/celery",
             f"AIRFLOW_CONN_{S3_CONN.upper()}": s3.connection(),
             "OFFPEAK_IGNORE_WINDOWS": "true",  # the demo sites have no peak hours
