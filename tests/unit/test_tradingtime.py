@@ -104,6 +104,20 @@ def test_next_window_open_is_today_or_tomorrow():
     assert AMERICAS.next_window_open(late) == datetime(2026, 11, 21, 18, 30, tzinfo=NY)
 
 
+def test_last_window_open_is_the_window_now_is_in_or_the_one_before():
+    """What a resumable crawl's state is dated by: the same instant all through one window
+    and until the next opens; a crawl killed at 03:00 and retried at 07:00 share it."""
+    friday_evening = datetime(2026, 11, 20, 18, 30, tzinfo=NY)
+    for now in (friday_evening, datetime(2026, 11, 21, 3, 0, tzinfo=NY),
+                datetime(2026, 11, 21, 12, 0, tzinfo=NY)):  # fmt: skip
+        assert AMERICAS.last_window_open(now) == friday_evening, now
+    next_one = datetime(2026, 11, 21, 18, 30, tzinfo=NY)
+    assert AMERICAS.last_window_open(next_one) == next_one
+    assert EARLY.last_window_open(datetime(2026, 11, 21, 1, 0, tzinfo=TOKYO)) == datetime(
+        2026, 11, 20, 2, 0, tzinfo=TOKYO
+    )
+
+
 def test_window_text_shows_seconds_only_when_set():
     assert AMERICAS.window_text() == "18:30–07:30"
     assert RegionClock("t", "UTC", "XNYS", time(9, 0, 5), time(10)).window_text() == (

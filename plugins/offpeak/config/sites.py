@@ -232,6 +232,14 @@ class Site(_Strict):
         "`airflow celery worker --queues <name>`. Transform and load stay on the default "
         "queue. Unset: default.",
     )
+    resume: bool = Field(
+        True,
+        description="Keep the pages a crawl fetches on the data root while it runs "
+        "(crawl-state/), so that a retry of a try that was killed or whose worker was lost "
+        "reads them there instead of fetching them again, in the same off-peak window and "
+        "with the same config; removed when the crawl ends. false: every try starts from the "
+        "first page.",
+    )
     on_duplicate_key: Literal["reject", "first", "last"] = Field(
         "reject",
         description='Records of one crawl with the same natural key: "reject" every copy (a '

@@ -19,6 +19,13 @@ PARENT_PID_ENV = "OFFPEAK_PARENT_PID"
 # re-validates the YAML (offpeak.scraping.siteconfig).
 SITE_CONFIG_ENV = "OFFPEAK_SITE_CONFIG"
 
+# The pages a crawl keeps for a later try (offpeak.scraping.pages, offpeak.crawl.resume): one
+# file each, and a journal the crawl appends each new page's file name to, a line each.
+PAGE_SUFFIX = ".page"
+PAGE_JOURNAL = "journal.txt"
+# Pages read from an earlier try's state instead of being fetched (Scrapy's httpcache hits).
+RESUMED_PAGES = "httpcache/hit"
+
 # Stats the spiders and middlewares write; the operator and the quality checks read them.
 UNREADABLE_PAGES = "offpeak/unreadable_pages"
 DEAD_LETTERS = "offpeak/dead_letters"

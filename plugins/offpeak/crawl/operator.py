@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
@@ -13,8 +14,8 @@ from airflow.sdk import BaseOperator
 
 from offpeak import connections, metrics, params, retries, settings
 from offpeak.config import Site, get_site
-from offpeak.crawl import breaker, contract, output
-from offpeak.crawl.runner import Crawler, CrawlRequest
+from offpeak.crawl import breaker, contract, output, resume
+from offpeak.crawl.runner import Crawler, CrawlRequest, CrawlResult
 from offpeak.crawl.spec import CrawlSample
 from offpeak.crawl.window import window_budget
 from offpeak.partition import Partition
@@ -164,30 +165,59 @@ class ScrapeOperator(BaseOperator):
         sample = CrawlSample.from_context(site, context)
         if sample.partial:
             self.log.info("Partial crawl requested: %s", sample)
-        request = CrawlRequest.at(conn, site, part, sample=sample, window=budget)
         with storage.crawl_workdir() as tmp:
-            result = self.crawler.run(request, tmp)
-            self.send_metrics(result.stats, result.feed.items, result.seconds)
-            decision, letters = result.decision, result.dead_letters
-            if letters:
-                self.log.warning("%d dead letter(s), listed in %s:", len(letters), dead_dest)
-                for letter in letters:
-                    self.log.warning("  dead letter: %s", letter["reason"])
-                storage.publish(result.files.dead_letters, dead_dest)
-            quality.log_checks(decision.checks, self.log)
-            if decision.outcome == "failed":
-                self.fail(context, decision)
-            if decision.outcome == "partial":
-                self.log.warning(
-                    "The crawl of %s is partial, so its load will add and update rows but delete "
-                    "none: %s", decision.where, "; ".join(decision.reasons),
-                )  # fmt: skip
-            storage.publish(result.files.feed, dest)
+            pages = tmp / "pages" if site.resume else None
+            request = CrawlRequest.at(
+                conn, site, part, sample=sample, window=budget, pages=pages
+            )  # fmt: skip
+            state = self.crawl_state(request, started, context) if pages else None
+            with state.syncing(pages) if state else contextlib.nullcontext():
+                result = self.crawler.run(request, tmp)
+            try:
+                self.judge_and_publish(context, result, dest, dead_dest)
+            finally:
+                if state is not None and not self.crawler.stopped:
+                    state.discard()  # this try ended by itself: a retry starts afresh
         pointer = output.pointer(
             result, uri=str(dest), dead_letters_uri=str(dead_dest), started=started
         )
         self.log.info("Crawl published: %s", pointer)
         return pointer
+
+    def judge_and_publish(
+        self, context: Context, result: CrawlResult, dest: Any, dead_dest: Any
+    ) -> None:
+        """Publish the crawl's dead letters, then fail (the verdict's failure) or publish its
+        feed, whole or partial."""
+        self.send_metrics(result.stats, result.feed.items, result.seconds)
+        decision, letters = result.decision, result.dead_letters
+        if letters:
+            self.log.warning("%d dead letter(s), listed in %s:", len(letters), dead_dest)
+            for letter in letters:
+                self.log.warning("  dead letter: %s", letter["reason"])
+            storage.publish(result.files.dead_letters, dead_dest)
+        quality.log_checks(decision.checks, self.log)
+        if decision.outcome == "failed":
+            self.fail(context, decision)
+        if decision.outcome == "partial":
+            self.log.warning(
+                "The crawl of %s is partial, so its load will add and update rows but delete "
+                "none: %s", decision.where, "; ".join(decision.reasons),
+            )  # fmt: skip
+        storage.publish(result.files.feed, dest)
+
+    def crawl_state(
+        self, request: CrawlRequest, now: datetime, context: Context
+    ) -> resume.CrawlState:
+        """The run's kept pages on the data root (offpeak.crawl.resume), restored into
+        ``request.pages`` when an earlier try of this window and config left them."""
+        part, region = request.partition, self.site_config[1]
+        opened = RegionClock.of(region).last_window_open(now)
+        folder = storage.crawl_state(part)
+        resume.CrawlState.sweep(folder.parent.parent, self.log)
+        state = resume.CrawlState(folder, resume.config_version(request), opened, self.log)
+        state.restore(request.pages, context["ti"].try_number)
+        return state
 
     def send_metrics(self, stats: dict[str, Any], items: int, seconds: float) -> None:
         """The crawl's numbers (offpeak.metrics), whatever its outcome: before it is judged."""

@@ -28,6 +28,8 @@ KEY_STATS = {
     # Links to pages already requested (harmless, read once): offpeak.scraping.extensions.dropped.
     "duplicate_requests": contract.DUPLICATE_REQUESTS,
     "elapsed_seconds": "elapsed_time_seconds",
+    # Pages read from an earlier, killed try's kept pages instead of fetched (crawl.resume).
+    "resumed_pages": contract.RESUMED_PAGES,
 }
 
 

@@ -26,8 +26,9 @@ if TYPE_CHECKING:
 class CrawlRequest:
     """What one crawl is asked for: the site and the partition (region, trading date, run),
     where the site is (``base_url``, and the API key its start URLs may need: never in argv or
-    a repr), the run's sample (``max_pages``, ``start_urls``) and the window's budget when
-    that limits it."""
+    a repr), the run's sample (``max_pages``, ``start_urls``), the window's budget when
+    that limits it, and the folder where the crawl keeps its pages for a later try
+    (``pages``: offpeak.crawl.resume; none kept when None)."""
 
     site: Site
     partition: Partition
@@ -35,6 +36,7 @@ class CrawlRequest:
     api_key: str | None = field(default=None, repr=False)
     sample: CrawlSample | None = None
     window: WindowBudget | None = None
+    pages: Path | None = None
 
     @classmethod
     def at(
@@ -51,7 +53,12 @@ class CrawlRequest:
         return process.scrapy_argv(
             self.site.kind,
             spec.spider_args(self.site, self.partition, self.base_url, self.sample),
-            spec.scrapy_settings(self.site, feed, stats, self.timeout, self.base_url, self.sample),
+            {
+                **spec.scrapy_settings(
+                    self.site, feed, stats, self.timeout, self.base_url, self.sample
+                ),
+                **(spec.keep_pages(self.pages) if self.pages is not None else {}),
+            },
         )
 
     def env(self) -> dict[str, str]:
@@ -95,6 +102,7 @@ class Crawler:
     def __init__(self, log: logging.Logger | None = None) -> None:
         self.log = log or logging.getLogger("offpeak.crawl")
         self.process: CrawlProcess | None = None
+        self.stopped = False  # stop() was called: the crawl did not end by itself
 
     def run(self, request: CrawlRequest, workdir: Path) -> CrawlResult:
         """Crawl into ``workdir`` (offpeak.crawl.output.CrawlFiles) and judge the outcome."""
@@ -134,5 +142,6 @@ class Crawler:
         return self.process is not None and self.process.stopped_at_window_end
 
     def stop(self) -> None:
+        self.stopped = True
         if self.process is not None:
             self.process.stop()

@@ -61,6 +61,18 @@ def scrapy_settings(
     return {**settings, **(sample.settings() if sample is not None else {})}
 
 
+def keep_pages(folder: Path) -> dict[str, Any]:
+    """Scrapy's HttpCacheMiddleware with our page files (offpeak.scraping.pages): every 2xx
+    page kept in ``folder``, and the ones already there read instead of fetched."""
+    return {
+        "HTTPCACHE_ENABLED": True,
+        "HTTPCACHE_DIR": str(folder),
+        "HTTPCACHE_STORAGE": "offpeak.scraping.pages.PageFiles",
+        "HTTPCACHE_POLICY": "offpeak.scraping.pages.KeepAnswered",
+        "HTTPCACHE_EXPIRATION_SECS": 0,
+    }
+
+
 def crawl_env(site: Site) -> dict[str, str]:
     """The environment that hands the validated site to the crawl (offpeak.scraping.siteconfig),
     so the crawl neither re-reads nor re-validates the YAML."""

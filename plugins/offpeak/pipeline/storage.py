@@ -35,6 +35,19 @@ def data_root() -> ObjectStoragePath:
     return ObjectStoragePath(settings.data_root())
 
 
+def crawl_state(part: Partition) -> ObjectStoragePath:
+    """``<root>/crawl-state/site=<s>/region=<r>/date=<d>/<run key>/``: what a crawl of the
+    partition's run keeps while it runs, for a later try to resume (offpeak.crawl.resume)."""
+    return (
+        data_root()
+        / "crawl-state"
+        / f"site={part.site}"
+        / f"region={part.region}"
+        / f"date={part.trading_date.isoformat()}"
+        / part.run_key
+    )
+
+
 def partition(stage: str, part: Partition) -> ObjectStoragePath:
     """``<root>/<stage>/site=<s>/region=<r>/date=<d>/<run key><suffix>``: the partition's file
     of ``stage`` (raw, clean or rejects), named by its run (a re-run overwrites its own)."""
@@ -149,6 +162,49 @@ def crawl_workdir() -> Iterator[Path]:
         yield work
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def glob(folder: ObjectStoragePath, pattern: str) -> list[str]:
+    """The paths under ``folder`` that match ``pattern`` (``*.page``, ``date=*/*/x.json``),
+    relative to it, sorted; none when ``folder`` does not exist."""
+    local = _on_disk(folder)
+    if local is not None:
+        return sorted(str(p.relative_to(local)) for p in Path(local).glob(pattern))
+    base = folder.path.rstrip("/")
+    found = folder.fs.glob(f"{base}/{pattern}") if folder.exists() else []
+    return sorted(p[len(base) + 1 :] for p in found)
+
+
+def download(path: ObjectStoragePath, local_file: Path) -> None:
+    """Copy ``path`` to ``local_file`` on this machine."""
+    local = _on_disk(path)
+    if local is not None:
+        shutil.copyfile(local, local_file)
+    else:
+        path.fs.get_file(path.path, str(local_file))
+
+
+def upload(local_file: Path, dest: ObjectStoragePath) -> None:
+    """Copy ``local_file`` to ``dest``, which readers see whole or not at all (publish, without
+    giving up the local file)."""
+    local = _on_disk(dest)
+    if local is None:
+        dest.fs.put_file(str(local_file), dest.path)  # an object appears when its upload ends
+        return
+    target = Path(local)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
+    shutil.copyfile(local_file, tmp)
+    os.replace(tmp, target)
+
+
+def remove_tree(folder: ObjectStoragePath) -> None:
+    """Remove ``folder`` and everything in it; nothing when it does not exist."""
+    local = _on_disk(folder)
+    if local is not None:
+        shutil.rmtree(local, ignore_errors=True)
+    elif folder.exists():
+        folder.fs.rm(folder.path, recursive=True)
 
 
 def from_uri(uri: str) -> ObjectStoragePath:

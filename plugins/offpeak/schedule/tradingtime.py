@@ -241,6 +241,14 @@ class RegionClock(TradingDays):
             day += timedelta(days=1)
         return opens
 
+    def last_window_open(self, now: datetime) -> datetime:
+        """The latest window opening at or before ``now`` (the window ``now`` is in, or the
+        last one before it): what a resumable crawl's state is dated by (offpeak.crawl.resume)."""
+        day = self.local_date(now) + timedelta(days=1)
+        while (opens := self.window_of_day(day)[0]) > now:
+            day -= timedelta(days=1)
+        return opens
+
     # ------------------------------------------------------------------ trading days
 
     @cached_property
