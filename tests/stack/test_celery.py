@@ -1,7 +1,8 @@
 """The CeleryExecutor deployment with real workers: Debian's redis-server, two `airflow celery
 worker`s that share no folder (the data root is an S3-compatible store), every demo DAG run
 for its region's latest trading date, and the faults a distributed deployment meets: a worker
-SIGKILLed mid-crawl, the broker restarted mid-run, and a site's queue served by one worker.
+SIGKILLed mid-crawl, the broker restarted mid-run, a site's queue served by one worker, and a
+killed crawl resumed by its retry on the other worker from the pages it kept on S3.
 
 The tests run in order on one module-scoped stack (each leaves the workers as the next needs).
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections import Counter
 
 import psutil
 import pytest
@@ -268,3 +270,55 @@ def test_a_sites_queue_is_served_by_its_worker_and_files_travel_through_object_s
     # Nothing of the partition was left in either worker's own folder.
     local = [p for w in ("w1", "w2") for p in (stack.home / f"worker-{w}").rglob("*.jsonl")]
     assert local == [], local
+
+
+def test_a_retry_on_the_other_worker_resumes_the_killed_crawl(celery, rows, nginx):
+    """Equities (2 s a page) crawled on w1, the only worker of the default queue after the test
+    above; once the S3 data root holds robots.txt and two of its pages, w2 starts serving the
+    default queue too and w1 gets SIGKILL. The retry runs on w2 and reads the kept pages from
+    S3 instead of fetching them: nginx answered each page once over both tries (a page in
+    flight at the kill is logged 499, never answered), and the rows are exact."""
+    stack = celery
+    dag_id = scrape_dag_id("equities", "europe")
+    kept_prefix = f"celery/crawl-state/site=equities/region=europe/date={TRADING_DATE}/"
+
+    def kept() -> list[str]:
+        return [k for k in stack.s3.keys(kept_prefix) if k.endswith(".page")]
+
+    since = len(nginx.answers())
+    stack.set_paused(dag_id, False)
+    run_id = stack.trigger(dag_id, {"trading_date": TRADING_DATE})
+
+    def mid_crawl():
+        (ti,) = [t for t in task_instances(stack, [dag_id], run_id=run_id)
+                 if t["task_id"] == "scrape"]  # fmt: skip
+        running = (ti["state"], ti["hostname"]) == ("running", "w1")
+        return ti if running and len(kept()) >= 3 and crawls(stack.worker_tree("w1")) else None
+
+    killed = stack.wait(mid_crawl, 240, "the equities crawl on w1 to keep 3 pages", every=0.2)
+    workers = stack.celery_control().add_consumer("default", destination=["w2@offpeak"], reply=True)
+    assert workers and "ok" in workers[0]["w2@offpeak"], workers
+    at_kill = len(kept())
+    tree = stack.kill_worker("w1")
+    deadline = time.monotonic() + 30
+    while crawls(tree) + task_processes(tree) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert stack.wait_run(dag_id, run_id, timeout=300) == "success"
+
+    (again,) = [t for t in task_instances(stack, [dag_id], run_id=run_id)
+                if t["task_id"] == "scrape"]  # fmt: skip
+    assert (again["hostname"], again["try_number"]) == ("w2", killed["try_number"] + 1), again
+    pointer = stack.xcom(dag_id, run_id, "scrape")
+    assert pointer["stats"]["resumed_pages"] >= at_kill >= 3, (pointer["stats"], at_kill)
+    answers = Counter(
+        (a["path"].rsplit("page=", 1)[-1], a["status"])
+        for a in nginx.answers()[since:]
+        if f"/europe/{TRADING_DATE}/quotes" in a["path"]
+    )
+    assert {p: n for (p, status), n in answers.items() if status == "200"} == dict.fromkeys(
+        ["1", "2", "3", "4", "5"], 1
+    ), answers
+    assert rows()[("equities", "europe", TRADING_DATE)] == (90, 90)
+    assert kept() == []  # removed once the crawl ended
+    stack.set_paused(dag_id, True)
+    stack.start_workers(w1=["default"])

@@ -204,6 +204,13 @@ class CeleryStack(AirflowStack):
             )  # fmt: skip
         return log_path, offset
 
+    def celery_control(self):
+        """Celery's remote control of the workers (``add_consumer``, ``cancel_consumer``…),
+        through this stack's broker: the broadcasts reach every worker, whatever its app."""
+        from celery import Celery
+
+        return Celery(broker=self.redis.url).control
+
     def worker_tree(self, name: str) -> list[psutil.Process]:
         """The worker's processes: the Celery main process and all it started (pool
         processes, task supervisors, tasks, crawls)."""
