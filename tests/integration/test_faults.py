@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -24,7 +23,7 @@ from test_quality import task_states as states
 
 from offpeak.naming import scrape_dag_file
 from support import REPO
-from support.dagsync import scrape_dags
+from support.dagsync import equities_variants, scrape_dags
 from support.services import DIRECT_CONN
 
 pytestmark = pytest.mark.integration
@@ -68,20 +67,16 @@ def site_name(fault: str) -> str:
 @pytest.fixture(scope="module")
 def fault_config(tmp_path_factory):
     """A config copy with one site per fault (region europe only), read by the runs."""
-    config = tmp_path_factory.mktemp("faults") / "config"
-    shutil.copytree(REPO / "include/config", config)
-    equities = yaml.safe_load((config / "sites/equities.yaml").read_text())
-    # Only the fault sites: dag.test() parses and syncs every DAG of its scrape DAG file each run.
-    for shipped in (config / "sites").glob("*.yaml"):
-        shipped.unlink()
+    equities = yaml.safe_load((REPO / "include/config/sites/equities.yaml").read_text())
+    sites = {}
     for fault, overrides in FAULT_SITES.items():
-        data = {**equities, "regions": [REGION], "base_url_conn_id": DIRECT_CONN}
+        data = {"regions": [REGION], "base_url_conn_id": DIRECT_CONN}
         route = overrides.pop("route", fault)
         data["start_urls"] = [f"/faults/{route}/equities/{{region}}/{{trading_date}}/quotes?page=1"]
         for section, values in overrides.items():
-            data[section] = {**data.get(section, {}), **values}
-        (config / "sites" / f"{site_name(fault)}.yaml").write_text(yaml.safe_dump(data))
-    return config
+            data[section] = {**equities.get(section, {}), **values}
+        sites[site_name(fault)] = data
+    return equities_variants(tmp_path_factory.mktemp("faults") / "config", sites)
 
 
 @pytest.fixture(scope="module")
@@ -417,6 +412,29 @@ def crawls_of(site: str) -> list[int]:
     return found
 
 
+def kill_when(task: subprocess.Popen, site: str, ready, what: str, timeout: float = 120):
+    """SIGKILL ``task`` (a run in a process of its own) once ``ready()`` holds, as the OOM
+    killer would; fail if the run ends first, or if its crawl of ``site`` outlives it by 3 s
+    (far less than the rest of a slow crawl would take)."""
+    try:
+        deadline = time.monotonic() + timeout
+        while not ready():
+            assert task.poll() is None, f"the run ended before {what}"
+            assert time.monotonic() < deadline, f"timed out waiting for {what}"
+            time.sleep(0.1)
+        os.kill(task.pid, signal.SIGKILL)
+        task.wait(timeout=10)
+        deadline = time.monotonic() + 3
+        while crawls_of(site) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert crawls_of(site) == [], "the crawl outlived its task"
+    finally:
+        if task.poll() is None:
+            task.kill()
+        for pid in crawls_of(site):
+            os.kill(pid, signal.SIGKILL)
+
+
 def written_since(path: Path, moment: float) -> bool:
     try:  # other processes come and go in the temp folder
         return path.is_file() and path.stat().st_mtime >= moment
@@ -439,25 +457,14 @@ def test_a_killed_task_takes_its_crawl_with_it(fault_config, fault_dags, session
          f"scrape__{site}__{REGION}", "2026-03-04"],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
-    try:
-        deadline = time.monotonic() + 120
-        while not crawls_of(site) and time.monotonic() < deadline:
-            assert task.poll() is None, "the run ended before its crawl started"
-            time.sleep(0.2)
-        (crawl,) = crawls_of(site)
-        time.sleep(2.5)  # a page fetched, a partial feed on disk, 4 pages (8 s) to go
-        assert crawls_of(site) == [crawl]
-        os.kill(task.pid, signal.SIGKILL)
-        task.wait(timeout=10)
-        deadline = time.monotonic() + 3  # far less than the rest of the crawl would take
-        while crawls_of(site) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert crawls_of(site) == [], "the crawl outlived its task"
-    finally:
-        if task.poll() is None:
-            task.kill()
-        for pid in crawls_of(site):
-            os.kill(pid, signal.SIGKILL)
+    seen: list[float] = []
+
+    def a_page_fetched() -> bool:  # a page fetched, a partial feed on disk, 4 pages (8 s) to go
+        if not seen and crawls_of(site):
+            seen.append(time.monotonic())
+        return bool(seen) and time.monotonic() - seen[0] >= 2.5
+
+    kill_when(task, site, a_page_fetched, "its crawl fetched a page")
     root = Path(session_env["env"]["OFFPEAK_DATA_ROOT"].removeprefix("file://"))
     assert not (root / "raw" / f"site={site}").exists()  # nothing published
     temp = Path(os.environ.get("TMPDIR", "/tmp"))

@@ -12,11 +12,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
-import signal
 import subprocess
 import sys
-import time
 from collections import Counter
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -25,12 +22,12 @@ from zoneinfo import ZoneInfo
 
 import pytest
 import yaml
-from test_faults import crawls_of
+from test_faults import kill_when
 from test_quality import output, xcom
 
 from offpeak.naming import scrape_dag_file, scrape_dag_id
 from support import REPO
-from support.dagsync import scrape_dags
+from support.dagsync import equities_variants, scrape_dags
 
 pytestmark = pytest.mark.integration
 SITE, REGION = "resumable", "americas"
@@ -52,15 +49,10 @@ dag.test(run_after=when, logical_date=when, run_conf={"ignore_window": True})
 @pytest.fixture(scope="module")
 def config(tmp_path_factory):
     """A config copy whose only site is the slow equities, one request at a time."""
-    config = tmp_path_factory.mktemp("resume") / "config"
-    shutil.copytree(REPO / "include/config", config)
-    equities = yaml.safe_load((config / "sites/equities.yaml").read_text())
-    for shipped in (config / "sites").glob("*.yaml"):
-        shipped.unlink()
-    data = {**equities, "regions": [REGION], "start_urls": [ROUTE]}
-    data["politeness"] = {**equities["politeness"], "concurrent_requests_per_domain": 1}
-    (config / "sites" / f"{SITE}.yaml").write_text(yaml.safe_dump(data))
-    return config
+    equities = yaml.safe_load((REPO / "include/config/sites/equities.yaml").read_text())
+    politeness = {**equities["politeness"], "concurrent_requests_per_domain": 1}
+    site = {"regions": [REGION], "start_urls": [ROUTE], "politeness": politeness}
+    return equities_variants(tmp_path_factory.mktemp("resume") / "config", {SITE: site})
 
 
 @pytest.fixture(scope="module")
@@ -118,23 +110,7 @@ def kill_mid_crawl(config: Path, day: date, state: Path, pages: int = 2) -> None
         env={**os.environ, "OFFPEAK_CONFIG_DIR": str(config)},
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
-    try:
-        deadline = time.monotonic() + 180
-        while len(kept_pages(state)) < pages:
-            assert task.poll() is None, "the run ended before the kill"
-            assert time.monotonic() < deadline, f"no {pages} pages kept in {state}"
-            time.sleep(0.1)
-        os.kill(task.pid, signal.SIGKILL)
-        task.wait(timeout=10)
-        deadline = time.monotonic() + 5
-        while crawls_of(SITE) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert crawls_of(SITE) == [], "the crawl outlived its task"
-    finally:
-        if task.poll() is None:
-            task.kill()
-        for pid in crawls_of(SITE):
-            os.kill(pid, signal.SIGKILL)
+    kill_when(task, SITE, lambda: len(kept_pages(state)) >= pages, f"{pages} pages kept", 180)
 
 
 def rerun(dag, day: date):

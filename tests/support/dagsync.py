@@ -17,6 +17,24 @@ from support import REPO
 AIRFLOW = Path(sys.executable).parent / "airflow"
 
 
+def equities_variants(folder: Path, sites: Mapping[str, Mapping[str, Any]]) -> Path:
+    """``folder``: a copy of include/config whose only sites are variants of equities, one per
+    name in ``sites``, each the shipped equities.yaml with its top-level keys replaced by the
+    given ones (dag.test() parses and syncs every DAG of its scrape DAG file each run, so the
+    shipped sites would only slow it)."""
+    import shutil
+
+    import yaml
+
+    shutil.copytree(REPO / "include/config", folder)
+    equities = yaml.safe_load((folder / "sites/equities.yaml").read_text())
+    for shipped in (folder / "sites").glob("*.yaml"):
+        shipped.unlink()
+    for name, changes in sites.items():
+        (folder / "sites" / f"{name}.yaml").write_text(yaml.safe_dump({**equities, **changes}))
+    return folder
+
+
 def register_dags(env: Mapping[str, str]) -> None:
     """`airflow dags reserialize` with the environment the concurrent runs will have (its
     config folder decides which DAGs exist): afterwards they find every row they would
