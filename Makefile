@@ -7,9 +7,11 @@ STAMP := $(VENV)/.installed
 # Debian packages the tests need: Chromium for the UI test (never a browser download of
 # Playwright's own), redis-server as the Celery stack's broker, docker-compose to validate
 # docker-compose.yaml (`config` needs no Docker engine), nginx in front of the demo sites and
-# the corpus (HTTP/1.1, gzip, chunked: served as production servers serve them).
-DEBIAN_TOOLS := /usr/bin/chromium /usr/bin/redis-server /usr/bin/docker-compose /usr/sbin/nginx
-DEBIAN_PACKAGES := chromium fonts-liberation redis-server docker-compose nginx-light
+# the corpus (HTTP/1.1, gzip, chunked: served as production servers serve them), tinyproxy as
+# a site's proxy.
+DEBIAN_TOOLS := /usr/bin/chromium /usr/bin/redis-server /usr/bin/docker-compose /usr/sbin/nginx \
+  /usr/bin/tinyproxy
+DEBIAN_PACKAGES := chromium fonts-liberation redis-server docker-compose nginx-light tinyproxy
 export PYTHONPATH := $(CURDIR)/plugins
 
 .PHONY: run test test-fast test-unit lint format counts coverage coverage-matrix preview bench clean install

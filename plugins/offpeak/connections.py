@@ -71,6 +71,50 @@ def site_connection(conn_id: str) -> SiteConnection:
     return SiteConnection(base_url_from_connection(conn), conn.password or None)
 
 
+@dataclass(frozen=True)
+class Proxy:
+    """A site's proxy (``proxy_conn_id``): ``url`` with its credentials, which reaches Scrapy
+    in its environment only; ``name`` (address and connection, no secret) is what logs and
+    dead letters show."""
+
+    conn_id: str
+    address: str
+    url: str = field(repr=False)
+    password: str | None = field(default=None, repr=False)
+
+    @property
+    def name(self) -> str:
+        return f"proxy {self.address} (connection {self.conn_id})"
+
+
+def proxy_connection(conn_id: str) -> Proxy:
+    """Read a proxy's connection: ``host`` and ``port``, ``login`` and ``password`` when the
+    proxy asks for them (masked in every log), ``schema`` http (default) or https."""
+    from airflow.sdk import BaseHook
+    from airflow.sdk.log import mask_secret
+
+    conn = BaseHook.get_connection(conn_id)
+    host = (conn.host or "").strip()
+    if not host or not conn.port or "://" in host or "/" in host:
+        raise ValueError(
+            f"proxy connection {conn_id!r} needs a host name and a port (e.g. "
+            f'{connection_var(conn_id)}={{"conn_type": "http", "host": "proxy.example", '
+            '"port": 3128, "login": "...", "password": "..."}), not a URL'
+        )
+    for form in secret_forms(conn.password):
+        mask_secret(form)
+    scheme = conn.schema if conn.schema in ("http", "https") else "http"
+    userinfo = ""
+    if conn.login:
+        userinfo = (
+            quote(conn.login, safe="")
+            + (f":{quote(conn.password, safe='')}" if conn.password else "")
+            + "@"
+        )
+    address = f"{host}:{conn.port}"
+    return Proxy(conn_id, address, f"{scheme}://{userinfo}{address}", conn.password or None)
+
+
 def warehouse_connection() -> psycopg.Connection:
     """An open psycopg 3 connection to the warehouse, Airflow connection
     ``OFFPEAK_WAREHOUSE_CONN_ID`` (settings.warehouse_conn_id); the caller closes it."""

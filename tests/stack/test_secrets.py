@@ -5,15 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from offpeak.crawl.contract import redact
+from support.secrets import hits
 
 DAG_ID = "scrape__funds__oceania"  # the stack's funds start URL carries the key (api_key=...)
-
-
-def hits(text: str, key: str) -> list[str]:
-    """The lines of ``text`` that hold ``key`` in any spelling (as is, percent-encoded in
-    either case, ``+`` for a space)."""
-    return [line[:200] for line in text.splitlines() if redact(line, key) != line]
 
 
 def test_the_sites_api_key_is_never_stored_or_logged(stack):

@@ -232,6 +232,14 @@ class Site(_Strict):
         "`airflow celery worker --queues <name>`. Transform and load stay on the default "
         "queue. Unset: default.",
     )
+    proxy_conn_id: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$")] | None = Field(
+        None,
+        description="An Airflow connection of the proxy every request of the site goes "
+        "through (robots.txt included): its host and port, its login and password when it "
+        "asks for them (in the connection only: masked in every log, never in a stored URL "
+        "or XCom). A proxy that is down or refuses gives dead letters naming it. Unset: "
+        "direct.",
+    )
     resume: bool = Field(
         True,
         description="Keep the pages a crawl fetches on the data root while it runs "

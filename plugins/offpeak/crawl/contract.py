@@ -15,6 +15,11 @@ MAX_RETRY_AFTER = "OFFPEAK_MAX_RETRY_AFTER"
 MAX_RETRY_AFTER_TIMES = "OFFPEAK_MAX_RETRY_AFTER_TIMES"
 API_KEY_ENV = "OFFPEAK_API_KEY"  # the site's secret: environment only, never argv
 PARENT_PID_ENV = "OFFPEAK_PARENT_PID"
+# The site's proxy (proxy_conn_id): its URL with credentials in the environment only; its name
+# (host:port and connection, no secret) as a setting, and on each request it carries.
+PROXY_URL_ENV = "OFFPEAK_PROXY_URL"
+PROXY_NAME = "OFFPEAK_PROXY_NAME"
+PROXY_META = "offpeak_proxy"
 # The site config as the operator validated it (JSON), so the crawl neither re-reads nor
 # re-validates the YAML (offpeak.scraping.siteconfig).
 SITE_CONFIG_ENV = "OFFPEAK_SITE_CONFIG"

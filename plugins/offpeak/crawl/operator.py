@@ -162,13 +162,16 @@ class ScrapeOperator(BaseOperator):
             "Crawling site %s (%s) region %s trading date %s from %s into %s",
             site.name, site.kind, self.region, trading_date, conn.base_url, dest,
         )  # fmt: skip
+        proxy = connections.proxy_connection(site.proxy_conn_id) if site.proxy_conn_id else None
+        if proxy is not None:
+            self.log.info("Every request of the crawl goes through %s", proxy.name)
         sample = CrawlSample.from_context(site, context)
         if sample.partial:
             self.log.info("Partial crawl requested: %s", sample)
         with storage.crawl_workdir() as tmp:
             pages = tmp / "pages" if site.resume else None
             request = CrawlRequest.at(
-                conn, site, part, sample=sample, window=budget, pages=pages
+                conn, site, part, sample=sample, window=budget, pages=pages, proxy=proxy
             )  # fmt: skip
             state = self.crawl_state(request, started, context) if pages else None
             with state.syncing(pages) if state else contextlib.nullcontext():

@@ -62,12 +62,15 @@ class CrawlProcess:
     ``secret`` replaced by ``***``. It knows nothing of sites, stats or XCom.
 
     :param log: the logger for its output and its own messages (the task's, in a task)
-    :param secret: a value no log line may show (a site's API key)
+    :param secret: a value no log line may show (a site's API key), or several (its proxy's
+        password too)
     """
 
-    def __init__(self, *, log: logging.Logger | None = None, secret: str | None = None) -> None:
+    def __init__(
+        self, *, log: logging.Logger | None = None, secret: str | tuple[str, ...] | None = None
+    ) -> None:
         self.log = log or logging.getLogger(__name__)
-        self.secret = secret
+        self.secrets = (secret,) if isinstance(secret, str) else tuple(secret or ())
         self.proc: subprocess.Popen[str] | None = None
         self.stopped_at_window_end = False
 
@@ -104,7 +107,10 @@ class CrawlProcess:
         try:
             assert self.proc.stdout is not None
             for line in self.proc.stdout:
-                self.log.info("[scrapy] %s", redact(line.rstrip(), self.secret))
+                line = line.rstrip()
+                for secret in self.secrets:
+                    line = redact(line, secret)
+                self.log.info("[scrapy] %s", line)
             return self.proc.wait()
         finally:
             if watchdog is not None:

@@ -8,14 +8,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from offpeak.crawl import output, process, spec, verdict
+from offpeak.crawl import contract, output, process, spec, verdict
 from offpeak.crawl.process import WINDOW_GRACE_SECONDS, CrawlProcess
 
 if TYPE_CHECKING:
     import subprocess
 
     from offpeak.config import Site
-    from offpeak.connections import SiteConnection
+    from offpeak.connections import Proxy, SiteConnection
     from offpeak.crawl.spec import CrawlSample
     from offpeak.crawl.verdict import Decision, Finished
     from offpeak.crawl.window import WindowBudget
@@ -37,6 +37,7 @@ class CrawlRequest:
     sample: CrawlSample | None = None
     window: WindowBudget | None = None
     pages: Path | None = None
+    proxy: Proxy | None = field(default=None, repr=False)
 
     @classmethod
     def at(
@@ -58,11 +59,19 @@ class CrawlRequest:
                     self.site, feed, stats, self.timeout, self.base_url, self.sample
                 ),
                 **(spec.keep_pages(self.pages) if self.pages is not None else {}),
+                **({contract.PROXY_NAME: self.proxy.name} if self.proxy else {}),
             },
         )
 
     def env(self) -> dict[str, str]:
-        return process.scrapy_env(self.api_key, spec.crawl_env(self.site))
+        proxy = {contract.PROXY_URL_ENV: self.proxy.url} if self.proxy else {}
+        return process.scrapy_env(self.api_key, {**spec.crawl_env(self.site), **proxy})
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """What no log line may show: the site's API key, its proxy's password."""
+        found = (self.api_key, self.proxy.password if self.proxy else None)
+        return tuple(s for s in found if s)
 
 
 @dataclass(frozen=True)
@@ -124,7 +133,7 @@ class Crawler:
 
     def run_process(self, request: CrawlRequest, feed: Path, stats: Path, cwd: Path | str) -> int:
         """Only the subprocess: ``scrapy crawl`` to its end (or the window's), its exit code."""
-        self.process = CrawlProcess(log=self.log, secret=request.api_key)
+        self.process = CrawlProcess(log=self.log, secret=request.secrets)
         return self.process.run(
             request.argv(feed, stats),
             env=request.env(),

@@ -38,6 +38,7 @@ CAUSES = {
     "pagination_loop": "next pages pointed back to a page already requested (a pagination loop)",
     "max_pages": "page chains stopped at json_api.pagination.max_pages with more pages offered",
     "pagination": "pages gave pagination data that cannot be followed or ends the list early",
+    "proxy": "requests failed at the site's proxy (down, unreachable, or it refused them)",
 }
 
 

@@ -1,8 +1,10 @@
-"""Downloader middlewares: stay on the site's hosts, and wait out a Retry-After."""
+"""Downloader middlewares: stay on the site's hosts, go through its proxy, and wait out a
+Retry-After."""
 
 from __future__ import annotations
 
 import logging
+import os
 import time
 from email.utils import parsedate_to_datetime
 
@@ -47,6 +49,28 @@ class OnSite:
         error = IgnoreRequest(reason)
         error.offpeak_reported = True
         raise error
+
+
+class ThroughProxy:
+    """Downloader middleware: every request of the site through its proxy (``proxy_conn_id``),
+    robots.txt and retries included. The proxy's URL, credentials included, comes in the
+    environment; Scrapy's HttpProxyMiddleware, next, turns the credentials into a
+    Proxy-Authorization header and keeps them out of the request's meta. Each request also
+    carries the proxy's name (no secret), for dead letters to name it."""
+
+    def __init__(self, url: str, name: str) -> None:
+        self.url, self.name = url, name
+
+    @classmethod
+    def from_crawler(cls, crawler):
+        url = os.environ.get(contract.PROXY_URL_ENV)
+        if not url:
+            raise NotConfigured("the site has no proxy")
+        return cls(url, crawler.settings.get(contract.PROXY_NAME) or "its proxy")
+
+    def process_request(self, request, spider=None):
+        request.meta["proxy"] = self.url
+        request.meta[contract.PROXY_META] = self.name
 
 
 def retry_after_seconds(value: bytes | str | None, now: float | None = None) -> float | None:

@@ -19,6 +19,22 @@ from offpeak.scraping.secret import redacted, stored_url
 log = logging.getLogger("offpeak.guards")  # the name the task log has always shown
 
 
+# A Server header that names a proxy's software: its answer, not the site's.
+PROXY_SERVERS = re.compile(rb"tinyproxy|squid|privoxy|polipo|mitmproxy", re.IGNORECASE)
+
+
+def proxy_answered(response) -> bool:
+    """Whether an error answer came from the proxy rather than the site: a 407, a
+    Proxy-Authenticate header, or a Server header naming a proxy's software (tinyproxy
+    answers a wrong password with 401 and its own Server header)."""
+    server = response.headers.get("Server") or b""
+    return (
+        response.status == 407
+        or b"Proxy-Authenticate" in response.headers
+        or bool(PROXY_SERVERS.search(server))
+    )
+
+
 def _mib(size: int) -> str:
     return f"{size / 1048576:g} MiB"
 
@@ -111,9 +127,17 @@ class DeadLetters:
         retries = request.meta.get("retry_times", 0)
         after = f" after {retries} retr{'y' if retries == 1 else 'ies'}" if retries else ""
         exc = failure.value
+        proxy = request.meta.get(contract.PROXY_META)
         if isinstance(exc, HttpError):
             status = exc.response.status
-            self.add(url, "http_error", f"HTTP {status} from {url}{after}", status, retries)
+            if proxy and proxy_answered(exc.response):
+                server = exc.response.headers.get("Server", b"").decode("latin-1")
+                self.add(url, "proxy", f"{proxy} answered HTTP {status} for {url} instead of "
+                         f"the site{after}" + (f" (Server: {server})" if server else ""),
+                         status, retries)  # fmt: skip
+                return
+            via = f" (through {proxy})" if proxy else ""
+            self.add(url, "http_error", f"HTTP {status} from {url}{via}{after}", status, retries)
             return
         message = str(exc)
         if isinstance(exc, IgnoreRequest):
@@ -170,6 +194,9 @@ class DeadLetters:
             cause, what = "connection", "connection reset by peer before a whole response"
         else:
             cause, what = "download", f"{type(exc).__name__}: {message}"
+        if proxy and cause in ("connection", "timeout"):  # the connection was the proxy's
+            self.add(url, "proxy", f"{proxy}: {what} (fetching {url}){after}", None, retries)
+            return
         self.add(url, cause, f"{what} on {url}{after}", None, retries)
 
     def spider_closed(self, spider, reason: str) -> None:
