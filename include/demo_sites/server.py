@@ -634,6 +634,28 @@ def _page_param(query: dict[str, list[str]], last: int) -> int:
     return page
 
 
+# Equities whose rows a script writes after load: /js/equities/... (50 ms after load) and
+# /js-hang/equities/... (page 3's script never writes them). Only a browser reads their rows.
+SCRIPTED_PATH = re.compile(r"/(js|js-hang)(/equities/[^/]+/[^/]+/quotes)")
+SCRIPTED_HANG_PAGE = 3
+
+
+def scripted(text: str, hang: bool) -> str:
+    """An equities page with its rows taken out of the HTML and written into the table by a
+    script, 50 ms after load; with ``hang`` the script waits for a promise that never settles,
+    so the rows never appear."""
+    start = text.index(EQUITY_TABLE_HEAD) + len(EQUITY_TABLE_HEAD)
+    end = text.index("</tbody>", start)
+    rows = json.dumps(text[start:end]).replace("</", "<\\/")
+    later = "new Promise(function () {}).then(fill);" if hang else "setTimeout(fill, 50);"
+    script = (
+        f"<script>var ROWS = {rows};\nfunction fill() "
+        "{ document.querySelector('table#quotes tbody').innerHTML = ROWS; }\n"
+        f"window.addEventListener('load', function () {{ {later} }});</script>\n"
+    )
+    return text[:start] + text[end:].replace("</body>", script + "</body>", 1)
+
+
 def route(raw_path: str) -> Response:
     """Map a request path (with query) to (status, content_type, body)."""
     parts = urlsplit(raw_path)
@@ -647,6 +669,11 @@ def route(raw_path: str) -> Response:
     if m := EQUITIES_PATH.fullmatch(path):
         date = _check_region_date(m[1], m[2])
         return 200, HTML, render_equities(m[1], date, _page_param(query, EQUITY_PAGES))
+    if (m := SCRIPTED_PATH.fullmatch(path)) and (e := EQUITIES_PATH.fullmatch(m[2])):
+        date = _check_region_date(e[1], e[2])
+        page = _page_param(query, EQUITY_PAGES)
+        text = render_equities(e[1], date, page, next_prefix=f"/{m[1]}")
+        return 200, HTML, scripted(text, hang=m[1] == "js-hang" and page == SCRIPTED_HANG_PAGE)
     if m := TYPED_PATH.fullmatch(path):
         _check_region_date(m[1], m[2], json_errors=True)
         return 200, JSON, TYPED_BODY

@@ -20,9 +20,9 @@ REQUEST = re.compile(r"Request \(file descriptor \d+\): (?P<method>\S+) (?P<url>
 
 class Tinyproxy:
     """tinyproxy on a free port of 127.0.0.1 in the foreground, its config and log in
-    ``folder``, asking for ``login``/``password``."""
+    ``folder``, asking for ``login``/``password`` (for nothing when ``login`` is None)."""
 
-    def __init__(self, folder: Path, login: str, password: str) -> None:
+    def __init__(self, folder: Path, login: str | None, password: str | None) -> None:
         self.folder, self.login, self.password = folder, login, password
         self.port = free_port()
         self.log = folder / "tinyproxy.log"
@@ -30,10 +30,10 @@ class Tinyproxy:
 
     def connection(self, password: str | None = None, port: int | None = None) -> str:
         """An Airflow connection (JSON) to this proxy, with its password or ``password``."""
-        return json.dumps({
-            "conn_type": "http", "host": "127.0.0.1", "port": port or self.port,
-            "login": self.login, "password": self.password if password is None else password,
-        })  # fmt: skip
+        conn = {"conn_type": "http", "host": "127.0.0.1", "port": port or self.port}
+        if self.login:
+            conn |= {"login": self.login, "password": password or self.password}
+        return json.dumps(conn)
 
     def start(self) -> Tinyproxy:
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -41,7 +41,7 @@ class Tinyproxy:
         config.write_text(
             f"Port {self.port}\nListen 127.0.0.1\nTimeout 60\nMaxClients 50\n"
             f'LogFile "{self.log}"\nLogLevel Info\nDisableViaHeader Yes\n'
-            f"BasicAuth {self.login} {self.password}\n"
+            + (f"BasicAuth {self.login} {self.password}\n" if self.login else "")
         )
         binary = shutil.which("tinyproxy") or BINARY
         self.proc = subprocess.Popen(

@@ -168,6 +168,27 @@ def test_kind_with_another_kinds_section(config_dir):
     )
 
 
+def test_a_browser_on_a_site_with_no_html_is_named(config_dir):
+    path = write_site(config_dir, "prices", site_with(browser={"wait_for": "tr"}))
+    assert_only_error(
+        load_project(config_dir), path,
+        "field `browser`: kind 'json_api' reads no HTML a browser could render; browser is for "
+        "html_table, listing_detail",
+    )  # fmt: skip
+
+
+def test_rendering_one_page_role_is_for_listing_detail_sites(config_dir):
+    equities = yaml.safe_load((SHIPPED / "sites/equities.yaml").read_text())
+    equities |= {"name": "board", "browser": {"pages": "detail", "timeout_seconds": 400}}
+    path = write_site(config_dir, "board", equities)
+    message = load_project(config_dir).errors[path.name]
+    assert "browser.timeout_seconds" in message and "300" in message, message
+    equities["browser"]["timeout_seconds"] = 30
+    write_site(config_dir, "board", equities)
+    message = load_project(config_dir).errors[path.name]
+    assert "field `browser.pages`: 'detail' is for listing_detail sites" in message, message
+
+
 def test_css_field_on_json_api_site(config_dir):
     fields = {**BASE_SITE["fields"], "price": {"type": "decimal", "css": "td.price::text"}}
     path = write_site(config_dir, "prices", site_with(fields=fields))

@@ -165,6 +165,43 @@ class CircuitBreaker(_Strict):
     )
 
 
+BROWSER_KINDS = ("html_table", "listing_detail")
+
+
+class Browser(_Strict):
+    """Render the site's pages in headless Chromium before reading them (scrapy-playwright,
+    with Debian's chromium: never a browser download), for pages whose rows a script writes.
+    The same field options read the rendered page. A page that does not settle in time, or a
+    browser that crashes, is a dead letter of cause ``browser``, and the crawl is partial."""
+
+    pages: Literal["all", "listing", "detail"] = Field(
+        "all",
+        description='Which pages are rendered: "all", or for a listing_detail site only its '
+        '"listing" or only its "detail" pages (the others are fetched plainly).',
+    )
+    wait_for: str | None = Field(
+        None,
+        description="A CSS selector the rendered page must show before it is read (its rows, "
+        "or a mark its script adds when done). Unset: the page is read at wait_until.",
+    )
+    wait_until: Literal["load", "domcontentloaded", "networkidle"] = Field(
+        "load",
+        description="When navigation counts as done: the load event, DOMContentLoaded, or "
+        '"networkidle" (no request for 500 ms).',
+    )
+    timeout_seconds: Annotated[float, Field(gt=0, le=300)] = Field(
+        20, description="Seconds a page may take to load and show wait_for."
+    )
+    block: list[Literal["image", "font", "media", "stylesheet"]] = Field(
+        ["image", "font", "media"],
+        description="Resource types the browser does not load (faster, less memory, less load "
+        "on the site).",
+    )
+    max_pages: Annotated[int, Field(ge=1, le=32)] = Field(
+        4, description="Pages open at once in the crawl's browser: its memory's bound."
+    )
+
+
 class DagSettings(_Strict):
     """The settings of the site's scrape DAGs."""
 
@@ -232,6 +269,9 @@ class Site(_Strict):
         "`airflow celery worker --queues <name>`. Transform and load stay on the default "
         "queue. Unset: default.",
     )
+    browser: Browser | None = Field(
+        None, description=Browser.__doc__.split("\n\n")[0] + " html_table and listing_detail."
+    )
     proxy_conn_id: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$")] | None = Field(
         None,
         description="An Airflow connection of the proxy every request of the site goes "
@@ -294,6 +334,13 @@ class Site(_Strict):
         for other in (k for k in KINDS if k != self.kind):
             if getattr(self, other, None) is not None:
                 problems.append((other, f"kind {self.kind!r} does not use this section"))
+        if self.browser is not None:
+            if self.kind not in BROWSER_KINDS:
+                problems.append(("browser", f"kind {self.kind!r} reads no HTML a browser could "
+                                 f"render; browser is for {', '.join(BROWSER_KINDS)}"))  # fmt: skip
+            elif self.browser.pages != "all" and self.kind != "listing_detail":
+                problems.append(("browser.pages", f"{self.browser.pages!r} is for listing_detail "
+                                 'sites; this one has one kind of page: use "all"'))  # fmt: skip
         return problems
 
     def _field_problems(self) -> list[tuple[str, str]]:

@@ -20,6 +20,8 @@ PARENT_PID_ENV = "OFFPEAK_PARENT_PID"
 PROXY_URL_ENV = "OFFPEAK_PROXY_URL"
 PROXY_NAME = "OFFPEAK_PROXY_NAME"
 PROXY_META = "offpeak_proxy"
+# A rendered site's resource types the browser does not load (offpeak.scraping.browser).
+BROWSER_BLOCK = "OFFPEAK_BROWSER_BLOCK"
 # The site config as the operator validated it (JSON), so the crawl neither re-reads nor
 # re-validates the YAML (offpeak.scraping.siteconfig).
 SITE_CONFIG_ENV = "OFFPEAK_SITE_CONFIG"

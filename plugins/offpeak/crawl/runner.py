@@ -59,6 +59,7 @@ class CrawlRequest:
                     self.site, feed, stats, self.timeout, self.base_url, self.sample
                 ),
                 **(spec.keep_pages(self.pages) if self.pages is not None else {}),
+                **spec.browser_settings(self.site),
                 **({contract.PROXY_NAME: self.proxy.name} if self.proxy else {}),
             },
         )

@@ -73,6 +73,26 @@ def keep_pages(folder: Path) -> dict[str, Any]:
     }
 
 
+BROWSER_HANDLER = "scrapy_playwright.handler.ScrapyPlaywrightDownloadHandler"
+
+
+def browser_settings(site: Site) -> dict[str, Any]:
+    """scrapy-playwright for a site whose pages are rendered (``browser``): its download
+    handler (which fetches a request plainly unless the spider asks for the browser), the
+    cap on open pages, the resource types not loaded. The browser itself (Debian's chromium,
+    the proxy) is set in offpeak.scraping.settings, from the environment."""
+    b = site.browser
+    if b is None:
+        return {}
+    return {
+        "DOWNLOAD_HANDLERS": json.dumps({"http": BROWSER_HANDLER, "https": BROWSER_HANDLER}),
+        "PLAYWRIGHT_MAX_PAGES_PER_CONTEXT": b.max_pages,
+        "PLAYWRIGHT_DEFAULT_NAVIGATION_TIMEOUT": b.timeout_seconds * 1000,
+        "PLAYWRIGHT_ABORT_REQUEST": "offpeak.scraping.browser.abort_request",
+        contract.BROWSER_BLOCK: ",".join(b.block),
+    }
+
+
 def crawl_env(site: Site) -> dict[str, str]:
     """The environment that hands the validated site to the crawl (offpeak.scraping.siteconfig),
     so the crawl neither re-reads nor re-validates the YAML."""

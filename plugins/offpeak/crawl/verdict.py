@@ -39,6 +39,7 @@ CAUSES = {
     "max_pages": "page chains stopped at json_api.pagination.max_pages with more pages offered",
     "pagination": "pages gave pagination data that cannot be followed or ends the list early",
     "proxy": "requests failed at the site's proxy (down, unreachable, or it refused them)",
+    "browser": "pages did not settle in the browser in time, or the browser failed",
 }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from offpeak.scraping.browser import launch_options
 from offpeak.scraping.lifeline import die_with_parent
 from offpeak.settings import progress_interval
 
@@ -51,5 +52,9 @@ DOWNLOADER_MIDDLEWARES = {
     # Before RetryMiddleware (550) sees a 429/503, so Retry-After is waited out first.
     "offpeak.scraping.middlewares.RetryAfter": 560,
 }
+# A rendered site's browser (only such a site's crawl uses scrapy-playwright's handler):
+# Debian's chromium, and the site's proxy from the environment.
+PLAYWRIGHT_BROWSER_TYPE = "chromium"
+PLAYWRIGHT_LAUNCH_OPTIONS = launch_options()
 # A truncated transfer (fewer bytes than Content-Length) is an error, never a short page.
 DOWNLOAD_FAIL_ON_DATALOSS = True

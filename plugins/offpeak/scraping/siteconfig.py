@@ -51,6 +51,7 @@ class CrawlSite:
     start_urls: tuple[str, ...]
     fields: dict[str, Locator]
     section: SimpleNamespace
+    browser: SimpleNamespace | None = None  # offpeak.config.Browser, when pages are rendered
 
     @classmethod
     def from_config(cls, data: dict[str, Any]) -> CrawlSite:
@@ -61,6 +62,7 @@ class CrawlSite:
             start_urls=tuple(data["start_urls"]),
             fields={name: Locator.from_config(spec) for name, spec in data["fields"].items()},
             section=SimpleNamespace(**data[data["kind"]]),
+            browser=SimpleNamespace(**data["browser"]) if data.get("browser") else None,
         )
 
 

@@ -158,6 +158,9 @@ class DeadLetters:
             else:
                 self.add(url, "refused", f"request refused: {message} ({url})")
             return
+        if type(exc).__module__.startswith("playwright"):  # a rendered page (its browser)
+            self.browser_failure(url, exc, proxy, after, retries)
+            return
         if "larger than download max size" in message or request.url in self.expected_size:
             size = self.expected_size.get(request.url)
             what = f"response of {size:,} bytes" if size else "response"
@@ -198,6 +201,24 @@ class DeadLetters:
             self.add(url, "proxy", f"{proxy}: {what} (fetching {url}){after}", None, retries)
             return
         self.add(url, cause, f"{what} on {url}{after}", None, retries)
+
+    def browser_failure(self, url: str, exc: Exception, proxy, after: str, retries) -> None:
+        """A page the browser did not render: it did not settle in time (its wait_for never
+        showed), the browser crashed, or the proxy it goes through failed."""
+        message = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+        site = getattr(self.crawler.spider, "site", None)
+        browser = getattr(site, "browser", None)
+        if proxy and ("ERR_PROXY" in message or "ERR_TUNNEL" in message):
+            self.add(url, "proxy", f"{proxy}: the browser could not use it ({message}) "
+                     f"(fetching {url}){after}", None, retries)  # fmt: skip
+        elif "Timeout" in type(exc).__name__ and browser is not None:
+            never = f", and {browser.wait_for!r} never showed" if browser.wait_for else ""
+            seconds = f"{browser.timeout_seconds:g} s"
+            self.add(url, "browser", f"the page did not settle in the browser within {seconds}"
+                     f"{never}: {url}{after}", None, retries)  # fmt: skip
+        else:
+            self.add(url, "browser", f"the browser failed on {url}: {message}{after}", None,
+                     retries)  # fmt: skip
 
     def spider_closed(self, spider, reason: str) -> None:
         tmp = self.path.with_suffix(".tmp")

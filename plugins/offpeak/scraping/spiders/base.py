@@ -15,6 +15,7 @@ from scrapy.http import TextResponse
 
 from offpeak import jsonvalues
 from offpeak.crawl import contract
+from offpeak.scraping import browser
 from offpeak.scraping.secret import stored_url
 from offpeak.scraping.siteconfig import CrawlSite, crawl_site
 from offpeak.scraping.spiders.fields import FieldReader
@@ -122,10 +123,20 @@ class ConfiguredSpider(scrapy.Spider):
 
     def request(self, url: str, **kwargs: Any) -> scrapy.Request:
         """Every request names what became of it: a failure is a dead letter."""
-        return scrapy.Request(url, errback=self.failed, **kwargs)
+        return scrapy.Request(url, errback=self.failed, **self.rendered(kwargs))
 
     def follow(self, response: scrapy.http.Response, href: str, **kwargs: Any) -> scrapy.Request:
-        return response.follow(href, errback=self.failed, **kwargs)
+        return response.follow(href, errback=self.failed, **self.rendered(kwargs))
+
+    def rendered(self, kwargs: dict[str, Any]) -> dict[str, Any]:
+        """``kwargs`` with the browser asked for when the site renders this page's role (a
+        detail page is one its ``parse_detail`` reads; offpeak.scraping.browser.page_meta)."""
+        if self.site.browser is None:
+            return kwargs
+        callback = getattr(kwargs.get("callback"), "__name__", "")
+        role = "detail" if callback == "parse_detail" else "listing"
+        extra = browser.page_meta(self.site.browser, role)
+        return {**kwargs, "meta": {**kwargs.get("meta", {}), **extra}} if extra else kwargs
 
     def failed(self, failure) -> None:
         from scrapy.spidermiddlewares.httperror import HttpError
