@@ -49,6 +49,8 @@ DOWNLOADER_MIDDLEWARES = {
     # Ours refuses and names off-site requests (Scrapy's filters them quietly, by domain).
     "scrapy.downloadermiddlewares.offsite.OffsiteMiddleware": None,
     "offpeak.scraping.middlewares.OnSite": 50,
+    # Just before Scrapy's HttpProxyMiddleware (750), which reads the proxy it sets.
+    "offpeak.scraping.middlewares.ThroughProxy": 740,
     # Before RetryMiddleware (550) sees a 429/503, so Retry-After is waited out first.
     "offpeak.scraping.middlewares.RetryAfter": 560,
 }
