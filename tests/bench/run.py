@@ -1,11 +1,12 @@
 """`make bench`: run every benchmark section, one after another, and write the results.
 
-Each section (bench_pipeline, bench_parse, bench_crawl, bench_schedule, bench_burst) runs in its
+Each section (bench_pipeline, bench_parse, bench_crawl, bench_schedule, bench_burst,
+bench_browser) runs in its
 own process and hands its figures over as JSON (tests/bench/common.py). The tables go between the
 ``bench:begin``/``bench:end`` markers of docs/benchmarks.md (the analysis around them is written
 by hand) and the headline table between the same markers in README.md.
 
-    python tests/bench/run.py [--repeat N] [--only pipeline,parse,crawl,schedule,burst]
+    python tests/bench/run.py [--repeat N] [--only pipeline,parse,crawl,schedule,burst,browser]
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from pathlib import Path
 
 import common
 
-SECTIONS = ("pipeline", "parse", "crawl", "schedule", "burst")
+SECTIONS = ("pipeline", "parse", "crawl", "schedule", "burst", "browser")
 DOC = common.REPO / "docs" / "benchmarks.md"
 README = common.REPO / "README.md"
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
