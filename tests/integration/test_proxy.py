@@ -14,7 +14,7 @@ from test_pipeline import run_dag
 from test_quality import output, xcom
 
 from support.dagsync import equities_variants, scrape_dags
-from support.secrets import hits
+from support.secrets import hits, metadata_hits
 from support.tinyproxy import Tinyproxy
 
 pytestmark = pytest.mark.integration
@@ -87,6 +87,10 @@ def test_a_proxied_sites_requests_all_go_through_its_proxy_and_no_other_sites(
     for path in data_files(session_env, PROXIED, day):
         found[str(path)] = hits(path.read_text(errors="replace"), PASSWORD)
     found["xcom"] = hits(json.dumps(xcom(pg, run, "scrape")), PASSWORD)
+    import psycopg
+
+    with psycopg.connect(pg.uri("airflow")) as conn:
+        found |= metadata_hits(lambda sql: conn.execute(sql).fetchall(), PASSWORD)
     for table in (f"scraped.{PROXIED}", "scraped.load_audit"):
         rows = warehouse.execute(f"SELECT t::text FROM {table} t").fetchall()
         found[table] = hits("\n".join(r[0] for r in rows), PASSWORD)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from support.secrets import hits
+from support.secrets import hits, metadata_hits
 
 DAG_ID = "scrape__funds__oceania"  # the stack's funds start URL carries the key (api_key=...)
 
@@ -51,15 +51,7 @@ def test_the_sites_api_key_is_never_stored_or_logged(stack):
         urls = conn.execute("SELECT DISTINCT source_url FROM scraped.funds").fetchall()
     assert urls and all("api_key" not in u for (u,) in urls), urls
     # The metadata DB, every table: XCom, rendered templates, run conf, task instances ...
-    tables = stack.query(
-        "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public' "
-        "AND table_type = 'BASE TABLE'"
-    )
-    assert {"xcom", "rendered_task_instance_fields", "dag_run"} <= {t for (t,) in tables}
-    for (table,) in tables:
-        rows = stack.query(f'SELECT t::text FROM public."{table}" t')
-        if bad := hits("\n".join(r[0] for r in rows), key):
-            found[f"metadata table {table}"] = bad
+    found |= metadata_hits(stack.query, key)
     # Every component's log (api-server, scheduler, dag-processor, triggerer) and task logs.
     log_dirs = [stack.procs.logs, Path(stack.env["AIRFLOW_HOME"]) / "logs"]
     logs = [p for d in log_dirs for p in d.rglob("*") if p.is_file()]
