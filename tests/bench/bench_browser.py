@@ -28,7 +28,7 @@ from pathlib import Path
 
 import common
 import psutil
-from bench_crawl import DAY, REGION, lines, quiet, run_plain, timed_child
+from bench_crawl import DAY, PARSE_METHOD, REGION, lines, quiet, run_plain, timed_child
 from common import Figure
 
 SECTION = "Browser"
@@ -60,18 +60,6 @@ class PlainBrowserSpider(scrapy.Spider):
     async def start(self):
         yield scrapy.Request({start!r}, meta=META)
 
-    def parse(self, response):
-        for row in response.css({rows!r}):
-            item = {{}}
-            for name, (how, selector) in FIELDS.items():
-                found = (row.css(selector) if how == "css" else row.xpath(selector)).getall()
-                item[name] = " ".join(found) if found else None
-            if any(v is not None for v in item.values()):
-                item["_url"] = response.url
-                yield item
-        href = response.css({next_page!r}).get()
-        if href:
-            yield response.follow(href, callback=self.parse, meta=META)
 """
 
 
@@ -131,10 +119,13 @@ def anchor_spider(site, base_url: str, feed: Path, path: Path) -> Path:
     settings["PLAYWRIGHT_LAUNCH_OPTIONS"] = launch_options()  # fmt: skip
     fields = {n: ("css", f.css) if f.css else ("xpath", f.xpath) for n, f in site.fields.items()}
     start = f"{base_url}/js/equities/{REGION}/{DAY.isoformat()}/quotes?page=1"
-    path.write_text(ANCHOR_SPIDER.format(
+    spider = ANCHOR_SPIDER.format(
         fields=fields, wait_for=WAIT_FOR, block=set(site.browser.block), settings=settings,
-        start=start, rows=site.html_table.rows, next_page=site.html_table.next_page,
-    ), encoding="utf-8")  # fmt: skip
+        start=start,
+    ) + PARSE_METHOD.format(
+        rows=site.html_table.rows, next_page=site.html_table.next_page, follow=", meta=META"
+    )  # fmt: skip
+    path.write_text(spider, encoding="utf-8")
     return path
 
 

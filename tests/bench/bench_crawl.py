@@ -58,7 +58,10 @@ class PlainSpider(scrapy.Spider):
     name = "plain"
     start_urls = {start_urls!r}
     custom_settings = {settings!r}
-
+"""
+# The plain spiders' parse: the rows' fields read the plain way, then the next page (with
+# ``{follow}``'s extra arguments; bench_browser's spider asks for the browser there).
+PARSE_METHOD = """
     def parse(self, response):
         for row in response.css({rows!r}):
             item = {{}}
@@ -70,7 +73,7 @@ class PlainSpider(scrapy.Spider):
                 yield item
         href = response.css({next_page!r}).get()
         if href:
-            yield response.follow(href, callback=self.parse)
+            yield response.follow(href, callback=self.parse{follow})
 """
 
 
@@ -121,12 +124,9 @@ def plain_spider(site, base_url: str, feed: Path, path: Path) -> Path:
         for t in site.start_urls
     ]
     path.write_text(
-        SPIDER_TEMPLATE.format(
-            fields=fields,
-            start_urls=urls,
-            settings=plain_settings(site, feed),
-            rows=site.html_table.rows,
-            next_page=site.html_table.next_page,
+        SPIDER_TEMPLATE.format(fields=fields, start_urls=urls, settings=plain_settings(site, feed))
+        + PARSE_METHOD.format(
+            rows=site.html_table.rows, next_page=site.html_table.next_page, follow=""
         ),
         encoding="utf-8",
     )

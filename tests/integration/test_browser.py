@@ -21,7 +21,7 @@ from test_quality import xcom
 
 from offpeak.naming import scrape_dag_file
 from support import REPO
-from support.dagsync import equities_variants, scrape_dags
+from support.dagsync import dags_of, equities_variants
 from support.tinyproxy import Tinyproxy
 
 pytestmark = pytest.mark.integration
@@ -47,9 +47,8 @@ def config(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def dags(config, airflow_db):
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("OFFPEAK_CONFIG_DIR", str(config))
-        yield scrape_dags()
+    with dags_of(config) as bag:
+        yield bag
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ import pytest
 from test_pipeline import run_dag
 from test_quality import output, xcom
 
-from support.dagsync import equities_variants, scrape_dags
+from support.dagsync import dags_of, equities_variants
 from support.secrets import hits, metadata_hits
 from support.tinyproxy import Tinyproxy
 
@@ -42,9 +42,8 @@ def proxy(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def dags(config, airflow_db):
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("OFFPEAK_CONFIG_DIR", str(config))
-        yield scrape_dags()
+    with dags_of(config) as bag:
+        yield bag
 
 
 @pytest.fixture

@@ -27,7 +27,7 @@ from test_quality import output, xcom
 
 from offpeak.naming import scrape_dag_file, scrape_dag_id
 from support import REPO
-from support.dagsync import equities_variants, scrape_dags
+from support.dagsync import dags_of, equities_variants
 
 pytestmark = pytest.mark.integration
 SITE, REGION = "resumable", "americas"
@@ -57,9 +57,8 @@ def config(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def dags(config, airflow_db):
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("OFFPEAK_CONFIG_DIR", str(config))
-        yield scrape_dags()
+    with dags_of(config) as bag:
+        yield bag
 
 
 @pytest.fixture

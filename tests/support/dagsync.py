@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,15 @@ def equities_variants(folder: Path, sites: Mapping[str, Mapping[str, Any]]) -> P
     for name, changes in sites.items():
         (folder / "sites" / f"{name}.yaml").write_text(yaml.safe_dump({**equities, **changes}))
     return folder
+
+
+@contextmanager
+def dags_of(config: Path) -> Iterator[Any]:
+    """The scrape DAGs built from ``config`` (scrape_dags), with OFFPEAK_CONFIG_DIR set to it
+    while they are in use: a module-scoped fixture's body."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("OFFPEAK_CONFIG_DIR", str(config))
+        yield scrape_dags()
 
 
 def register_dags(env: Mapping[str, str]) -> None:
