@@ -154,3 +154,61 @@ def test_a_rendered_sites_proxy_carries_the_browsers_requests(
         assert len(rows(warehouse, "scripted_proxied", day)) == 90
     finally:
         proxy.stop()
+
+
+def chromium_of_this_process() -> list[psutil.Process]:
+    """Chromium processes started by a crawl of this test process (the crawl's environment,
+    which its browser inherits, names its task's pid: OFFPEAK_PARENT_PID)."""
+    found = []
+    for proc in psutil.process_iter(["name"]):
+        try:
+            chromium = "chrom" in (proc.info["name"] or "")
+            ours = chromium and proc.environ().get("OFFPEAK_PARENT_PID") == str(os.getpid())
+            if ours and proc.status() != psutil.STATUS_ZOMBIE:
+                found.append(proc)
+        except psutil.Error:
+            continue
+    return found
+
+
+def test_a_rendered_crawl_stopped_at_its_windows_end_leaves_no_chromium(
+    sites, demo_url, tmp_path, monkeypatch
+):
+    """The window's end stops a crawl whose browser waits on a page that never settles: the
+    stop ladder ends the crawl, and its chromium goes with it."""
+    from datetime import UTC, datetime, timedelta
+
+    from offpeak.config import get_site
+    from offpeak.crawl import runner
+    from offpeak.crawl.runner import Crawler, CrawlRequest
+    from offpeak.crawl.window import WindowBudget
+    from offpeak.partition import Partition
+
+    monkeypatch.setattr(runner, "WINDOW_GRACE_SECONDS", 1.0)
+    site, _ = get_site("scripted_hang")
+    site = site.model_copy(update={"browser": site.browser.model_copy(
+        update={"timeout_seconds": 60})})  # fmt: skip
+    closes = datetime.now(tz=UTC) + timedelta(seconds=4)
+    request = CrawlRequest(
+        site, Partition(site.name, "americas", date(2026, 7, 10), "window"), demo_url,
+        window=WindowBudget(closes, "America/New_York", 4.0),
+    )  # fmt: skip
+    crawler = Crawler()
+    seen: list[psutil.Process] = []
+
+    def watch() -> None:  # the crawl's chromium while it runs
+        while crawler.proc is None or crawler.proc.poll() is None:
+            seen.extend(p for p in chromium_of_this_process() if p not in seen)
+            time.sleep(0.2)
+
+    import threading
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    result = crawler.run(request, tmp_path)
+    watcher.join(timeout=5)
+    assert result.stopped_at_window_end and seen, (result.stopped_at_window_end, seen)
+    deadline = time.monotonic() + 10
+    while chromium_of_this_process() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert chromium_of_this_process() == []
