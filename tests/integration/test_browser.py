@@ -31,7 +31,7 @@ SITES = {
     "scripted": {"start_urls": ["/js/equities/{region}/{trading_date}/quotes?page=1"],
                  "browser": {"wait_for": WAIT_FOR, "timeout_seconds": 15}},
     "scripted_hang": {"start_urls": ["/js-hang/equities/{region}/{trading_date}/quotes?page=1"],
-                      "browser": {"wait_for": WAIT_FOR, "timeout_seconds": 3}},
+                      "browser": {"wait_for": WAIT_FOR, "timeout_seconds": 6}},
     "scripted_proxied": {"start_urls": ["/js/equities/{region}/{trading_date}/quotes?page=1"],
                          "browser": {"wait_for": WAIT_FOR}, "proxy_conn_id": "browser_proxy"},
     "plain": {},  # the same rows, in the HTML: the reference
@@ -88,7 +88,7 @@ def test_a_page_whose_script_never_finishes_is_a_dead_letter_and_the_crawl_parti
     assert scraped["complete"] is False and scraped["incomplete"] == {"browser": 1}, scraped
     (letter,) = scraped["first_dead_letters"]
     assert letter["reason"].startswith(
-        "the page did not settle in the browser within 3 s, and 'table#quotes tbody tr' never "
+        "the page did not settle in the browser within 6 s, and 'table#quotes tbody tr' never "
         "showed: http://"
     ), letter
     assert letter["reason"].endswith(f"/js-hang/equities/americas/{day}/quotes?page=3")

@@ -296,7 +296,12 @@ def test_a_retry_on_the_other_worker_resumes_the_killed_crawl(celery, rows, ngin
         return ti if running and len(kept()) >= 3 and crawls(stack.worker_tree("w1")) else None
 
     killed = stack.wait(mid_crawl, 240, "the equities crawl on w1 to keep 3 pages", every=0.2)
-    workers = stack.celery_control().add_consumer("default", destination=["w2@offpeak"], reply=True)
+    workers = stack.celery_control().add_consumer(
+        "default",
+        destination=["w2@offpeak"],
+        reply=True,
+        timeout=15,  # a busy CI machine
+    )
     assert workers and "ok" in workers[0]["w2@offpeak"], workers
     at_kill = len(kept())
     tree = stack.kill_worker("w1")
