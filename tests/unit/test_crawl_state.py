@@ -51,6 +51,16 @@ def test_a_kept_page_reads_back_as_the_site_sent_it(tmp_path):
     assert isinstance(read_page(tmp_path / "g.page"), HtmlResponse)
 
 
+def test_a_kept_page_never_holds_the_sites_secret(tmp_path, monkeypatch):
+    from offpeak.crawl import contract
+
+    monkeypatch.setenv(contract.API_KEY_ENV, "k3y-S3cret")
+    url = "http://127.0.0.1:1/funds?page=1&api_key=k3y-S3cret"
+    write_page(tmp_path / "s.page", HtmlResponse(url, body=b"<p>x</p>"))
+    assert b"k3y-S3cret" not in gzip.decompress((tmp_path / "s.page").read_bytes())
+    assert read_page(tmp_path / "s.page", url=url).url == url  # read back at its request's URL
+
+
 def test_only_pages_the_site_answered_with_a_2xx_are_kept():
     from scrapy import Request
     from scrapy.settings import Settings

@@ -26,6 +26,7 @@ from scrapy.http import Headers
 from scrapy.responsetypes import responsetypes
 
 from offpeak.crawl.contract import PAGE_JOURNAL, PAGE_SUFFIX
+from offpeak.scraping.secret import stored_url
 
 if TYPE_CHECKING:
     from scrapy import Request, Spider
@@ -74,7 +75,8 @@ class PageFiles:
         name = self._name(request)
         if name not in self.kept:  # only an earlier try's pages: no file lookup per new page
             return None
-        return read_page(self.folder / name)
+        # The request's own URL: the file holds it without the site's secret (stored_url).
+        return read_page(self.folder / name, url=request.url)
 
     def store_response(self, spider: Spider, request: Request, response: Response) -> None:
         name = self._name(request)
@@ -86,7 +88,7 @@ class PageFiles:
 def write_page(path: Path, response: Response) -> None:
     """Write ``response`` to ``path`` through a hidden temporary file and a rename."""
     head = {
-        "url": response.url,
+        "url": stored_url(response.url),  # the data root never holds the site's secret
         "status": response.status,
         "headers": {
             k.decode("latin-1"): [v.decode("latin-1") for v in vs]
@@ -100,11 +102,13 @@ def write_page(path: Path, response: Response) -> None:
     os.replace(tmp, path)
 
 
-def read_page(path: Path) -> Response:
-    """The response a page file holds (write_page)."""
+def read_page(path: Path, url: str | None = None) -> Response:
+    """The response a page file holds (write_page), at ``url`` (the request it answers, whose
+    URL may carry the secret the file leaves out) or else the URL the file holds."""
     with gzip.open(path, "rb") as fh:
         head = json.loads(fh.readline())
         body = fh.read()
     headers = Headers(head["headers"])
-    cls = responsetypes.from_args(headers=headers, url=head["url"], body=body)
-    return cls(url=head["url"], status=head["status"], headers=headers, body=body)
+    url = url or head["url"]
+    cls = responsetypes.from_args(headers=headers, url=url, body=body)
+    return cls(url=url, status=head["status"], headers=headers, body=body)
