@@ -183,9 +183,12 @@ def build_scrape_dag(site: Site, region: Region, alerts: Alerts | None = None) -
 def _rollup_args(project: Project) -> dict:
     from offpeak.alerts.notifier import FailureNotifier
 
+    # Retries are for a lost try only (a worker killed or lost while the task ran): a failed
+    # input and a sensor's timeout fail at once (rollups.sensor), and so does check_inputs.
     return {
         "owner": "data-engineering",
-        "retries": 0,
+        "retries": 2,
+        "retry_delay": timedelta(seconds=10),
         "on_failure_callback": [FailureNotifier(http_conn_id=project.alerts.http_conn_id)],
     }
 
@@ -277,9 +280,9 @@ def _verdict():
 
     from offpeak.rollups.sensor import check_inputs
 
-    return PythonOperator(
-        task_id="check_inputs", python_callable=check_inputs, retries=0
-    ).as_teardown(on_failure_fail_dagrun=True)
+    return PythonOperator(task_id="check_inputs", python_callable=check_inputs).as_teardown(
+        on_failure_fail_dagrun=True
+    )
 
 
 def build_global_rollup_dag(project: Project) -> DAG:

@@ -17,14 +17,15 @@ from offpeak.errors import is_final
 
 
 @contextmanager
-def fail_fast() -> Iterator[None]:
+def fail_fast(also: tuple[type[BaseException], ...] = ()) -> Iterator[None]:
     """Re-raise a final failure as ``AirflowFailException`` (same message, the
     original chained as its cause); let every other exception through untouched, to be
-    retried. A context manager, and a decorator: ``@retries.fail_fast()``."""
+    retried. ``also``: classes of someone else's that are final where this is used. A
+    context manager, and a decorator: ``@retries.fail_fast()``."""
     try:
         yield
     except Exception as exc:
-        if not is_final(exc):
+        if not (is_final(exc) or isinstance(exc, also)):
             raise
         from airflow.sdk.exceptions import AirflowFailException
 

@@ -38,7 +38,7 @@ def backfill_run(stack, backfill_id: int) -> tuple | None:
 
 def task(stack, dag_id: str, run_id: str, task_id: str) -> tuple:
     return stack.query(
-        "SELECT state, start_date, end_date FROM task_instance "
+        "SELECT state, start_date, end_date, try_number FROM task_instance "
         "WHERE dag_id = %s AND run_id = %s AND task_id = %s",
         dag_id,
         run_id,
@@ -75,11 +75,11 @@ def test_rollups_run_after_their_inputs_and_summarise_them(stack, warehouse):
             task(stack, scrape_dag_id(s, region), runs[scrape_dag_id(s, region)][1], "load")[2]
             for s in sites[region]
         )
-        state, started, ended = task(stack, dag_id, run_id, "summarize")
+        state, started, ended, _ = task(stack, dag_id, run_id, "summarize")
         assert state == "success" and started >= loads_done, (region, started, loads_done)
         region_done[region] = ended
     global_run = runs[rollup_dag_id(GLOBAL)][1]
-    state, started, _ = task(stack, rollup_dag_id(GLOBAL), global_run, "summarize")
+    state, started, _, _ = task(stack, rollup_dag_id(GLOBAL), global_run, "summarize")
     assert state == "success" and started >= max(region_done.values())
     # Tokyo had no session: its sensor did not wait for a rollup that never comes.
     closed = task(stack, rollup_dag_id(GLOBAL), global_run, "wait_for_regions.asia_pacific")
@@ -172,6 +172,8 @@ def test_a_failed_site_fails_its_region_rollup_within_seconds(stack):
     assert load[0] == "upstream_failed"
     sensor = task(stack, rollup, runs[rollup][1], "wait_for_sites.funds")
     assert sensor[0] == "failed"
+    # Its retries are for a lost try: a failed upstream is final, not waited on again.
+    assert sensor[3] == 1
     elapsed = runs[rollup][4] - runs[site_dag][4]
     print(f"the region rollup failed {elapsed.total_seconds():.1f}s after the site run")
     assert timedelta(0) <= elapsed < timedelta(minutes=2)  # the sensor timeout is 13 h

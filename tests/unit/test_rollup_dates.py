@@ -125,3 +125,29 @@ def test_markers_render_the_downstream_rollups_logical_date():
     run = SimpleNamespace(conf={}, data_interval_start=datetime(2026, 11, 19, 15, tzinfo=UTC))
     assert rollup_logical_date("asia_pacific", "asia_pacific", run) == "2026-11-19T15:00:00+00:00"
     assert rollup_logical_date("asia_pacific", GLOBAL, run) == "2026-11-20T00:00:00+00:00"
+
+
+def resumed_context(day: date) -> dict:
+    """What a sensor's resumption after its deferral gets: the run's logical date too."""
+    start = datetime.combine(day, datetime.min.time(), UTC)
+    return {**global_context(day), "logical_date": start}
+
+
+def test_a_failed_upstream_fails_the_sensor_without_retry():
+    """The rollups retry a lost try (a worker killed while a sensor ran), never a failed
+    input: the trigger's "failed" event fails the sensor for good."""
+    from airflow.providers.standard.exceptions import ExternalDagFailedError
+    from airflow.sdk.exceptions import AirflowFailException
+
+    sensor = sensor_for("europe")
+    with pytest.raises(AirflowFailException) as failure:
+        sensor.execute_complete(resumed_context(date(2026, 11, 20)), {"status": "failed"})
+    assert isinstance(failure.value.__cause__, ExternalDagFailedError)
+
+
+def test_a_lost_answer_from_the_trigger_is_retried():
+    """No event (the triggerer lost it) is not a verdict on the upstream: retried."""
+    from airflow.providers.standard.exceptions import ExternalTaskNotFoundError
+
+    with pytest.raises(ExternalTaskNotFoundError):
+        sensor_for("europe").execute_complete(resumed_context(date(2026, 11, 20)), None)

@@ -4,12 +4,13 @@ the check that every input succeeded (which run that is: offpeak.rollups.dates).
 from __future__ import annotations
 
 import logging
+from contextlib import AbstractContextManager
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
 from airflow.providers.standard.sensors.external_task import ExternalTaskSensor
 
-from offpeak import params
+from offpeak import params, retries
 from offpeak.config import load_project
 
 # rollup_logical_date: re-exported for callers of the former home of the rollup dates.
@@ -65,10 +66,33 @@ class TradingDateSensor(ExternalTaskSensor):
 
     def execute(self, context: Context) -> None:
         if not self.upstream_closed(context):
-            super().execute(context)
+            with _final_on_upstream_failure():
+                super().execute(context)
 
     def poke(self, context: Context) -> bool:
-        return self.upstream_closed(context) or super().poke(context)
+        with _final_on_upstream_failure():
+            return self.upstream_closed(context) or super().poke(context)
+
+    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> None:
+        with _final_on_upstream_failure():
+            super().execute_complete(context, event)
+
+
+def _upstream_failed() -> tuple[type[BaseException], ...]:
+    from airflow.providers.standard.exceptions import (
+        ExternalDagFailedError,
+        ExternalTaskFailedError,
+        ExternalTaskGroupFailedError,
+    )
+
+    return ExternalTaskFailedError, ExternalTaskGroupFailedError, ExternalDagFailedError
+
+
+def _final_on_upstream_failure() -> AbstractContextManager[None]:
+    """A failed upstream fails the sensor for good: its retries are for a lost try (a worker
+    killed or lost while it ran, before it deferred), never to wait on a failure again. A
+    timeout is final already (BaseSensorOperator raises AirflowSensorTimeout)."""
+    return retries.fail_fast(also=_upstream_failed())
 
 
 def check_inputs(**context: Any) -> dict[str, str]:
