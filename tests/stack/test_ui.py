@@ -70,6 +70,24 @@ def screenshot(page: Page, name: str) -> Path:
     return browser.screenshot(page, SHOTS / name)
 
 
+def until_shown(page: Page, act, shown, tries: int = 4) -> None:
+    """``act`` (a hover, a click) until ``shown`` is visible. The page re-renders as its
+    runs refresh (a run is crawling meanwhile), which can drop a tooltip or a click that
+    landed on the element it replaced; CI saw this once."""
+    for _ in range(tries - 1):
+        if shown.is_visible():
+            return
+        act()
+        try:
+            expect(shown).to_be_visible(timeout=3_000)
+            return
+        except AssertionError:
+            page.mouse.move(0, 0)
+    if not shown.is_visible():
+        act()
+    expect(shown).to_be_visible()
+
+
 def test_dag_list_filtered_by_region_tag_shows_that_regions_dags(stack, page):
     known = {r[0] for r in stack.query("SELECT dag_id FROM dag")}
     assert set(REGION_DAGS + OTHER_REGIONS_DAGS) <= known  # the others exist, only filtered
@@ -93,13 +111,13 @@ def test_dag_page_shows_schedule_and_docs(stack, page):
     expect(page.get_by_role("heading", name=DAG)).to_be_visible()
     schedule = page.get_by_text(summary, exact=True)
     expect(schedule).to_be_visible()
-    schedule.hover()  # the description is the summary's tooltip
-    expect(page.get_by_text(description)).to_be_visible()
+    # The description is the summary's tooltip.
+    until_shown(page, schedule.hover, page.get_by_text(description))
     screenshot(page, "02-dag-schedule.png")
 
     page.mouse.move(0, 0)
-    page.get_by_role("button", name="Dag Docs").click()
     docs = page.get_by_role("dialog")
+    until_shown(page, page.get_by_role("button", name="Dag Docs").click, docs)
     expect(docs.get_by_text("Dag Documentation")).to_be_visible()
     expect(docs.get_by_role("heading", name="fx_rates in europe")).to_be_visible()
     expect(docs.get_by_text("warehouse table: scraped.fx_rates")).to_be_visible()
