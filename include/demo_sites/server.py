@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import base64
 import datetime as dt
+import gzip
 import hashlib
 import html
 import json
@@ -1017,6 +1018,157 @@ def choice_reply(raw_path: str) -> Reply:
     return Reply(200, HTML, text.encode("utf-8"))
 
 
+# --------------------------------------------------------------------------------------------
+# Data files: /files/... publishes the fx site's reference rates as files (the data_file
+# kind): a wide CSV (one column per currency, a trailing comma, "N/A" where no rate was
+# fixed) zipped and gzipped, and an XML feed in the European Central Bank's eurofxref
+# layout (namespaces, records as attributes). They hold every fixing day of FILE_FIRST to
+# FILE_LAST, never change, and answer a conditional request (If-None-Match,
+# If-Modified-Since) with 304. /hostile/<case>/files/... are hostile files. Each request is counted
+# under "files <path> <full|conditional> <status>" (DemoServer.fault_counts).
+# --------------------------------------------------------------------------------------------
+FILE_FIRST, FILE_LAST = dt.date(2025, 1, 2), dt.date(2026, 11, 30)
+FILE_CLOSED = {(1, 1), (5, 1), (12, 25), (12, 26), (4, 18), (4, 21), (4, 3), (4, 6)}
+FILE_CURRENCIES = tuple(c for c in FX_ORDER if c != "EUR")
+FILE_MODIFIED = "Mon, 30 Nov 2026 16:00:00 GMT"
+ECB_GESMES = "http://www.gesmes.org/xml/2002-08-01"
+ECB_REF = "http://www.ecb.int/vocabulary/2002-08-01/eurofxref"
+FILE_MEMBER = "rates-wide.csv"
+FILE_BOMB_BYTES = 12 * 1024 * 1024  # the bomb's member inflates past the 10 MiB default cap
+
+
+def file_days() -> list[dt.date]:
+    """The fixing days the files hold: weekdays but the closing days above."""
+    days, day = [], FILE_FIRST
+    while day <= FILE_LAST:
+        if day.weekday() < 5 and (day.month, day.day) not in FILE_CLOSED:
+            days.append(day)
+        day += dt.timedelta(days=1)
+    return days
+
+
+@lru_cache(maxsize=1)
+def file_rates() -> dict[str, dict[str, str]]:
+    """ISO date -> currency -> the rate of one euro as the files print it, or "N/A"."""
+    rates: dict[str, dict[str, str]] = {}
+    for day in file_days():
+        rng = rng_for("fxfile", day.isoformat())
+        row = {}
+        for currency in FILE_CURRENCIES:
+            value = FX_USD_VALUE["EUR"] / FX_USD_VALUE[currency] * math.exp(rng.gauss(0, 0.01))
+            row[currency] = "N/A" if rng.random() < 0.02 else f"{value:.{_rate_decimals(value)}f}"
+        rates[day.isoformat()] = row
+    return rates
+
+
+@lru_cache(maxsize=2)
+def file_csv(moved: bool = False) -> bytes:
+    """The wide CSV, newest day first as the ECB's; ``moved``: its Date column moved last."""
+    currencies, rates = list(FILE_CURRENCIES), sorted(file_rates().items(), reverse=True)
+    if moved:
+        lines = [",".join(currencies) + ",Date"]
+        lines += [",".join(row[c] for c in currencies) + f",{day}" for day, row in rates]
+    else:
+        lines = ["Date," + ",".join(currencies) + ","]
+        lines += [day + "," + ",".join(row[c] for c in currencies) + "," for day, row in rates]
+    return ("\n".join(lines) + "\n").encode("utf-8")
+
+
+def _zipped(members: dict[str, bytes]) -> bytes:
+    import io
+    import zipfile
+
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, data in members.items():  # stamped FILE_MODIFIED: the same bytes each time
+            member = zipfile.ZipInfo(name, date_time=(2026, 11, 30, 16, 0, 0))
+            archive.writestr(member, data, compress_type=zipfile.ZIP_DEFLATED)
+    return out.getvalue()
+
+
+@lru_cache(maxsize=1)
+def file_xml() -> bytes:
+    days = [
+        f"<Cube time='{day}'>"
+        + "".join(f"<Cube currency='{c}' rate='{r}'/>" for c, r in row.items() if r != "N/A")
+        + "</Cube>"
+        for day, row in sorted(file_rates().items(), reverse=True)
+    ]
+    return (
+        "<?xml version='1.0' encoding='UTF-8'?>\n"
+        f"<gesmes:Envelope xmlns:gesmes='{ECB_GESMES}' xmlns='{ECB_REF}'>"
+        "<gesmes:subject>Reference rates</gesmes:subject>"
+        "<gesmes:Sender><gesmes:name>Demo Central Bank</gesmes:name></gesmes:Sender>"
+        "<Cube>" + "\n".join(days) + "</Cube></gesmes:Envelope>\n"
+    ).encode("utf-8")
+
+
+def _file(name: str) -> tuple[str, bytes] | None:
+    """A published file by its name under /files/fx/: (content type, bytes)."""
+    if name == "rates-wide.csv.zip":
+        return "application/zip", _zipped({FILE_MEMBER: file_csv()})
+    if name == "rates-wide.csv.gz":
+        return "application/gzip", gzip.compress(file_csv(), mtime=0)
+    if name == "rates-wide.csv":
+        return "text/csv; charset=utf-8", file_csv()
+    if name == "rates.xml":
+        return "application/xml", file_xml()
+    return None
+
+
+def _hostile(case: str, name: str) -> tuple[str, bytes] | None:
+    """/hostile/<case>/files/fx/<name>: the file ``name`` made hostile: zip-slip (its
+    member's path leaves the folder), bomb (its member inflates to FILE_BOMB_BYTES), moved
+    (the Date column moved from first to last), entity (an XML external entity)."""
+    if name.endswith(".zip") and case == "zip-slip":
+        return "application/zip", _zipped({"../../outside/" + FILE_MEMBER: file_csv()})
+    if name.endswith(".zip") and case == "bomb":
+        return "application/zip", _bomb()
+    if name.endswith(".zip") and case == "moved":
+        return "application/zip", _zipped({FILE_MEMBER: file_csv(moved=True)})
+    if name.endswith(".xml") and case == "entity":
+        text = file_xml().decode()
+        text = text.replace(
+            "<gesmes:Envelope",
+            "<!DOCTYPE gesmes:Envelope [<!ENTITY leak SYSTEM 'file:///etc/hostname'>]>\n"
+            "<gesmes:Envelope",
+            1,
+        ).replace("<gesmes:subject>Reference rates", "<gesmes:subject>&leak;", 1)
+        return "application/xml", text.encode()
+    return None
+
+
+@lru_cache(maxsize=1)
+def _bomb() -> bytes:
+    return _zipped({FILE_MEMBER: b"0" * FILE_BOMB_BYTES})
+
+
+FILE_PATH = re.compile(r"(?:/hostile/([a-z-]+))?/files/fx/([^/]+)")
+
+
+def file_reply(raw_path: str, headers: object, count: Callable[[str], int]) -> Reply:
+    path = urlsplit(raw_path).path
+    match = FILE_PATH.fullmatch(path)
+    found = None
+    if match:
+        case, name = match.groups()
+        found = _hostile(case, name) if case else _file(name)
+    if found is None:
+        return _text_reply(404, f"no file at {path}\n")
+    ctype, body = found
+    etag = f'"{hashlib.sha256(body).hexdigest()[:16]}"'
+    validators = (("ETag", etag), ("Last-Modified", FILE_MODIFIED))
+    asked_etag, asked_since = headers.get("If-None-Match"), headers.get("If-Modified-Since")
+    how = "conditional" if asked_etag or asked_since else "full"
+    # If-None-Match compares weakly (RFC 9110 13.1.2): a proxy that compressed the body on
+    # its way (nginx's gzip) sent the tag back as W/"...".
+    tags = {t.strip().removeprefix("W/") for t in (asked_etag or "").split(",")}
+    fresh = etag in tags or "*" in tags if asked_etag else asked_since == FILE_MODIFIED
+    status = 304 if how == "conditional" and fresh else 200
+    count(f"files {path} {how} {status}")
+    return Reply(status, ctype, b"" if status == 304 else body, validators)
+
+
 class DemoHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "DemoSites/1.0"
@@ -1037,6 +1189,8 @@ class DemoHandler(BaseHTTPRequestHandler):
                 return paged_reply(self.path)
             if urlsplit(self.path).path.startswith("/choices/"):
                 return choice_reply(self.path)
+            if urlsplit(self.path).path.startswith(("/files/", "/hostile/")):
+                return file_reply(self.path, self.headers, self.server.count_fault_request)
             status, ctype, text = route(self.path)
             return Reply(status, ctype, text.encode("utf-8"))
         except HttpError as exc:
@@ -1051,7 +1205,7 @@ class DemoHandler(BaseHTTPRequestHandler):
         self.send_response(reply.status)
         self.send_header("Content-Type", reply.content_type)
         self.send_header("Content-Length", str(HUGE_BYTES if huge else len(reply.body)))
-        if reply.status == 200 and not huge:
+        if reply.status == 200 and not huge and not any(n == "ETag" for n, _ in reply.headers):
             self.send_header("ETag", f'"{hashlib.sha256(reply.body).hexdigest()[:16]}"')
         for name, value in reply.headers:
             self.send_header(name, value)

@@ -18,7 +18,7 @@ import json
 import os
 import shutil
 from collections.abc import Callable
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -225,6 +225,43 @@ def ref_reddit_spez() -> dict[Any, dict]:
     return out
 
 
+def ref_ecb_eurofxref() -> dict[Any, dict]:
+    """pandas reads the zipped CSV as text (every digit as written), melts it wide to long,
+    drops the "N/A" cells and the trailing comma's unnamed column, and keeps the year up to
+    the run's date, as the YAML asks (history_days: 365)."""
+    import pandas as pd
+
+    wide = pd.read_csv(
+        CORPUS / "ecb_eurofxref/eurofxref-hist.zip", dtype=str, keep_default_na=False
+    )
+    wide = wide.loc[:, [c for c in wide.columns if not c.startswith("Unnamed:")]]
+    long = wide.melt(id_vars=["Date"], var_name="currency", value_name="rate")
+    long = long[~long["rate"].isin(["", "N/A"])]
+    days = pd.to_datetime(long["Date"]).dt.date
+    long = long[(days >= DAY - timedelta(days=365)) & (days <= DAY)]
+    out = {}
+    for d, c, r in long.itertuples(index=False):
+        day = date.fromisoformat(d)
+        out[day, c] = {"date": day, "currency": c, "rate": Decimal(r)}
+    return out
+
+
+def ref_gpx_cerknica() -> dict[Any, dict]:
+    """pandas.read_xml of the track points (lxml underneath, values as text)."""
+    import pandas as pd
+
+    points = pd.read_xml(
+        CORPUS / "gpx_cerknica/cerknicko-jezero.gpx", xpath="/g:gpx/g:trk/g:trkseg/g:trkpt",
+        namespaces={"g": "http://www.topografix.com/GPX/1/0"}, dtype=str,
+    )  # fmt: skip
+    out = {}
+    for lat, lon, ele, time in points[["lat", "lon", "ele", "time"]].itertuples(index=False):
+        out[_instant(time)] = {
+            "lat": Decimal(lat), "lon": Decimal(lon), "ele": Decimal(ele), "time": _instant(time),
+        }  # fmt: skip
+    return out
+
+
 REFERENCES: dict[str, Callable[[], dict[Any, dict]]] = {
     "debref_graphics": ref_debref_graphics,
     "debref_merge_tools": ref_debref_merge_tools,
@@ -236,6 +273,8 @@ REFERENCES: dict[str, Callable[[], dict[Any, dict]]] = {
     "github_issues": ref_github_issues,
     "github_comments": ref_github_comments,
     "reddit_spez": ref_reddit_spez,
+    "ecb_eurofxref": ref_ecb_eurofxref,
+    "gpx_cerknica": ref_gpx_cerknica,
 }
 ENTRIES = sorted(REFERENCES)
 
@@ -377,7 +416,7 @@ def test_every_entry_has_its_provenance_and_its_files():
             assert path.relative_to(CORPUS).parts[0] in ENTRIES, path
     assert len(ENTRIES) >= 8
     kinds = {_site(entry)["kind"] for entry in ENTRIES}
-    assert kinds == {"html_table", "json_api", "listing_detail"}
+    assert kinds == {"html_table", "json_api", "listing_detail", "data_file"}
     assert os.path.getsize(CORPUS / "nginx-locations.conf") > 0
 
 

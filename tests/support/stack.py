@@ -138,7 +138,8 @@ class AirflowStack:
             data=json.dumps({"username": user, "password": password}).encode(),
             headers={"Content-Type": "application/json"},
         )
-        with urllib.request.urlopen(request, timeout=10) as response:
+        # 60 s: on a loaded 2-core machine the api-server once took over 10 s to answer.
+        with urllib.request.urlopen(request, timeout=60) as response:
             return json.loads(response.read())["access_token"]
 
     def airflow(self, *args: str) -> str:

@@ -86,7 +86,8 @@ def test_an_unregistered_kind_is_unknown_again(config_dir):
     unregister_kind(TOY.name)
     write_site(config_dir, "news", NEWS)
     error = load_project(config_dir).errors["news.yaml"]
-    assert "field `kind`: Input should be 'html_table', 'json_api' or 'listing_detail'" in error
+    kinds = "'html_table', 'json_api', 'listing_detail' or 'data_file'"
+    assert f"field `kind`: Input should be {kinds}" in error
     assert "rss_feed" not in Site.model_fields and "rss_feed" not in KINDS
 
 

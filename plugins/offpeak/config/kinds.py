@@ -13,7 +13,7 @@ from typing import Literal
 
 from pydantic import BaseModel
 
-from offpeak.config.sections import HtmlTable, JsonApi, ListingDetail
+from offpeak.config.sections import DataFile, HtmlTable, JsonApi, ListingDetail
 
 
 @dataclass(frozen=True)
@@ -25,8 +25,9 @@ class SpiderKind:
     :param section: the pydantic model of the section (extra keys forbidden, frozen)
     :param spider: the spider class as ``"module:Class"``, imported only when asked for
         (:meth:`spider_class`): the config is read on every DAG parse, Scrapy is not
-    :param page: what the spider reads: ``"html"`` (fields located by ``css`` / ``xpath``) or
-        ``"json"`` (fields located by a dotted ``path``)
+    :param page: what the spider reads: ``"html"`` (fields located by ``css`` / ``xpath``),
+        ``"json"`` (fields located by a dotted ``path``) or ``"file"`` (the section's
+        ``field_problems`` says how fields locate their value)
     :param columns: fields may locate a table cell by its header text (``column``)
     :param summary: one line for the config reference
     """
@@ -34,7 +35,7 @@ class SpiderKind:
     name: str
     section: type[BaseModel]
     spider: str
-    page: Literal["html", "json"] = "html"
+    page: Literal["html", "json", "file"] = "html"
     columns: bool = False
     summary: str = ""
 
@@ -65,6 +66,14 @@ BUILT_IN = (
         ListingDetail,
         f"{SPIDERS_MODULE}:ListingDetailSpider",
         summary="(c) one record per detail page, linked from listing pages",
+    ),
+    SpiderKind(
+        "data_file",
+        DataFile,
+        f"{SPIDERS_MODULE}:DataFileSpider",
+        page="file",
+        columns=True,
+        summary="(d) rows of a CSV or records of an XML file, plain, zipped or gzipped",
     ),
 )
 # The registered kinds by name, in registration order (the order errors list them in).

@@ -352,3 +352,166 @@ class ListingDetail(_Strict):
     @classmethod
     def _compiles(cls, value: str | None, info: ValidationInfo) -> str | None:
         return _check_selector("css", value, info, empty_ok=info.field_name == "next_page")
+
+
+# data_file: a file a site publishes (CSV or XML, maybe zipped or gzipped), read whole.
+_CSV_ONLY = ("delimiter", "quotechar", "header_rows", "skip_lines", "comment", "skip_footer",
+             "header", "melt")  # fmt: skip
+_XML_ONLY = ("records", "namespaces")
+
+
+class Melt(_Strict):
+    """Wide to long, as ``pandas.melt`` reads a file with one instrument per column: each
+    row becomes one record per value column, that column's header in ``var_name`` and its
+    cell in ``value_name``."""
+
+    id_columns: list[str] = Field(
+        min_length=1,
+        description="The columns every record keeps (the date column, ...), by header text.",
+    )
+    value_columns: list[str] = Field(
+        default_factory=list,
+        description="The columns melted, by header text. Empty (the default): every other "
+        "column with a header (a column with an empty header, as a trailing comma makes, is "
+        "not data).",
+    )
+    var_name: str = Field("variable", description="The column name holding a value's header.")
+    value_name: str = Field("value", description="The column name holding the value itself.")
+    missing_values: list[str] = Field(
+        default_factory=lambda: ["", "N/A"],
+        description="Cells that hold no value (compared after trimming whitespace).",
+    )
+    on_missing: Literal["skip", "reject"] = Field(
+        "skip",
+        description="skip: a missing cell gives no record (counted in offpeak/rows_skipped). "
+        "reject: its record is kept with the cell as written, for the field's type and "
+        "`required` to reject in the transform, naming the field.",
+    )
+
+    @model_validator(mode="after")
+    def _names_apart(self) -> Melt:
+        named = [self.var_name, self.value_name]
+        clash = [n for n in named if n in self.id_columns or n in self.value_columns]
+        if self.var_name == self.value_name or clash:
+            raise ValueError(
+                f"var_name {self.var_name!r} and value_name {self.value_name!r} must differ "
+                "from each other and from the file's columns"
+            )
+        both = sorted(set(self.id_columns) & set(self.value_columns))
+        if both:
+            raise ValueError(f"column(s) {both} are in both id_columns and value_columns")
+        return self
+
+
+class DataFile(_Strict):
+    """A data file a site publishes, read whole: CSV or XML, plain, zipped or gzipped
+    (docs/adding-a-site.md, "Data files"). Fields find their value by ``column`` (CSV: the
+    header text) or ``xpath`` (XML: relative to a record)."""
+
+    format: Literal["csv", "xml"] = Field(description="csv or xml.")
+    compression: Literal["auto", "none", "zip", "gzip"] = Field(
+        "auto",
+        description="auto (the default): zip or gzip by the file's first bytes, else none.",
+    )
+    member: str | None = Field(
+        None,
+        description="zip: the member to read, by its name in the archive. Unset: the archive's "
+        "only member (an archive of several is refused, naming them).",
+    )
+    encoding: str = Field(
+        "utf-8",
+        description="The file's text encoding (Python codec name); a byte-order mark is "
+        "always honoured and never part of the first column's name.",
+    )
+    delimiter: Annotated[str, Field(min_length=1, max_length=1)] = Field(
+        ",", description='csv: the delimiter (one character; a tab as "\\t").'
+    )
+    quotechar: Annotated[str, Field(min_length=1, max_length=1)] = Field(
+        '"', description="csv: the quote character."
+    )
+    header_rows: Annotated[int, Field(ge=1, le=10)] = Field(
+        1,
+        description="csv: rows that make the header; with more than one, a column's name is "
+        "its non-empty header cells joined by one space.",
+    )
+    skip_lines: Annotated[int, Field(ge=0)] = Field(
+        0, description="csv: lines before the header that are not part of the table (a title)."
+    )
+    comment: str | None = Field(
+        None, description='csv: lines starting with this ("#") are skipped anywhere.'
+    )
+    skip_footer: Annotated[int, Field(ge=0)] = Field(
+        0, description="csv: rows at the end that are not data (a total, a source note)."
+    )
+    header: dict[Annotated[int, Field(ge=1)], str] = Field(
+        default_factory=dict,
+        description="csv: column number (1 = first) -> the header text it must have; a file "
+        "whose header differs is refused (dead letter columns_moved), naming the column.",
+    )
+    melt: Melt | None = Field(None, description="csv: wide to long (one row per value column).")
+    records: str | None = Field(
+        None, description="xml: XPath of one record (namespace prefixes from `namespaces`)."
+    )
+    namespaces: dict[str, str] = Field(
+        default_factory=dict, description="xml: prefix -> namespace URI, for every XPath."
+    )
+    date_field: str | None = Field(
+        None,
+        description="A date field of the site: a file holding many dates loads only the rows "
+        "of the run's trading date (and the history_days before it). Unset: every row.",
+    )
+    history_days: Annotated[int, Field(ge=0, le=3660)] = Field(
+        0,
+        description="With date_field: also load the rows of this many calendar days before "
+        "the trading date (a backfill of a year reads one cached download per run).",
+    )
+
+    @field_validator("encoding")
+    @classmethod
+    def _codec(cls, value: str) -> str:
+        import codecs
+
+        try:
+            codecs.lookup(value)
+        except LookupError:
+            raise ValueError(f"unknown encoding {value!r} (a Python codec name)") from None
+        return value
+
+    @field_validator("records")
+    @classmethod
+    def _records_compile(cls, value: str | None, info: ValidationInfo) -> str | None:
+        return _check_selector("xpath", value, info, empty_ok=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _options_of_the_format(cls, data: object) -> object:
+        if not isinstance(data, dict):
+            return data
+        fmt = data.get("format")
+        wrong = [k for k in (_XML_ONLY if fmt == "csv" else _CSV_ONLY) if k in data]
+        if fmt in ("csv", "xml") and wrong:
+            raise ValueError(f"{', '.join(wrong)} do(es) not apply to format {fmt!r}")
+        if fmt == "xml" and not data.get("records"):
+            raise ValueError("format xml needs `records`: the XPath of one record")
+        return data
+
+    def field_problems(self, fields: dict) -> list[tuple[str, str]]:
+        """The site's fields against this file: CSV fields by ``column``, XML ones by
+        ``xpath``, ``date_field`` a date field."""
+        problems = []
+        locator = "column" if self.format == "csv" else "xpath"
+        for name, spec in fields.items():
+            used = [k for k in ("css", "xpath", "column", "negative_when") if getattr(spec, k)]
+            if spec.const is None and used != [locator]:
+                problems.append((
+                    f"fields.{name}",
+                    f"a {self.format} data_file locates fields with `{locator}` (or `const`)",
+                ))  # fmt: skip
+        if self.date_field is not None:
+            spec = fields.get(self.date_field)
+            if spec is None or spec.type != "date":
+                problems.append((
+                    "data_file.date_field",
+                    f"{self.date_field!r} is not a date field of the site",
+                ))  # fmt: skip
+        return problems

@@ -370,11 +370,14 @@ class Site(_Strict):
                 why = f"a {kind.name} site locates fields with `path` (or `const`)"
                 problems.append((f"fields.{name}", why))
             if spec.column is not None and not kind.columns:
-                why = "`column` (a header text) locates a cell of an html_table"
+                why = "`column` (a header text) locates a cell of an html_table or a CSV data_file"
                 problems.append((f"fields.{name}", why))
             if kind.page == "html" and spec.path is not None:
                 why = "an HTML site locates fields with `css` or `xpath` (or `const`)"
                 problems.append((f"fields.{name}", why))
+        section = getattr(self, self.kind, None)
+        if kind.page == "file" and section is not None:  # the file's format says how
+            problems += section.field_problems(self.fields)
         return problems
 
     def _quality_problems(self) -> list[tuple[str, str]]:

@@ -35,6 +35,13 @@ RESUMED_PAGES = "httpcache/hit"
 
 # Stats the spiders and middlewares write; the operator and the quality checks read them.
 UNREADABLE_PAGES = "offpeak/unreadable_pages"
+# data_file: the folder of the day's kept downloads (offpeak.scraping.files.Downloads), and
+# what became of each start URL: downloaded, or not modified (the kept copy read); rows of
+# other dates than the run's (data_file.date_field) not loaded.
+DOWNLOADS_DIR = "OFFPEAK_DOWNLOADS_DIR"
+FILE_DOWNLOADED = "offpeak/file/downloaded"
+FILE_NOT_MODIFIED = "offpeak/file/not_modified"
+FILE_OTHER_DATES = "offpeak/file/other_dates"
 DEAD_LETTERS = "offpeak/dead_letters"
 # offpeak/incomplete/<cause>: each way a crawl fell short of "every page fetched and read whole".
 INCOMPLETE_PREFIX = "offpeak/incomplete/"

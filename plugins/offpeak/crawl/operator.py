@@ -15,6 +15,7 @@ from airflow.sdk import BaseOperator
 from offpeak import connections, metrics, params, retries, settings
 from offpeak.config import Site, get_site
 from offpeak.crawl import breaker, contract, output, resume
+from offpeak.crawl.downloads import DayDownloads
 from offpeak.crawl.runner import Crawler, CrawlRequest, CrawlResult
 from offpeak.crawl.spec import CrawlSample
 from offpeak.crawl.window import window_budget
@@ -170,12 +171,17 @@ class ScrapeOperator(BaseOperator):
             self.log.info("Partial crawl requested: %s", sample)
         with storage.crawl_workdir() as tmp:
             pages = tmp / "pages" if site.resume else None
+            kept = DayDownloads(site.name, tmp / "downloads", log=self.log)
+            if site.kind == "data_file":
+                kept.restore()
             request = CrawlRequest.at(
-                conn, site, part, sample=sample, window=budget, pages=pages, proxy=proxy
+                conn, site, part, sample=sample, window=budget, pages=pages, proxy=proxy,
+                downloads=kept.local if site.kind == "data_file" else None,
             )  # fmt: skip
             state = self.crawl_state(request, started, context) if pages else None
             with state.syncing(pages) if state else contextlib.nullcontext():
                 result = self.crawler.run(request, tmp)
+            kept.keep()
             try:
                 self.judge_and_publish(context, result, dest, dead_dest)
             finally:

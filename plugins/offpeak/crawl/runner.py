@@ -37,6 +37,7 @@ class CrawlRequest:
     sample: CrawlSample | None = None
     window: WindowBudget | None = None
     pages: Path | None = None
+    downloads: Path | None = None  # data_file: the day's kept downloads (crawl.downloads)
     proxy: Proxy | None = field(default=None, repr=False)
 
     @classmethod
@@ -59,6 +60,7 @@ class CrawlRequest:
                     self.site, feed, stats, self.timeout, self.base_url, self.sample
                 ),
                 **(spec.keep_pages(self.pages) if self.pages is not None else {}),
+                **(spec.keep_downloads(self.downloads) if self.downloads is not None else {}),
                 **spec.browser_settings(self.site),
                 **({contract.PROXY_NAME: self.proxy.name} if self.proxy else {}),
             },

@@ -73,6 +73,11 @@ def keep_pages(folder: Path) -> dict[str, Any]:
     }
 
 
+def keep_downloads(folder: Path) -> dict[str, Any]:
+    """A data_file crawl's kept downloads of the day (offpeak.crawl.downloads)."""
+    return {contract.DOWNLOADS_DIR: str(folder)}
+
+
 BROWSER_HANDLER = "scrapy_playwright.handler.ScrapyPlaywrightDownloadHandler"
 
 

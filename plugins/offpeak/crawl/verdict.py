@@ -40,6 +40,8 @@ CAUSES = {
     "pagination": "pages gave pagination data that cannot be followed or ends the list early",
     "proxy": "requests failed at the site's proxy (down, unreachable, or it refused them)",
     "browser": "pages did not settle in the browser in time, or the browser failed",
+    "zip_slip": "archives named members outside their folder (absolute, or through '..')",
+    "xml_entity": "XML files declared entities (never expanded or fetched)",
 }
 
 

@@ -11,7 +11,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import timedelta
+from datetime import date, timedelta
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
@@ -46,6 +46,13 @@ def crawl_state(part: Partition) -> ObjectStoragePath:
         / f"date={part.trading_date.isoformat()}"
         / part.run_key
     )
+
+
+def downloads(site: str, day: date | None = None) -> ObjectStoragePath:
+    """``<root>/downloads/site=<s>/[day=<d>/]``: a data_file site's downloads kept on ``day``
+    (UTC), for the day's later runs to revalidate (offpeak.crawl.downloads)."""
+    folder = data_root() / "downloads" / f"site={site}"
+    return folder if day is None else folder / f"day={day.isoformat()}"
 
 
 def partition(stage: str, part: Partition) -> ObjectStoragePath:

@@ -34,6 +34,7 @@ class Locator:
     default: bool | str | int | float | None = None
     negative_when: str | None = None
     whitespace: str | None = None  # text: "collapse" or "keep"; None: the kind's default
+    formats: tuple[str, ...] | list[str] = ()  # date, datetime: data_file reads date_field
 
     @classmethod
     def from_config(cls, spec: dict[str, Any]) -> Locator:

@@ -1,0 +1,212 @@
+"""(d) The data_file spider: rows of a CSV or records of an XML file, plain, zipped or gzipped."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from datetime import date, datetime, timedelta
+from typing import Any
+
+import scrapy
+
+from offpeak.crawl import contract
+from offpeak.scraping import files
+from offpeak.scraping.secret import stored_url
+from offpeak.scraping.spiders.base import ConfiguredSpider
+from offpeak.scraping.spiders.fields import Finish
+
+DOWNLOAD_META = "offpeak_download"
+
+
+class DataFileSpider(ConfiguredSpider):
+    """(d) A file a site publishes, read whole: one record per CSV row (or per value column
+    of a row, melted) or per XML record; with ``date_field``, only the rows of the run's
+    trading date (and ``history_days`` before it). A download kept today is asked for again
+    with its ETag / Last-Modified, and a 304 reads the kept copy (offpeak.scraping.files)."""
+
+    name = "data_file"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        cfg, fields = self.site.section, self.site.fields
+        self.finishes = {n: Finish(s) for n, s in fields.items() if s.re}
+        self.first_day = self.last_day = None
+        self.read_date = None
+        if cfg.date_field:
+            self.last_day = date.fromisoformat(self.trading_date)
+            self.first_day = self.last_day - timedelta(days=cfg.history_days)
+            self.read_date = date_reader(fields[cfg.date_field].formats)
+        self.melt = cfg.melt
+        # The fields read from a row's own columns, and, melted, from its value column's
+        # header (var_name) and its cell (value_name).
+        melt_names = (self.melt["var_name"], self.melt["value_name"]) if self.melt else ()
+        self.row_fields = {
+            n: s.column for n, s in fields.items() if s.column and s.column not in melt_names
+        }
+        self.var_fields = [
+            n for n, s in fields.items() if self.melt and s.column == self.melt["var_name"]
+        ]
+        self.value_fields = [
+            n for n, s in fields.items() if self.melt and s.column == self.melt["value_name"]
+        ]
+
+    async def start(self) -> AsyncIterator[scrapy.Request]:
+        self.downloads = files.Downloads(self.settings.get(contract.DOWNLOADS_DIR))
+        for url in self.start_urls_for_run():
+            self.logger.info("Start URL: %s", stored_url(url))
+            key = files.cache_key(stored_url(url))
+            meta = {"handle_httpstatus_list": [304], DOWNLOAD_META: key}
+            yield self.request(
+                url, callback=self.parse, headers=self.downloads.validators(key), meta=meta
+            )
+
+    def parse(self, response: scrapy.http.Response) -> Iterator[Any]:
+        url = stored_url(response.url)
+        if "dataloss" in response.flags:
+            why = f"{url} was cut short: the connection closed before the end of its body"
+            yield self.unreadable(response, why, "truncated")
+            return
+        body = self.download_body(response, url)
+        if body is None:
+            why = f"{url} answered 304 Not Modified, but no copy of it is kept today"
+            yield self.unreadable(response, why)
+            return
+        cfg = self.site.section
+        maxsize = self.settings.getint("DOWNLOAD_MAXSIZE")
+        try:
+            data = files.opened(body, cfg, maxsize, url)
+            if cfg.format == "xml":
+                yield from self.xml_items(data, url)
+            else:
+                yield from self.csv_items(data, url)
+        except files.Refused as refused:
+            yield self.unreadable(response, refused.why, refused.cause)
+
+    def download_body(self, response: scrapy.http.Response, url: str) -> bytes | None:
+        """The file: the response's, kept for the day's later runs, or on a 304 the copy kept."""
+        key = response.meta[DOWNLOAD_META]
+        if response.status == 304:
+            self.crawler.stats.inc_value(contract.FILE_NOT_MODIFIED)
+            self.logger.info("%s is not modified since the copy kept today: reading that", url)
+            return self.downloads.body(key)
+        self.crawler.stats.inc_value(contract.FILE_DOWNLOADED)
+        header = response.headers.get
+        etag, modified = header("ETag"), header("Last-Modified")
+        self.downloads.keep(
+            key, url, response.body,
+            etag.decode("latin-1") if etag else None,
+            modified.decode("latin-1") if modified else None,
+        )  # fmt: skip
+        return response.body
+
+    # ------------------------------------------------------------------ CSV
+
+    def csv_items(self, data: bytes, url: str) -> Iterator[dict[str, Any]]:
+        cfg = self.site.section
+        table = files.csv_table(files.text_of(data, cfg.encoding, url), cfg, url)
+        wanted = {f"field {n}": c for n, c in self.row_fields.items()}
+        if self.melt:
+            wanted |= {f"data_file.melt.id_columns {c!r}": c for c in self.melt["id_columns"]}
+            wanted |= {f"data_file.melt.value_columns {c!r}": c for c in self.melt["value_columns"]}
+        expected = {int(k): v for k, v in cfg.header.items()}
+        problems = files.header_problems(table.columns, expected, wanted)
+        if problems:
+            raise files.Refused(
+                "columns_moved",
+                f"its header does not match the site's columns: {'; '.join(problems)}; its "
+                f"header reads {table.columns}. None of its rows are stored: read by position, "
+                "a moved column gives another column's values",
+            )
+        at = {c: i for i, c in reversed(list(enumerate(table.columns)))}
+        row_at = {n: at[c] for n, c in self.row_fields.items()}
+        values = files.melted(table.columns, self.melt) if self.melt else []
+        missing = {v.strip() for v in self.melt["missing_values"]} if self.melt else set()
+        skip_missing = bool(self.melt) and self.melt["on_missing"] == "skip"
+        skipped, other_dates = table.skipped, 0
+        for row in table.rows:
+            base = {n: self.finished(n, _cell(row, i)) for n, i in row_at.items()}
+            if not self.on_the_dates(base):
+                other_dates += 1
+                continue
+            if not self.melt:
+                yield self.completed(base, url)
+                continue
+            for i, column in values:
+                cell = _cell(row, i)
+                if (cell or "").strip() in missing and skip_missing:
+                    skipped += 1
+                    continue
+                item = dict(base)
+                for n in self.var_fields:
+                    item[n] = self.finished(n, column)
+                for n in self.value_fields:
+                    item[n] = self.finished(n, cell)
+                yield self.completed(item, url)
+        self.count(skipped, other_dates)
+
+    # ------------------------------------------------------------------ XML
+
+    def xml_items(self, data: bytes, url: str) -> Iterator[dict[str, Any]]:
+        skipped, other_dates = 0, 0
+        for record in files.xml_records(data, self.site.section, url):
+            item = {name: read(record) for name, read in self.readers.items()}
+            if all(v is None for v in item.values()):
+                skipped += 1
+            elif not self.on_the_dates(item):
+                other_dates += 1
+            else:
+                yield self.completed(item, url)
+        self.count(skipped, other_dates)
+
+    # ------------------------------------------------------------------ both
+
+    def finished(self, name: str, text: str | None) -> str | None:
+        finish = self.finishes.get(name)
+        return text if finish is None else finish(text, None)
+
+    def on_the_dates(self, item: dict[str, Any]) -> bool:
+        """Whether the record's date_field is the trading date or within history_days
+        before it. A date that does not read is kept: the transform rejects it, naming it."""
+        if self.read_date is None:
+            return True
+        try:
+            day = self.read_date(item.get(self.site.section.date_field))
+        except ValueError:
+            return True
+        return day is None or self.first_day <= day <= self.last_day
+
+    def count(self, skipped: int, other_dates: int) -> None:
+        if skipped:
+            self.crawler.stats.inc_value(contract.ROWS_SKIPPED, skipped)
+        if other_dates:
+            self.crawler.stats.inc_value(contract.FILE_OTHER_DATES, other_dates)
+            self.logger.info(
+                "%d row(s) of other dates than %s to %s not loaded (data_file.date_field %s)",
+                other_dates, self.first_day, self.last_day, self.site.section.date_field,
+            )  # fmt: skip
+
+
+def _cell(row: list[str], index: int) -> str | None:
+    """A CSV cell as written; an empty one (or one past the row's end) is nothing found."""
+    text = row[index] if index < len(row) else ""
+    return text if text.strip() else None
+
+
+def date_reader(formats: tuple[str, ...] | list[str]) -> Any:
+    """A date field's reader, as the transform reads it (offpeak.pipeline.normalize, which the
+    crawl does not import): its strptime ``formats`` in order, else ISO 8601; blank is None;
+    ValueError when the text is no date."""
+
+    def read(text: str | None) -> date | None:
+        text = (text or "").strip()
+        if not text:
+            return None
+        for fmt in formats:
+            try:
+                return datetime.strptime(text, fmt).date()  # noqa: DTZ007 - a calendar date
+            except ValueError:
+                continue
+        if formats:
+            raise ValueError(f"{text!r} is in none of the formats {list(formats)}")
+        return date.fromisoformat(text)
+
+    return read
