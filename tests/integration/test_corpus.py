@@ -4,7 +4,7 @@ nginx as production servers serve them (gzip, chunked, ETag; the APIs' Link head
 strings by tests/fixtures/corpus/nginx-locations.conf), each loaded from its YAML alone
 (tests/fixtures/corpus/sites) through dag.test(), and compared field by field with a reference
 computed here without our code: lxml for the HTML pages, the json module (numbers as Decimal)
-for the API responses.
+for the API responses, pandas for the data files (read as text: every digit as written).
 
 Every value is expected exact. A value that is truly malformed is listed in ``REJECTS`` with
 why, and must be rejected with a reason instead (none so far).
