@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from offpeak.config import ConfigError, FieldSpec, Region, load_regions, load_site
+from offpeak.config.kinds import KINDS
 from offpeak.pipeline.normalize import field_converter
 from support import REPO
 
@@ -66,7 +67,7 @@ def _base_site(fragment: dict) -> dict:
 def _check_site(data: dict, tmp_path: Path, line: str) -> None:
     if "kind" not in data:
         data = _merged(_base_site(data), data)
-    if "kind" in data and data["kind"] not in KIND_OF_SECTION:
+    if "kind" in data and data["kind"] not in KINDS:
         pytest.fail(f"{line}: unknown kind {data['kind']!r}")
     path = tmp_path / "sites" / "example.yaml"
     path.parent.mkdir(exist_ok=True)
