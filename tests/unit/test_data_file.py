@@ -172,3 +172,107 @@ def test_config_mistakes_are_each_named_on_their_field():
     assert "unknown encoding 'klingon'" in error
     error = problems_of({"format": "csv", "melt": {"id_columns": ["Date"], "var_name": "Date"}}, {})
     assert "must differ from each other and from the file's columns" in error
+
+
+def crawl_items(site: dict, body: bytes, monkeypatch) -> list[dict]:
+    """What the data_file spider yields for a file ``body`` of ``site`` (validated as the
+    operator validates it, handed over as the crawl receives it), on a trading date."""
+    from scrapy.http import Request, Response
+    from scrapy.utils.test import get_crawler
+
+    from offpeak.crawl import contract
+    from offpeak.scraping.spiders.data_file import DOWNLOAD_META, DataFileSpider
+
+    validated = Site.model_validate(site, context={"compile_selectors": True})
+    monkeypatch.setenv(contract.SITE_CONFIG_ENV, validated.model_dump_json())
+    crawler = get_crawler(DataFileSpider)
+    spider = DataFileSpider.from_crawler(
+        crawler, site=site["name"], region="europe", trading_date="2026-10-06",
+        base_url="http://site.test",
+    )  # fmt: skip
+    crawler.stats.open_spider(spider)
+    spider.downloads = files.Downloads(None)
+    request = Request(URL, meta={DOWNLOAD_META: "k"})
+    response = Response(URL, body=body, request=request)
+    return [{k: v for k, v in item.items() if k != "_url"} for item in spider.parse(response)]
+
+
+def test_negative_when_is_a_column_in_a_csv_and_an_xpath_in_xml(monkeypatch):
+    csv_site = {
+        **SITE, "natural_key": ["trade"],
+        "data_file": {"format": "csv"},
+        "fields": {
+            "trade": {"type": "text", "column": "Trade"},
+            "qty": {"type": "decimal", "column": "Qty", "negative_when": "Short"},
+        },
+    }  # fmt: skip
+    body = b"Trade,Qty,Short\nt1,10,\nt2,5,X\nt3,(7),X\n"
+    assert crawl_items(csv_site, body, monkeypatch) == [
+        {"trade": "t1", "qty": "10"}, {"trade": "t2", "qty": "-5"}, {"trade": "t3", "qty": "(7)"},
+    ]  # fmt: skip
+    xml_site = {
+        **SITE, "natural_key": ["trade"],
+        "data_file": {"format": "xml", "records": "//t"},
+        "fields": {
+            "trade": {"type": "text", "xpath": "@id"},
+            "qty": {"type": "decimal", "xpath": "@qty", "negative_when": "@side = 'S'"},
+        },
+    }  # fmt: skip
+    body = b"<trades><t id='t1' qty='10' side='B'/><t id='t2' qty='5' side='S'/></trades>"
+    assert crawl_items(xml_site, body, monkeypatch) == [
+        {"trade": "t1", "qty": "10"}, {"trade": "t2", "qty": "-5"},
+    ]  # fmt: skip
+
+
+def test_melt_skips_or_keeps_missing_cells_and_keeps_the_trading_dates_rows(monkeypatch):
+    site = {
+        **SITE,
+        "data_file": {
+            "format": "csv", "date_field": "date", "history_days": 1,
+            "melt": {"id_columns": ["Date"], "var_name": "currency", "value_name": "rate"},
+        },
+        "fields": {
+            "date": {"type": "date", "column": "Date", "formats": ["%d.%m.%Y"]},
+            "currency": {"type": "text", "column": "currency"},
+            "rate": {"type": "decimal", "column": "rate", "re": r"[\d.]+"},
+        },
+    }  # fmt: skip
+    body = b"Date,USD,JPY,\n07.10.2026,1.1,N/A,\n06.10.2026,1.0,163 JPY,\n05.10.2026,0.9,,\n"
+    body += b"04.10.2026,0.8,160,\n"
+    assert crawl_items(site, body, monkeypatch) == [
+        {"date": "06.10.2026", "currency": "USD", "rate": "1.0"},
+        {"date": "06.10.2026", "currency": "JPY", "rate": "163"},
+        {"date": "05.10.2026", "currency": "USD", "rate": "0.9"},
+    ]  # the 7th is after the trading date, the 4th before the day of history
+    site["data_file"]["melt"]["on_missing"] = "reject"
+    site["data_file"]["history_days"] = 0
+    body = b"Date,USD,JPY\n06.10.2026,N/A,\n"
+    assert crawl_items(site, body, monkeypatch) == [
+        {"date": "06.10.2026", "currency": "USD", "rate": None},  # "N/A": re finds no number
+        {"date": "06.10.2026", "currency": "JPY", "rate": None},
+    ]
+
+
+def test_negative_when_is_checked_as_its_kind_reads_it():
+    """A page's negative_when is a CSS selector, an XML file's an XPath: each is compiled as
+    such and a broken one named on the field's negative_when."""
+    page = {
+        "name": "quotes", "kind": "html_table", "base_url_conn_id": "site_quotes",
+        "start_urls": ["/q"], "regions": ["europe"], "natural_key": ["symbol"],
+        "html_table": {"rows": "tr"},
+        "fields": {
+            "symbol": {"type": "text", "css": "td.s::text"},
+            "change": {"type": "decimal", "css": "td.c::text", "negative_when": "td.c["},
+        },
+    }  # fmt: skip
+    with pytest.raises(Exception) as error:
+        Site.model_validate(page)
+    assert "fields.change.negative_when" in str(error.value)
+    assert "invalid CSS selector 'td.c['" in str(error.value)
+    xml = {**SITE, "data_file": {"format": "xml", "records": "//r"}, "fields": {
+        "date": {"type": "date", "xpath": "@d"}, "currency": {"type": "text", "xpath": "@c"},
+        "rate": {"type": "decimal", "xpath": "@r", "negative_when": "@side = 'S"},
+    }}  # fmt: skip
+    with pytest.raises(Exception) as error:
+        Site.model_validate(xml, context={"compile_selectors": True})
+    assert "fields.rate.negative_when" in str(error.value) and "invalid XPath" in str(error.value)

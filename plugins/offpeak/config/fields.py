@@ -155,7 +155,9 @@ class FieldSpec(_Strict):
     negative_when: str | None = Field(
         None,
         description="int or decimal: a CSS selector matched in the row (or detail page); "
-        "where it matches, the number is negative (a sign shown only as a class).",
+        "where it matches, the number is negative (a sign shown only as a class). In a "
+        "data_file: a CSV column whose cell, where not blank, marks the number negative, or an "
+        "XPath from the XML record that, where it finds something (or is true), does.",
     )
     formats: list[str] = Field(
         default_factory=list,
@@ -185,7 +187,9 @@ class FieldSpec(_Strict):
     )
 
     # An invalid selector would otherwise pass the config check and fail every crawl.
-    @field_validator("css", "xpath", "negative_when")
+    # negative_when is checked by the site (offpeak.config.sites), which knows the kind: a CSS
+    # selector on a page, a column or an XPath in a data file.
+    @field_validator("css", "xpath")
     @classmethod
     def _compiles(cls, value: str | None, info: ValidationInfo) -> str | None:
         return _check_selector("css" if info.field_name != "xpath" else "xpath", value, info)
@@ -263,7 +267,9 @@ class FieldSpec(_Strict):
         if self.negative_when and self.type not in ("int", "decimal"):
             raise ValueError("negative_when needs type int or decimal")
         if self.negative_when and not (self.css or self.xpath or self.column):
-            raise ValueError("negative_when needs a css or xpath locator (it is matched there)")
+            raise ValueError(
+                "negative_when needs a css, xpath or column locator (it is matched there)"
+            )
         if self.formats and self.type not in ("date", "datetime"):
             raise ValueError("formats needs type date or datetime")
         if self.timezone and self.type != "datetime":

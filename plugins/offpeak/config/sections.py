@@ -495,18 +495,25 @@ class DataFile(_Strict):
             raise ValueError("format xml needs `records`: the XPath of one record")
         return data
 
-    def field_problems(self, fields: dict) -> list[tuple[str, str]]:
+    def field_problems(self, fields: dict, compiled: bool = False) -> list[tuple[str, str]]:
         """The site's fields against this file: CSV fields by ``column``, XML ones by
-        ``xpath``, ``date_field`` a date field."""
+        ``xpath`` (and negative_when a column or an XPath the same way), ``date_field`` a
+        date field."""
+        from offpeak.config.fields import _selector_error
+
         problems = []
         locator = "column" if self.format == "csv" else "xpath"
         for name, spec in fields.items():
-            used = [k for k in ("css", "xpath", "column", "negative_when") if getattr(spec, k)]
+            used = [k for k in ("css", "xpath", "column") if getattr(spec, k)]
             if spec.const is None and used != [locator]:
                 problems.append((
                     f"fields.{name}",
                     f"a {self.format} data_file locates fields with `{locator}` (or `const`)",
                 ))  # fmt: skip
+            if spec.negative_when and self.format == "xml":
+                error = _selector_error("xpath", spec.negative_when, compiled)
+                if error:
+                    problems.append((f"fields.{name}.negative_when", error))
         if self.date_field is not None:
             spec = fields.get(self.date_field)
             if spec is None or spec.type != "date":

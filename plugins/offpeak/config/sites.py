@@ -5,12 +5,12 @@ from __future__ import annotations
 import re
 from typing import Annotated, Literal
 
-from pydantic import ConfigDict, Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, ValidationInfo, field_validator, model_validator
 from pydantic.fields import FieldInfo
 
 from offpeak import naming
 from offpeak.config.common import IDENTIFIER, FieldProblems, _id_part, _Strict
-from offpeak.config.fields import RESERVED_COLUMNS, FieldSpec
+from offpeak.config.fields import RESERVED_COLUMNS, FieldSpec, _selector_error
 from offpeak.config.kinds import KINDS, SpiderKind
 
 # A site name: an identifier that is also part of DAG ids.
@@ -320,9 +320,12 @@ class Site(_Strict):
         return regions
 
     @model_validator(mode="after")
-    def _consistent(self) -> Site:
+    def _consistent(self, info: ValidationInfo) -> Site:
         """Every cross-field mistake at once, each on its own field (FieldProblems)."""
-        problems = self._section_problems() + self._field_problems() + self._quality_problems()
+        compiled = bool((info.context or {}).get("compile_selectors"))
+        problems = (
+            self._section_problems() + self._field_problems(compiled) + self._quality_problems()
+        )
         if problems:
             raise FieldProblems(problems)
         return self
@@ -343,7 +346,7 @@ class Site(_Strict):
                                  'sites; this one has one kind of page: use "all"'))  # fmt: skip
         return problems
 
-    def _field_problems(self) -> list[tuple[str, str]]:
+    def _field_problems(self, compiled: bool = False) -> list[tuple[str, str]]:
         kind, problems = KINDS[self.kind], []
         shadowed = RESERVED_COLUMNS & set(self.fields)
         if shadowed:
@@ -375,9 +378,13 @@ class Site(_Strict):
             if kind.page == "html" and spec.path is not None:
                 why = "an HTML site locates fields with `css` or `xpath` (or `const`)"
                 problems.append((f"fields.{name}", why))
+            if kind.page == "html" and spec.negative_when:
+                error = _selector_error("css", spec.negative_when, compiled)
+                if error:
+                    problems.append((f"fields.{name}.negative_when", error))
         section = getattr(self, self.kind, None)
         if kind.page == "file" and section is not None:  # the file's format says how
-            problems += section.field_problems(self.fields)
+            problems += section.field_problems(self.fields, compiled)
         return problems
 
     def _quality_problems(self) -> list[tuple[str, str]]:

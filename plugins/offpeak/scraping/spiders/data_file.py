@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -12,7 +13,7 @@ from offpeak.crawl import contract
 from offpeak.scraping import files
 from offpeak.scraping.secret import stored_url
 from offpeak.scraping.spiders.base import ConfiguredSpider
-from offpeak.scraping.spiders.fields import Finish
+from offpeak.scraping.spiders.fields import FieldReader, Finish, negated
 
 DOWNLOAD_META = "offpeak_download"
 
@@ -28,7 +29,17 @@ class DataFileSpider(ConfiguredSpider):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         cfg, fields = self.site.section, self.site.fields
-        self.finishes = {n: Finish(s) for n, s in fields.items() if s.re}
+        self.finishes = {
+            n: Finish(replace(s, negative_when=None)) for n, s in fields.items() if s.re
+        }
+        # negative_when: a CSV column whose non-blank cell, or an XPath from the XML record
+        # that finds something, marks the number negative (not a CSS selector, as on a page).
+        self.negative = {n: s.negative_when for n, s in fields.items() if s.negative_when}
+        self.readers = {
+            name: FieldReader(replace(spec, negative_when=None))
+            for name, spec in fields.items()
+            if spec.xpath
+        }
         self.first_day = self.last_day = None
         self.read_date = None
         if cfg.date_field:
@@ -104,6 +115,7 @@ class DataFileSpider(ConfiguredSpider):
         cfg = self.site.section
         table = files.csv_table(files.text_of(data, cfg.encoding, url), cfg, url)
         wanted = {f"field {n}": c for n, c in self.row_fields.items()}
+        wanted |= {f"field {n} (negative_when)": c for n, c in self.negative.items()}
         if self.melt:
             wanted |= {f"data_file.melt.id_columns {c!r}": c for c in self.melt["id_columns"]}
             wanted |= {f"data_file.melt.value_columns {c!r}": c for c in self.melt["value_columns"]}
@@ -118,12 +130,16 @@ class DataFileSpider(ConfiguredSpider):
             )
         at = {c: i for i, c in reversed(list(enumerate(table.columns)))}
         row_at = {n: at[c] for n, c in self.row_fields.items()}
+        sign_at = {n: at[c] for n, c in self.negative.items()}
         values = files.melted(table.columns, self.melt) if self.melt else []
         missing = {v.strip() for v in self.melt["missing_values"]} if self.melt else set()
         skip_missing = bool(self.melt) and self.melt["on_missing"] == "skip"
         skipped, other_dates = table.skipped, 0
         for row in table.rows:
             base = {n: self.finished(n, _cell(row, i)) for n, i in row_at.items()}
+            marked = {n for n, i in sign_at.items() if _cell(row, i) is not None}
+            for n in marked & base.keys():
+                base[n] = None if base[n] is None else negated(base[n])
             if not self.on_the_dates(base):
                 other_dates += 1
                 continue
@@ -139,7 +155,8 @@ class DataFileSpider(ConfiguredSpider):
                 for n in self.var_fields:
                     item[n] = self.finished(n, column)
                 for n in self.value_fields:
-                    item[n] = self.finished(n, cell)
+                    value = self.finished(n, cell)
+                    item[n] = negated(value) if value is not None and n in marked else value
                 yield self.completed(item, url)
         self.count(skipped, other_dates)
 
@@ -147,8 +164,14 @@ class DataFileSpider(ConfiguredSpider):
 
     def xml_items(self, data: bytes, url: str) -> Iterator[dict[str, Any]]:
         skipped, other_dates = 0, 0
+        namespaces = self.site.section.namespaces
         for record in files.xml_records(data, self.site.section, url):
             item = {name: read(record) for name, read in self.readers.items()}
+            for n, xpath in self.negative.items():
+                if item.get(n) is not None and _found(
+                    record.root.xpath(xpath, namespaces=namespaces)
+                ):
+                    item[n] = negated(item[n])
             if all(v is None for v in item.values()):
                 skipped += 1
             elif not self.on_the_dates(item):
@@ -210,3 +233,13 @@ def date_reader(formats: tuple[str, ...] | list[str]) -> Any:
         return date.fromisoformat(text)
 
     return read
+
+
+def _found(result: Any) -> bool:
+    """Whether an XPath result finds something: true, a non-zero number, a non-blank string,
+    or a node set holding any node or non-blank text."""
+    if isinstance(result, list):
+        return any(not isinstance(r, str) or r.strip() for r in result)
+    if isinstance(result, str):
+        return bool(result.strip())
+    return bool(result)

@@ -32,6 +32,12 @@ def extract(selector: scrapy.Selector, spec: Locator) -> str | None:
 NEGATIVE_STARTS = ("-", "\u2212", "\u2012", "\u2013", "(")
 
 
+def negated(text: str) -> str:
+    """``text`` written negative, unless it already is (a minus sign, an accounting "(")."""
+    stripped = text.strip()
+    return stripped if stripped.startswith(NEGATIVE_STARTS) else "-" + stripped
+
+
 class Finish:
     """What a field's ``re``, ``negative_when`` and ``default`` make of the text found."""
 
@@ -48,9 +54,7 @@ class Finish:
             text = None if found is None else found.group(1 if self.pattern.groups else 0)
             text = text if text and not text.isspace() else None
         if text is not None and self.negative and selector.css(self.negative):
-            stripped = text.strip()
-            if not stripped.startswith(NEGATIVE_STARTS):
-                text = "-" + stripped
+            text = negated(text)
         return text
 
     @staticmethod
