@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from collections.abc import Callable
 from datetime import date, datetime, timedelta
 from decimal import Decimal
@@ -28,7 +27,7 @@ import yaml
 from test_pipeline import run_dag
 
 from support import REPO
-from support.dagsync import scrape_dags
+from support.dagsync import scrape_dags, shipped_config_with
 from support.queries import load_audit, own_schema
 
 pytestmark = pytest.mark.integration
@@ -306,10 +305,9 @@ def corpus(tmp_path_factory, nginx, airflow_db, pg):
 
     from offpeak.connections import connection_var
 
-    config = tmp_path_factory.mktemp("corpus") / "config"
-    shutil.copytree(REPO / "include/config", config)
-    for entry in ENTRIES:
-        shutil.copy(SITES / f"{entry}.yaml", config / f"sites/{entry}.yaml")
+    config = shipped_config_with(
+        tmp_path_factory.mktemp("corpus"), [SITES / f"{e}.yaml" for e in ENTRIES]
+    )
     patch = pytest.MonkeyPatch()
     with own_schema(pg, "corpus") as schema:
         patch.setenv("OFFPEAK_CONFIG_DIR", str(config))

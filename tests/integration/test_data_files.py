@@ -8,7 +8,6 @@ it was. Served through the session's nginx, as every demo site is."""
 from __future__ import annotations
 
 import json
-import shutil
 from datetime import date
 from decimal import Decimal
 
@@ -16,7 +15,7 @@ import pytest
 from test_pipeline import run_dag
 
 from support import REPO
-from support.dagsync import scrape_dags
+from support.dagsync import scrape_dags, shipped_config_with
 from support.queries import load_audit, own_schema
 from support.services import load_demo_server
 
@@ -35,10 +34,9 @@ def files_env(tmp_path_factory, nginx, airflow_db, pg, demo_server):
     loads go to a warehouse schema of this module's own, files to a data root of its own."""
     from offpeak.connections import connection_var
 
-    config = tmp_path_factory.mktemp("files") / "config"
-    shutil.copytree(REPO / "include/config", config)
-    for entry in ENTRIES:
-        shutil.copy(SITES / f"{entry}.yaml", config / f"sites/{entry}.yaml")
+    config = shipped_config_with(
+        tmp_path_factory.mktemp("files"), [SITES / f"{e}.yaml" for e in ENTRIES]
+    )
     patch = pytest.MonkeyPatch()
     with own_schema(pg, "files") as schema:
         patch.setenv("OFFPEAK_CONFIG_DIR", str(config))

@@ -18,6 +18,17 @@ from support import REPO
 AIRFLOW = Path(sys.executable).parent / "airflow"
 
 
+def shipped_config_with(folder: Path, site_files: list[Path]) -> Path:
+    """``folder/config``: the shipped config plus ``site_files`` among its sites."""
+    import shutil
+
+    config = folder / "config"
+    shutil.copytree(REPO / "include/config", config)
+    for path in site_files:
+        shutil.copy(path, config / "sites" / path.name)
+    return config
+
+
 def equities_variants(folder: Path, sites: Mapping[str, Mapping[str, Any]]) -> Path:
     """``folder``: a copy of include/config whose only sites are variants of equities, one per
     name in ``sites``, each the shipped equities.yaml with its top-level keys replaced by the

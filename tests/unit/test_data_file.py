@@ -111,8 +111,13 @@ def test_an_xml_file_declaring_entities_is_refused_and_nothing_is_expanded(tmp_p
 
 
 def test_header_problems_name_the_moved_and_the_missing_columns():
-    problems = files.header_problems(
-        ["USD", "Date", "JPY", "JPY"], {1: "Date"}, {"field rate": "GBP", "field yen": "JPY"}
+    from offpeak.scraping.spiders.fields import header_problems
+
+    problems, _ = header_problems(
+        ["USD", "Date", "JPY", "JPY"],
+        {1: "Date"},
+        {"field rate": "GBP", "field yen": "JPY"},
+        "data_file",
     )
     assert problems == [
         "column 1 is headed 'USD', not 'Date' (data_file.header): column 'Date' moved, it is "

@@ -176,30 +176,6 @@ def csv_table(text: str, section: Any, url: str) -> Table:
     return Table(columns, data, len(rows) - len(data))
 
 
-def header_problems(
-    columns: list[str], expected: dict[int, str], wanted: dict[str, str]
-) -> list[str]:
-    """Why the header does not hold what the site reads: ``expected`` {position: text}
-    (data_file.header) and ``wanted`` {what: column} (fields, melt's columns) each once."""
-    problems = []
-    for pos, want in sorted(expected.items()):
-        got = columns[pos - 1] if pos <= len(columns) else None
-        if got != want:
-            now = [i + 1 for i, t in enumerate(columns) if t == want]
-            where = f"it is now column {now[0]}" if now else "no column has that header"
-            problems.append(
-                f"column {pos} is headed {got!r}, not {want!r} (data_file.header): column "
-                f"{want!r} moved, {where}"
-            )
-    for what, want in wanted.items():
-        at = [i + 1 for i, t in enumerate(columns) if t == want]
-        if not at:
-            problems.append(f"{what}: no column is headed {want!r}")
-        elif len(at) > 1:
-            problems.append(f"{what}: columns {', '.join(map(str, at))} are all headed {want!r}")
-    return problems
-
-
 def melted(columns: list[str], melt: dict[str, Any]) -> list[tuple[int, str]]:
     """The value columns melt reads, as (index, header): the ones it names, else every
     column with a header that is not an id column."""

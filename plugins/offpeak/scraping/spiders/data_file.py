@@ -13,7 +13,7 @@ from offpeak.crawl import contract
 from offpeak.scraping import files
 from offpeak.scraping.secret import stored_url
 from offpeak.scraping.spiders.base import ConfiguredSpider
-from offpeak.scraping.spiders.fields import FieldReader, Finish, negated
+from offpeak.scraping.spiders.fields import FieldReader, Finish, header_problems, negated
 
 DOWNLOAD_META = "offpeak_download"
 
@@ -120,7 +120,7 @@ class DataFileSpider(ConfiguredSpider):
             wanted |= {f"data_file.melt.id_columns {c!r}": c for c in self.melt["id_columns"]}
             wanted |= {f"data_file.melt.value_columns {c!r}": c for c in self.melt["value_columns"]}
         expected = {int(k): v for k, v in cfg.header.items()}
-        problems = files.header_problems(table.columns, expected, wanted)
+        problems, _ = header_problems(table.columns, expected, wanted, "data_file")
         if problems:
             raise files.Refused(
                 "columns_moved",

@@ -96,3 +96,32 @@ class FieldReader:
             if found.__class__ is list and all(v.__class__ is str for v in found):
                 return joined(found, self.spec.join)
         return extract(selector, self.spec)
+
+
+def header_problems(
+    texts: list[str], expected: dict[int, str], wanted: dict[str, str], section: str
+) -> tuple[list[str], dict[str, int]]:
+    """A table's header against what the site reads of it: ``expected`` {column number:
+    text} (``<section>.header``) and ``wanted`` {what: header text} (the ``column`` fields,
+    each once). Returns why it does not match (naming each column that moved, and where
+    to), and {what: 0-based column} of the wanted columns found once."""
+    problems, found = [], {}
+    for pos, want in sorted(expected.items()):
+        got = texts[pos - 1] if pos <= len(texts) else None
+        if got != want:
+            now = [i + 1 for i, t in enumerate(texts) if t == want]
+            where = f"it is now column {now[0]}" if now else "no column has that header"
+            problems.append(
+                f"column {pos} is headed {got!r}, not {want!r} ({section}.header): column "
+                f"{want!r} moved, {where}"
+            )
+    for what, want in wanted.items():
+        at = [i for i, t in enumerate(texts) if t == want]
+        if len(at) == 1:
+            found[what] = at[0]
+        elif not at:
+            problems.append(f"{what}: no column is headed {want!r}")
+        else:
+            columns = ", ".join(str(i + 1) for i in at)
+            problems.append(f"{what}: columns {columns} are all headed {want!r}")
+    return problems, found

@@ -13,7 +13,7 @@ from offpeak.crawl import contract
 from offpeak.scraping.secret import stored_url
 from offpeak.scraping.siteconfig import CrawlSite
 from offpeak.scraping.spiders.base import ConfiguredSpider, on_readable_pages
-from offpeak.scraping.spiders.fields import Finish, joined
+from offpeak.scraping.spiders.fields import Finish, header_problems, joined
 
 
 class HtmlTableSpider(ConfiguredSpider):
@@ -143,25 +143,9 @@ class HeaderCheck:
             return f"no header row to check the table's columns by: {where}"
         # The header cells' texts by column position (whitespace runs as one space).
         texts = [_collapsed(c.xpath(".//text()").getall()) for c in _by_position(header)]
-        problems, found = [], {}
-        for pos, want in sorted(self.expected.items()):
-            got = texts[pos - 1] if pos <= len(texts) else None
-            if got != want:
-                now = [i + 1 for i, t in enumerate(texts) if t == want]
-                where = f"it is now column {now[0]}" if now else "no column has that header"
-                problems.append(
-                    f"column {pos} is headed {got!r}, not {want!r} (html_table.header): "
-                    f"column {want!r} moved, {where}"
-                )
-        for name, want in self.columns.items():
-            at = [i for i, t in enumerate(texts) if t == want]
-            if len(at) == 1:
-                found[name] = at[0]
-            elif not at:
-                problems.append(f"field {name}: no column is headed {want!r}")
-            else:
-                columns = ", ".join(str(i + 1) for i in at)
-                problems.append(f"field {name}: columns {columns} are all headed {want!r}")
+        wanted = {f"field {name}": want for name, want in self.columns.items()}
+        problems, at = header_problems(texts, self.expected, wanted, "html_table")
+        found = {name: at[f"field {name}"] for name in self.columns if f"field {name}" in at}
         if problems:
             return (
                 "its table header does not match the site's columns: "
