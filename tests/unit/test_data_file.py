@@ -179,14 +179,13 @@ def test_config_mistakes_are_each_named_on_their_field():
     assert "must differ from each other and from the file's columns" in error
 
 
-def crawl_items(site: dict, body: bytes, monkeypatch) -> list[dict]:
-    """What the data_file spider yields for a file ``body`` of ``site`` (validated as the
-    operator validates it, handed over as the crawl receives it), on a trading date."""
-    from scrapy.http import Request, Response
+def spider_for(site: dict, monkeypatch):
+    """The data_file spider of ``site`` (validated as the operator validates it, handed over
+    as the crawl receives it) on a trading date, with no kept downloads."""
     from scrapy.utils.test import get_crawler
 
     from offpeak.crawl import contract
-    from offpeak.scraping.spiders.data_file import DOWNLOAD_META, DataFileSpider
+    from offpeak.scraping.spiders.data_file import DataFileSpider
 
     validated = Site.model_validate(site, context={"compile_selectors": True})
     monkeypatch.setenv(contract.SITE_CONFIG_ENV, validated.model_dump_json())
@@ -197,8 +196,17 @@ def crawl_items(site: dict, body: bytes, monkeypatch) -> list[dict]:
     )  # fmt: skip
     crawler.stats.open_spider(spider)
     spider.downloads = files.Downloads(None)
-    request = Request(URL, meta={DOWNLOAD_META: "k"})
-    response = Response(URL, body=body, request=request)
+    return spider
+
+
+def crawl_items(site: dict, body: bytes, monkeypatch) -> list[dict]:
+    """What the data_file spider yields for a file ``body`` of ``site``."""
+    from scrapy.http import Request, Response
+
+    from offpeak.scraping.spiders.data_file import DOWNLOAD_META
+
+    spider = spider_for(site, monkeypatch)
+    response = Response(URL, body=body, request=Request(URL, meta={DOWNLOAD_META: "k"}))
     return [{k: v for k, v in item.items() if k != "_url"} for item in spider.parse(response)]
 
 
@@ -281,3 +289,21 @@ def test_negative_when_is_checked_as_its_kind_reads_it():
     with pytest.raises(Exception) as error:
         Site.model_validate(xml, context={"compile_selectors": True})
     assert "fields.rate.negative_when" in str(error.value) and "invalid XPath" in str(error.value)
+
+
+def test_a_304_without_its_kept_copy_asks_for_the_whole_file_again(monkeypatch):
+    """The kept copy removed meanwhile (a sweep, a lost upload): the 304 is not a dead
+    letter, the file is fetched again without validators."""
+    from scrapy import Request
+    from scrapy.http import Response
+
+    from offpeak.scraping.spiders.data_file import DOWNLOAD_META
+
+    site = {**SITE, "data_file": {"format": "csv"}, "fields": {
+        "date": {"type": "date", "column": "Date"}, "currency": {"type": "text", "column": "C"},
+    }}  # fmt: skip
+    spider = spider_for(site, monkeypatch)
+    response = Response(URL, status=304, request=Request(URL, meta={DOWNLOAD_META: "k"}))
+    (again,) = spider.parse(response)
+    assert isinstance(again, Request) and again.url == URL and again.dont_filter
+    assert "If-None-Match" not in again.headers and again.meta == {DOWNLOAD_META: "k"}

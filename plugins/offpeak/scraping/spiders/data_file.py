@@ -77,9 +77,10 @@ class DataFileSpider(ConfiguredSpider):
             yield self.unreadable(response, why, "truncated")
             return
         body = self.download_body(response, url)
-        if body is None:
-            why = f"{url} answered 304 Not Modified, but no copy of it is kept today"
-            yield self.unreadable(response, why)
+        if body is None:  # a 304, but the kept copy is gone (removed meanwhile): fetch it whole
+            self.logger.warning("%s: no copy kept to go with its 304; downloading it again", url)
+            meta = {DOWNLOAD_META: response.meta[DOWNLOAD_META]}  # no validators, no 304
+            yield self.request(response.url, callback=self.parse, meta=meta, dont_filter=True)
             return
         cfg = self.site.section
         maxsize = self.settings.getint("DOWNLOAD_MAXSIZE")
@@ -125,8 +126,8 @@ class DataFileSpider(ConfiguredSpider):
             raise files.Refused(
                 "columns_moved",
                 f"its header does not match the site's columns: {'; '.join(problems)}; its "
-                f"header reads {table.columns}. None of its rows are stored: read by position, "
-                "a moved column gives another column's values",
+                f"header reads {table.columns}. None of its rows are stored rather than read "
+                "from columns that may now hold other values",
             )
         at = {c: i for i, c in reversed(list(enumerate(table.columns)))}
         row_at = {n: at[c] for n, c in self.row_fields.items()}
