@@ -43,13 +43,8 @@ def opened(body: bytes, section: Any, maxsize: int, url: str) -> bytes:
     inflated up to ``maxsize`` bytes (politeness.download_maxsize) and no further."""
     kind = section.compression
     if kind == "auto":
-        kind = (
-            "zip"
-            if body.startswith(ZIP_MAGIC)
-            else "gzip"
-            if body.startswith(GZIP_MAGIC)
-            else "none"
-        )
+        magic = {"zip": ZIP_MAGIC, "gzip": GZIP_MAGIC}
+        kind = next((k for k, first in magic.items() if body.startswith(first)), "none")
     if kind == "zip":
         return _member(body, section.member, maxsize, url)
     if kind == "gzip":
