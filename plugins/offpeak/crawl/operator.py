@@ -171,17 +171,20 @@ class ScrapeOperator(BaseOperator):
             self.log.info("Partial crawl requested: %s", sample)
         with storage.crawl_workdir() as tmp:
             pages = tmp / "pages" if site.resume else None
-            kept = DayDownloads(site.name, tmp / "downloads", log=self.log)
+            # A data_file site's downloads of the day, for conditional requests (crawl.downloads).
+            kept = None
             if site.kind == "data_file":
+                kept = DayDownloads(site.name, tmp / "downloads", log=self.log)
                 kept.restore()
             request = CrawlRequest.at(
                 conn, site, part, sample=sample, window=budget, pages=pages, proxy=proxy,
-                downloads=kept.local if site.kind == "data_file" else None,
+                downloads=kept.local if kept else None,
             )  # fmt: skip
             state = self.crawl_state(request, started, context) if pages else None
             with state.syncing(pages) if state else contextlib.nullcontext():
                 result = self.crawler.run(request, tmp)
-            kept.keep()
+            if kept is not None:
+                kept.keep()
             try:
                 self.judge_and_publish(context, result, dest, dead_dest)
             finally:
