@@ -154,6 +154,11 @@ SITE = {
 }  # fmt: skip
 
 
+CSV_SITE = {**SITE, "data_file": {"format": "csv"}, "fields": {
+    "date": {"type": "date", "column": "Date"}, "currency": {"type": "text", "column": "C"},
+}}  # fmt: skip
+
+
 def problems_of(section: dict, fields: dict) -> str:
     with pytest.raises(Exception) as error:
         Site.model_validate({**SITE, "data_file": section, "fields": fields})
@@ -299,11 +304,25 @@ def test_a_304_without_its_kept_copy_asks_for_the_whole_file_again(monkeypatch):
 
     from offpeak.scraping.spiders.data_file import DOWNLOAD_META
 
-    site = {**SITE, "data_file": {"format": "csv"}, "fields": {
-        "date": {"type": "date", "column": "Date"}, "currency": {"type": "text", "column": "C"},
-    }}  # fmt: skip
-    spider = spider_for(site, monkeypatch)
+    spider = spider_for(CSV_SITE, monkeypatch)
     response = Response(URL, status=304, request=Request(URL, meta={DOWNLOAD_META: "k"}))
     (again,) = spider.parse(response)
     assert isinstance(again, Request) and again.url == URL and again.dont_filter
     assert "If-None-Match" not in again.headers and again.meta == {DOWNLOAD_META: "k"}
+
+
+def test_a_file_cut_short_in_transfer_is_not_read(monkeypatch):
+    """A body Scrapy flags ``dataloss`` gives the record standing for it, naming the bytes."""
+    from scrapy import Request
+    from scrapy.http import Response
+
+    from offpeak.scraping.spiders.data_file import DOWNLOAD_META
+
+    spider = spider_for(CSV_SITE, monkeypatch)
+    request = Request(URL, meta={DOWNLOAD_META: "k"})
+    response = Response(URL, body=b"Date,C\n2026-1", request=request, flags=["dataloss"])
+    (record,) = spider.parse(response)
+    assert record["_error"] == (
+        f"{URL} was cut short: the connection closed before the end of its body (after 13 "
+        "bytes); none of its rows are stored"
+    )

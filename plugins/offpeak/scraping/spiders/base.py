@@ -161,11 +161,8 @@ class ConfiguredSpider(scrapy.Spider):
         dead letter, DeadLetters.failure); with it off, Scrapy flags it ``dataloss``.
         """
         url = stored_url(response.url)
-        if "dataloss" in response.flags:
-            why = (
-                f"{url} was cut short: the connection closed before the end of its body "
-                f"(after {len(response.body):,} bytes); none of its rows are stored"
-            )
+        why = self.cut_short(response)
+        if why:
             return None, "truncated", why
         if not isinstance(response, TextResponse):
             return response, "", ""
@@ -192,6 +189,15 @@ class ConfiguredSpider(scrapy.Spider):
                 )
                 return None, "charset", why
         return response, "", ""
+
+    def cut_short(self, response: scrapy.http.Response) -> str | None:
+        """Why ``response`` is not whole (Scrapy flagged it ``dataloss``), or None."""
+        if "dataloss" not in response.flags:
+            return None
+        return (
+            f"{stored_url(response.url)} was cut short: the connection closed before the end "
+            f"of its body (after {len(response.body):,} bytes); none of its rows are stored"
+        )
 
     def item_from(self, selector: scrapy.Selector, url: str) -> dict[str, Any] | None:
         """The fields found in ``selector``; ``url`` is the page's stored URL (stored_url)."""

@@ -72,8 +72,8 @@ class DataFileSpider(ConfiguredSpider):
 
     def parse(self, response: scrapy.http.Response) -> Iterator[Any]:
         url = stored_url(response.url)
-        if "dataloss" in response.flags:
-            why = f"{url} was cut short: the connection closed before the end of its body"
+        why = self.cut_short(response)  # the file's charset is the YAML's, not readable()'s
+        if why:
             yield self.unreadable(response, why, "truncated")
             return
         body = self.download_body(response, url)
