@@ -100,7 +100,17 @@ def chromium_under(pid: int) -> list[psutil.Process]:
         tree = psutil.Process(pid).children(recursive=True)
     except psutil.Error:
         return []
-    return [p for p in tree if "chromium" in p.name() or "chrome" in p.name()]
+    return [p for p in tree if _is_chromium(p)]
+
+
+def _is_chromium(process: psutil.Process) -> bool:
+    """Whether ``process`` is a chromium one; one that exited since it was listed is not (a
+    short-lived helper of the crawl's start-up did, once, on a fresh clone)."""
+    try:
+        name = process.name()
+    except psutil.NoSuchProcess:
+        return False
+    return "chromium" in name or "chrome" in name
 
 
 def test_a_killed_task_leaves_no_chromium_behind(config, sites):
