@@ -183,8 +183,13 @@ def test_a_site_changed_in_memory_gets_its_own_doc_md():
 def test_supported_exchanges_are_holidays_financial_markets():
     import holidays
 
-    expected = frozenset(holidays.list_supported_financial()) | frozenset(calendars.ALIASES)
-    assert calendars.supported_exchanges() == expected
+    markets = frozenset(holidays.list_supported_financial())
+    written = calendars.HOLIDAYS_FINANCIAL
+    assert written == markets, (
+        f"calendars.HOLIDAYS_FINANCIAL is not holidays {holidays.__version__}'s list: add "
+        f"{sorted(markets - written)}, drop {sorted(written - markets)}"
+    )
+    assert calendars.supported_exchanges() == markets | frozenset(calendars.ALIASES)
 
 
 def test_timetable_validation_names_an_exchange_without_a_calendar():
@@ -225,8 +230,7 @@ def test_one_dag_under_the_parsing_context_imports_nothing_it_does_not_use():
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result["dags"] == ["scrape__funds__india"]
     unused = {
-        "holidays.countries",  # every country's calendar: the parse only checks codes
-        "holidays.financial",
+        "holidays",  # the calendars: the parse only checks codes (calendars.HOLIDAYS_FINANCIAL)
         "offpeak.rollups.sensor",  # ExternalTaskSensor subclass: the rollups' file only
         "scrapy",
         "lxml",

@@ -16,7 +16,6 @@ from offpeak import connections, metrics, params, retries, settings
 from offpeak.config import Site, get_site
 from offpeak.crawl import breaker, contract, output, resume
 from offpeak.crawl.downloads import DayDownloads
-from offpeak.crawl.runner import Crawler, CrawlRequest, CrawlResult
 from offpeak.crawl.spec import CrawlSample
 from offpeak.crawl.window import window_budget
 from offpeak.partition import Partition
@@ -27,6 +26,7 @@ from offpeak.schedule.tradingtime import RegionClock
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
+    from offpeak.crawl.runner import Crawler, CrawlRequest, CrawlResult
     from offpeak.crawl.verdict import Decision
 
 
@@ -176,6 +176,9 @@ class ScrapeOperator(BaseOperator):
             if site.kind == "data_file":
                 kept = DayDownloads(site.name, tmp / "downloads", log=self.log)
                 kept.restore()
+            # Imported here, not at the top: every task start parses this module (docs/scaling.md).
+            from offpeak.crawl.runner import CrawlRequest
+
             request = CrawlRequest.at(
                 conn, site, part, sample=sample, window=budget, pages=pages, proxy=proxy,
                 downloads=kept.local if kept else None,
@@ -276,6 +279,8 @@ class ScrapeOperator(BaseOperator):
 
     @cached_property
     def crawler(self) -> Crawler:
+        from offpeak.crawl.runner import Crawler
+
         return Crawler(log=self.log)
 
     @property

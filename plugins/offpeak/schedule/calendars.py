@@ -14,16 +14,30 @@ class UnknownExchange(ValueError):
     """The MIC has no trading calendar here."""
 
 
-@lru_cache(maxsize=1)
+# The codes of holidays.list_supported_financial() (aliases included) in the pinned `holidays`
+# (0.109), written out: the config check runs on every DAG parse and every task start, and
+# importing `holidays` for them costs ~12 ms of the 100 ms a task start may spend parsing
+# (docs/scaling.md). tests/unit/test_parse_path.py holds this list equal to the package's, so an
+# upgrade that adds or drops a market fails there, naming the codes.
+HOLIDAYS_FINANCIAL = frozenset({
+    "ASX", "B3", "BIST", "BME", "BMV", "BSE", "BVC", "BVMF", "BYMA", "CME", "ECB", "ENX", "FED",
+    "GPW", "HKEX", "IFEU", "JPX", "JSE", "KRX", "LSE", "NSE", "NYSE", "NZX", "OSE", "PSX", "SEHK",
+    "SGX", "SIX", "SSE", "SZSE", "TAR", "TSE", "TSX", "TWSE", "USGS", "USNY", "XAMS", "XASX",
+    "XATH", "XBOG", "XBOM", "XBRU", "XBUE", "XCME", "XDUB", "XECB", "XETR", "XFED", "XFRA", "XHKG",
+    "XIST", "XJPX", "XJSE", "XKAR", "XKRX", "XLIS", "XLON", "XMAD", "XMEX", "XMIL", "XNAS", "XNSE",
+    "XNYS", "XNZE", "XOSL", "XPAR", "XSAU", "XSES", "XSHE", "XSHG", "XSIF", "XSWX", "XTAI", "XTSE",
+    "XWAR",
+})  # fmt: skip
+
+
+SUPPORTED = HOLIDAYS_FINANCIAL | {
+    alias for alias, code in ALIASES.items() if code in HOLIDAYS_FINANCIAL
+}
+
+
 def supported_exchanges() -> frozenset[str]:
     """Every exchange code with a calendar: `holidays`' financial markets plus our aliases."""
-    # The codes of holidays.list_supported_financial(), read from the registry: that function
-    # imports every market's module for its subdivisions (~130 ms), and the config check runs
-    # on every DAG parse. tests/unit/test_parse_path.py checks that the two agree.
-    from holidays.registry import EntityLoader
-
-    codes = frozenset(EntityLoader.get_financial_codes(include_aliases=True))
-    return codes | {alias for alias, code in ALIASES.items() if code in codes}
+    return SUPPORTED
 
 
 def check_exchange(exchange: str) -> str:
