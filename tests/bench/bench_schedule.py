@@ -34,7 +34,7 @@ import common
 from common import Figure
 
 SECTION = "Scheduling"
-TIME_LIMIT = 4 * 60  # seconds for the whole script, stack start and stop included (2 batches)
+TIME_LIMIT = 150  # seconds for the whole script, stack start and stop included (1 batch)
 SCRAPE_TASKS = ("scrape", "transform", "load")
 
 
