@@ -47,6 +47,21 @@ def test_param_schemas_are_checked_once_and_values_are_still_validated_every_tim
             param.resolve(0)
         with pytest.raises(ParamValidationError, match="'x' is not of type"):
             param.resolve("x")
+        # A value that passed is remembered by its type too: True is not the integer 1.
+        with pytest.raises(ParamValidationError, match="True is not of type"):
+            param.resolve(True)
+    day = Param("2026-12-08", type="string", format="date")
+    for _ in range(3):  # Param.resolve's FormatChecker still applies to every new value
+        assert day.resolve() == "2026-12-08"
+        with pytest.raises(ParamValidationError, match="'2026-13-01' is not a 'date'"):
+            day.resolve("2026-13-01")
+    urls = Param([], type="array", items={"type": "string"}, uniqueItems=True)
+    for _ in range(3):  # lists are remembered by their items; a tuple is not an array
+        assert urls.resolve(["/a"]) == ["/a"]
+        with pytest.raises(ParamValidationError, match="has non-unique elements"):
+            urls.resolve(["/a", "/a"])
+        with pytest.raises(ParamValidationError, match="is not of type 'array'"):
+            urls.resolve(("/a",))
 
 
 def test_a_broken_param_schema_is_refused_every_time_not_remembered():
