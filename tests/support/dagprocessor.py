@@ -5,8 +5,9 @@ process runs ``airflow.dag_processing.processor._parse_file`` (the stability che
 ``BundleDagBag`` of the file, ``DagSerialization.to_dict`` of every DAG) and sends the result
 back as one msgpack frame; the manager kills it after ``[dag_processor]
 dag_file_processor_timeout``. ``python -m support.dagprocessor FOLDER --timeout S`` does the
-same: it imports what the manager has, freezes the GC as the manager does before forking, forks
-a process per file (sorted, one at a time so the times are the file's own) that runs
+same: it imports what the manager has, pre-imports the `airflow.*` modules each file imports
+and freezes the GC as the manager does before forking, forks a process per file (sorted, one at
+a time so the times are the file's own) that runs
 ``_parse_file`` and encodes the frame, and kills it after ``S`` seconds. It prints one JSON
 line per file: wall and CPU seconds, the DAG ids, the import errors, the frame's size, and
 ``timed_out``. Airflow's environment (AIRFLOW_HOME, the plugins folder, OFFPEAK_CONFIG_DIR) is
@@ -60,11 +61,17 @@ def parse_folder(folder: Path, timeout: float) -> list[dict]:
     """Each file of ``folder`` parsed in a forked process, as above; one answer per file."""
     import gc
 
-    import airflow.dag_processing.processor  # noqa: F401 (what the manager has imported)
+    import structlog
+    from airflow.dag_processing.processor import _pre_import_airflow_modules
 
     gc.freeze()
+    log = structlog.get_logger(logger_name="processor")
     answers = []
     for file in dag_files(folder):
+        # What the manager does before it forks a file's parse: import the `airflow.*` modules
+        # the file imports ([dag_processor] parsing_pre_import_modules, on by default).
+        _pre_import_airflow_modules(str(file), log)
+        gc.freeze()
         read, write = os.pipe()
         pid = os.fork()
         if pid == 0:  # the parse process

@@ -46,6 +46,24 @@ def test_there_is_one_dag_file_per_shard_and_each_builds_its_own_shard(folder, b
         assert file.name == f"shard_{shard}.py"
 
 
+@pytest.mark.parametrize("folder", ["scrape", "rollups"])
+def test_each_dag_file_names_the_airflow_modules_its_dags_are_built_with(folder):
+    """The dag-processor's manager imports the `airflow.*` modules a DAG file imports before it
+    forks the file's parse, so the parse inherits them: every provider module the factory
+    imports must be named in each file, as Airflow's own scan of the file finds them."""
+    from airflow.utils.file import iter_airflow_imports
+
+    factory = ast.parse((REPO / "plugins" / "offpeak" / "factory.py").read_text("utf-8"))
+    used = {
+        node.module
+        for node in ast.walk(factory)
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("airflow.providers")
+    }
+    assert "airflow.providers.standard.operators.python" in used  # PythonOperator
+    for file in sorted((REPO / "dags" / folder).glob("*.py")):
+        assert used <= set(iter_airflow_imports(str(file))), file.name
+
+
 def test_the_shard_of_a_site_is_the_same_in_every_process_and_release():
     # CRC-32 of the name: these values are part of where deployed DAGs live.
     assert {s: scrape_shard(s) for s in ("equities", "fx_rates", "funds")} == {
