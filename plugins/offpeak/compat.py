@@ -178,13 +178,16 @@ def check_param_schemas_once() -> bool:
             cls.check_schema(schema)
             checked.add(key)
         # A value that passed this schema passes it again: validation, with jsonschema's own
-        # FormatChecker (Param.resolve's) or none, is a function of the two alone.
+        # FormatChecker of every format (Param.resolve's) or none, is a function of the two.
         seen = None
         checker = kwargs.get("format_checker")
         if (
             not args
             and set(kwargs) <= {"format_checker"}
-            and (checker is None or type(checker) is FormatChecker)
+            and (
+                checker is None
+                or (type(checker) is FormatChecker and checker.checkers == FormatChecker.checkers)
+            )
         ):
             value = _plain(instance)
             seen = None if value is None else (key, checker is not None, value)

@@ -177,7 +177,7 @@ def sensor(task) -> Src:
 
 
 VERDICT = Src(
-    "PythonOperator(task_id='check_inputs', python_callable=check_inputs, retries=0)"
+    "PythonOperator(task_id='check_inputs', python_callable=check_inputs)"
     ".as_teardown(on_failure_fail_dagrun=True)"
 )
 
@@ -261,7 +261,8 @@ def rollup_args(dag, project, schedule, start_tz, tags, macros) -> Src:
         start_date=call("pendulum.datetime", 2026, 1, 1, tz=start_tz), catchup=False,
         max_active_runs=4, fail_fast=True,
         default_args=mapping({
-            "owner": "data-engineering", "retries": 0,
+            "owner": "data-engineering", "retries": dag.default_args["retries"],
+            "retry_delay": seconds(dag.default_args["retry_delay"]),
             "on_failure_callback": listing(
                 [call("FailureNotifier", http_conn_id=project.alerts.http_conn_id)]
             ),
