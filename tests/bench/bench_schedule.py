@@ -12,7 +12,7 @@ waited for to the end. Batch 1 is `make run` itself: the DAGs are unpaused and t
 makes each one's run for its region's latest due trading day. Batches 2.. are REST triggers of
 the 16 DAGs with the logical date of an earlier trading day (the region's local midnight, as
 the timetable gives it, so the rollups' sensors find their site runs): new partitions each
-time, as in batch 1.
+time, as in batch 1. `make bench` runs batch 1 only (TIME_LIMIT), to stay under 25 minutes.
 
 ``BENCH_SCHEDULE_LOGS=<folder>`` keeps the components' and tasks' logs there.
 """
